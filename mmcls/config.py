@@ -1,0 +1,346 @@
+"""Typed configuration: dataclasses are the schema, YAML files set values, ``key.sub=value`` arguments override.
+
+Precedence (lowest to highest): dataclass defaults < YAML file < command-line overrides. Unknown keys, wrong types
+and invalid values raise :class:`~mmcls.errors.ConfigError` naming the full dotted key. The resolved config dumps to
+YAML and reloads to an equal object, so a run directory's ``config.yaml`` reproduces the run.
+
+Every field carries its documentation in ``metadata["help"]`` (see :func:`option`), which is what docs generation
+and ``--help`` read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from mmcls.errors import ConfigError
+
+T = TypeVar("T")
+
+TruncationMode = Literal["head", "tail", "head_tail"]
+TEXT_FIELDS = ("title", "asr", "ocr")
+
+
+def option(default: Any, help: str) -> Any:
+    """A dataclass field with documentation; mutable defaults are copied per instance."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DataConfig:
+    """Where the data lives and how samples are built (DESIGN.md section 2)."""
+
+    root: str = option("data/synthetic", "Dataset root in the WBDC layout (annotations/, zip_frames/, videos/ ...).")
+    train: str | None = option("annotations/labeled.json", "Labelled annotation file, relative to data.root.")
+    val: str | None = option(None, "Validation annotation file; null = hold out data.val_fraction of data.train.")
+    val_fraction: float = option(0.1, "Fraction of data.train held out for validation when data.val is null.")
+    test: str | None = option("annotations/test.json", "Test annotation file (predictions are written for it).")
+    unlabeled: str | None = option("annotations/unlabeled.json", "Unlabelled annotation file (pretraining).")
+    category_file: str | None = option(
+        None, "Ordered category ids, one per line (e.g. category_ids.txt); null = sorted ids of data.train.")
+    hierarchy_file: str | None = option(
+        None, "Optional two-column file 'lv2_id lv1_id' per line; null = level 1 is a prefix of the id.")
+    lv1_prefix_len: int = option(2, "Length of the category-id prefix that names the level-1 class (WBDC: 2).")
+
+    frame_source: Literal["zip", "mp4", "jpeg", "feats"] = option(
+        "zip", "Frame source: zip (zip_frames/<split>/<id[-3:]>/<id>.zip), mp4 (videos/<split>/<id>.mp4), "
+        "jpeg (jpeg_frames/<split>/<id>/*.jpg) or feats (feats/<split>.zip with <id>.npy).")
+    frame_dir: str | None = option(
+        None, "Folder of the frame source relative to data.root; null = the source's default folder.")
+    max_frames: int = option(8, "Frames per video at most.")
+    frame_size: int = option(224, "Side of the square frames given to the vision tower.")
+    resize_size: int | None = option(
+        None, "Evaluation resize of the shorter side before the centre crop; null = frame_size * 256 / 224.")
+    train_sampling: Literal["random", "segment"] = option(
+        "random", "Training frame sampling: random sorted subset, or one random offset per equal segment.")
+    train_crop_scale: list[float] = option([0.6, 1.0], "Area range of the training random resized crop.")
+    hflip: float = option(0.5, "Training horizontal-flip probability (same flip for every frame of a video).")
+    color_jitter: float = option(0.1, "Training brightness/contrast/saturation jitter strength (0 = off).")
+    decode_timeout: float = option(10.0, "Seconds before a hanging video decode is abandoned (0 = no timeout).")
+    decode_threads: int = option(1, "Threads decord may use per video reader.")
+
+    max_text_len: int = option(256, "Tokens per sample including [CLS]/[SEP].")
+    text_fields: list[Literal["title", "asr", "ocr"]] = option(
+        ["title", "asr", "ocr"], "Text fields in input order, each followed by [SEP].")
+    text_budgets: dict[str, int] = option(
+        {"title": 64, "asr": 96, "ocr": 96},
+        "Token budget per field; a field that needs less passes the rest to the others.")
+    text_truncation: dict[str, TruncationMode] = option(
+        {"title": "head", "asr": "head_tail", "ocr": "head_tail"},
+        "How a field over its budget is cut: head (keep start), tail (keep end), head_tail (keep both ends).")
+    tokenizer: str | None = option(
+        None, "Local tokenizer directory (transformers); null = data.root/tokenizer (see tools/build_tokenizer.py).")
+
+    num_workers: int = option(2, "DataLoader worker processes (0 = load in the main process).")
+    pin_memory: bool = option(True, "Pin batches in page-locked memory for fast host-to-device copies.")
+    persistent_workers: bool = option(True, "Keep workers alive between epochs (when num_workers > 0).")
+    prefetch_factor: int = option(2, "Batches each worker loads ahead (when num_workers > 0).")
+
+    def validate(self, prefix: str) -> None:
+        positive = {"max_frames": self.max_frames, "frame_size": self.frame_size, "max_text_len": self.max_text_len,
+                    "lv1_prefix_len": self.lv1_prefix_len, "prefetch_factor": self.prefetch_factor,
+                    "decode_threads": self.decode_threads}
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{prefix}{name}: must be >= 1, got {value}")
+        if self.resize_size is not None and self.resize_size < self.frame_size:
+            raise ConfigError(f"{prefix}resize_size: must be >= frame_size ({self.frame_size}), got {self.resize_size}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"{prefix}val_fraction: must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.hflip <= 1.0:
+            raise ConfigError(f"{prefix}hflip: must be in [0, 1], got {self.hflip}")
+        if self.num_workers < 0:
+            raise ConfigError(f"{prefix}num_workers: must be >= 0, got {self.num_workers}")
+        if self.decode_timeout < 0:
+            raise ConfigError(f"{prefix}decode_timeout: must be >= 0, got {self.decode_timeout}")
+        lo_hi = self.train_crop_scale
+        if len(lo_hi) != 2 or not 0.0 < lo_hi[0] <= lo_hi[1] <= 1.0:
+            raise ConfigError(f"{prefix}train_crop_scale: must be [min, max] with 0 < min <= max <= 1, got {lo_hi}")
+        if len(set(self.text_fields)) != len(self.text_fields) or not self.text_fields:
+            raise ConfigError(f"{prefix}text_fields: must be a non-empty list without repeats, got {self.text_fields}")
+        for name in ("text_budgets", "text_truncation"):
+            unknown = sorted(set(getattr(self, name)) - set(TEXT_FIELDS))
+            if unknown:
+                raise ConfigError(f"{prefix}{name}.{unknown[0]}: unknown text field (choose from {list(TEXT_FIELDS)})")
+        for key, budget in self.text_budgets.items():
+            if budget < 0:
+                raise ConfigError(f"{prefix}text_budgets.{key}: must be >= 0, got {budget}")
+        if self.max_text_len < len(self.text_fields) + 1:
+            raise ConfigError(f"{prefix}max_text_len: must leave room for [CLS] and one [SEP] per field")
+
+
+@dataclass
+class Config:
+    """A whole run. Later sections (model, train, pretrain, predict) join as the features land."""
+
+    output_dir: str = option("runs/default", "Run directory: config.yaml, metrics.csv, train.log, checkpoints/, best/.")
+    seed: int = option(42, "Random seed for Python, NumPy and torch (per-worker seeds derive from it).")
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data options (see DataConfig)."})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# strict conversion of plain YAML values into the typed schema
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against type ``tp`` and return it converted (dataclasses built, ints widened to float)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key or 'config'}: expected a mapping of {tp.__name__} keys, got {value!r}")
+        return _build_dataclass(tp, value, key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {_coerce(k, args[0], key): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {key}")  # a schema bug, not a user error
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build_dataclass(cls: type[T], values: dict[str, Any], prefix: str) -> T:
+    hints = _field_types(cls)
+    known = {f.name for f in fields(cls)}
+    dotted = f"{prefix}." if prefix else ""
+    for name in values:
+        if name not in known:
+            raise ConfigError(f"{dotted}{name}: unknown config key (known: {', '.join(sorted(known))})")
+    kwargs = {name: _coerce(value, hints[name], f"{dotted}{name}") for name, value in values.items()}
+    obj = cls(**kwargs)
+    _validate(obj, dotted)
+    return obj
+
+
+def _validate(obj: Any, dotted: str) -> None:
+    if hasattr(obj, "validate"):
+        obj.validate(dotted)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _resolve_type(cls: type, path: list[str]) -> Any:
+    """Type of the field at ``path`` (dataclass fields, then dict values)."""
+    tp: Any = cls
+    walked: list[str] = []
+    for part in path:
+        walked.append(part)
+        if is_dataclass(tp):
+            hints = _field_types(tp)
+            if part not in hints:
+                known = ", ".join(sorted(hints))
+                raise ConfigError(f"{'.'.join(walked)}: unknown config key (known here: {known})")
+            tp = hints[part]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            raise ConfigError(f"{'.'.join(walked)}: unknown config key ({'.'.join(walked[:-1])} has no sub-keys)")
+        while typing.get_origin(tp) in (typing.Union, types.UnionType):  # Optional[Dataclass] -> Dataclass
+            inner = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(inner) == 1 and (is_dataclass(inner[0]) or typing.get_origin(inner[0]) is dict):
+                tp = inner[0]
+            else:
+                break
+    return tp
+
+
+def _accepts_str(tp: Any) -> bool:
+    if tp is str:
+        return True
+    return typing.get_origin(tp) in (typing.Union, types.UnionType) and str in typing.get_args(tp)
+
+
+def parse_override(item: str, cls: type = Config) -> tuple[list[str], Any]:
+    """Parse ``key.sub=value``: the value is read as YAML, or kept as text where the key takes a string."""
+    if "=" not in item:
+        raise ConfigError(f"{item}: overrides look like key.sub=value")
+    key, raw = item.split("=", 1)
+    path = key.strip().split(".")
+    if not all(path):
+        raise ConfigError(f"{key}: malformed config key")
+    tp = _resolve_type(cls, path)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if _accepts_str(tp) and not isinstance(value, str) and value is not None:
+        value = raw  # e.g. data.root=2022 stays the string "2022"
+    return path, value
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[path[-1]] = value
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict of a config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def build_config(values: dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = (),
+                 cls: type[T] = Config) -> T:  # type: ignore[assignment]
+    """Defaults <- ``values`` (e.g. parsed YAML) <- ``overrides``; every layer strictly checked."""
+    tree = to_dict(cls())
+    if values:
+        if not isinstance(values, dict):
+            raise ConfigError(f"config: expected a mapping at the top level, got {type(values).__name__}")
+        _build_dataclass(cls, values, "")  # reject unknown keys / bad types before merging
+        tree = _merge(tree, values)
+    for item in overrides:
+        path, value = parse_override(item, cls)
+        _set_path(tree, path, value) if len(path) > 1 else tree.__setitem__(path[0], value)
+    return _build_dataclass(cls, tree, "")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file; a missing file or bad YAML is a one-line :class:`ConfigError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    return values or {}
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                cls: type[T] = Config) -> T:  # type: ignore[assignment]
+    """Load ``path`` (YAML) over the defaults, then apply ``key.sub=value`` overrides."""
+    values = load_yaml(path) if path is not None else {}
+    return build_config(values, overrides, cls)
+
+
+def dump_config(cfg: Any) -> str:
+    """YAML text of a config; :func:`load_config` on it gives back an equal object."""
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    """Write the resolved config atomically."""
+    from mmcls.io import atomic_write_text
+
+    atomic_write_text(path, dump_config(cfg))
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    """Add ``--config`` and the positional ``key.sub=value`` overrides to a parser."""
+    parser.add_argument("--config", required=required, help="YAML config file (see configs/).")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                        help="Config overrides, applied after the YAML file, e.g. data.max_frames=16.")
+
+
+def config_from_args(args: argparse.Namespace, cls: type[T] = Config) -> T:  # type: ignore[assignment]
+    """Build the config from parsed ``--config`` and overrides."""
+    return load_config(args.config, list(args.overrides), cls)

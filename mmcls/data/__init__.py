@@ -1,0 +1,1 @@
+"""Data layer: annotation records, categories, text, frame sources, transforms, datasets, synthetic data."""

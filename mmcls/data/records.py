@@ -1,0 +1,175 @@
+"""Annotation records: load a JSON list or JSONL file and validate every record.
+
+A record is ``{"id": str, "title": str, "asr": str, "ocr": [{"time": int, "text": str}, ...], "category_id": str}``
+(``category_id`` only in labelled files). Missing or null text fields count as empty; everything else that is wrong
+(not an object, no id, a wrong type, a duplicate id, an unknown category) raises a :class:`DataError` that names the
+file, the record and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmcls.errors import DataError
+
+KNOWN_FIELDS = frozenset({"id", "title", "asr", "ocr", "category_id"})
+
+
+@dataclass(slots=True)
+class VideoRecord:
+    """One video's annotation. ``ocr`` holds ``(time, text)`` pairs as given; ``category_id`` is None if unlabelled."""
+
+    id: str
+    title: str = ""
+    asr: str = ""
+    ocr: list[tuple[float, str]] = field(default_factory=list)
+    category_id: str | None = None
+
+
+def split_name(path: str | Path) -> str:
+    """The split a file describes: its name without suffixes (``annotations/labeled.json`` -> ``labeled``)."""
+    name = Path(path).name
+    return name.split(".", 1)[0]
+
+
+def _iter_raw_records(path: Path) -> Iterator[tuple[str, Any]]:
+    """Yield ``(where, raw_record)``: ``record N`` (0-based) for a JSON list, ``line N`` (1-based) for JSONL."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=str(path)) from None
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"malformed JSON: {exc.msg}", path=str(path),
+                            record=f"line {exc.lineno} column {exc.colno}") from None
+        for index, raw in enumerate(data):
+            yield f"record {index}", raw
+        return
+    if stripped.startswith("{") or not stripped:
+        for line_no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=str(path),
+                                record=f"line {line_no}") from None
+            yield f"line {line_no}", raw
+        return
+    raise DataError("expected a JSON list of records or JSON Lines (one object per line)", path=str(path))
+
+
+def _text_field(raw: dict, name: str, path: Path, where: str) -> str:
+    value = raw.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DataError(f"expected a string, got {type(value).__name__}", path=str(path), record=where, field=name)
+    return value
+
+
+def _ocr_field(raw: dict, path: Path, where: str) -> list[tuple[float, str]]:
+    value = raw.get("ocr")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise DataError(f"expected a list of {{time, text}} objects, got {type(value).__name__}", path=str(path),
+                        record=where, field="ocr")
+    lines: list[tuple[float, str]] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise DataError(f"expected an object with time and text, got {type(item).__name__}", path=str(path),
+                            record=where, field=f"ocr[{i}]")
+        time, text = item.get("time", 0), item.get("text", "")
+        if isinstance(time, bool) or not isinstance(time, (int, float)):
+            raise DataError(f"expected a number, got {type(time).__name__}", path=str(path), record=where,
+                            field=f"ocr[{i}].time")
+        if text is None:
+            text = ""
+        if not isinstance(text, str):
+            raise DataError(f"expected a string, got {type(text).__name__}", path=str(path), record=where,
+                            field=f"ocr[{i}].text")
+        lines.append((time, text))
+    return lines
+
+
+def parse_record(raw: Any, path: Path, where: str, labelled: bool | None) -> VideoRecord:
+    """Validate one raw JSON value; ``labelled=True`` requires ``category_id``, ``False`` ignores it."""
+    if not isinstance(raw, dict):
+        raise DataError(f"expected a JSON object, got {type(raw).__name__}", path=str(path), record=where)
+    if "id" not in raw:
+        raise DataError("missing", path=str(path), record=where, field="id")
+    video_id = raw["id"]
+    if not isinstance(video_id, str):
+        hint = " (write ids as strings to keep leading zeros)" if isinstance(video_id, int) else ""
+        raise DataError(f"expected a string, got {type(video_id).__name__}{hint}", path=str(path), record=where,
+                        field="id")
+    if not video_id.strip():
+        raise DataError("empty id", path=str(path), record=where, field="id")
+    category_id = None
+    if labelled is not False:
+        category_id = raw.get("category_id")
+        if category_id is None and labelled:
+            raise DataError("missing in a labelled file", path=str(path), record=where, field="category_id")
+        if category_id is not None and not isinstance(category_id, str):
+            hint = " (write category ids as strings, e.g. \"0103\")" if isinstance(category_id, int) else ""
+            raise DataError(f"expected a string, got {type(category_id).__name__}{hint}", path=str(path),
+                            record=where, field="category_id")
+    return VideoRecord(
+        id=video_id,
+        title=_text_field(raw, "title", path, where),
+        asr=_text_field(raw, "asr", path, where),
+        ocr=_ocr_field(raw, path, where),
+        category_id=category_id,
+    )
+
+
+def load_records(path: str | Path, labelled: bool | None = None,
+                 categories: Collection[str] | None = None) -> list[VideoRecord]:
+    """Load and validate an annotation file (JSON list or JSONL).
+
+    ``labelled``: True requires a ``category_id`` on every record, False drops any, None keeps what is there.
+    ``categories``: when given, a ``category_id`` outside it is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("annotation file not found", path=str(path))
+    records: list[VideoRecord] = []
+    first_seen: dict[str, str] = {}
+    for where, raw in _iter_raw_records(path):
+        record = parse_record(raw, path, where, labelled)
+        if record.id in first_seen:
+            raise DataError(f"duplicate id {record.id!r} (first at {first_seen[record.id]})", path=str(path),
+                            record=where, field="id")
+        first_seen[record.id] = where
+        if categories is not None and record.category_id is not None and record.category_id not in categories:
+            raise DataError(f"unknown category {record.category_id!r} (not in the category list)", path=str(path),
+                            record=where, field="category_id")
+        records.append(record)
+    return records
+
+
+def save_records(records: list[VideoRecord], path: str | Path) -> None:
+    """Write records as a JSON list (or JSONL when the name ends in ``.jsonl``), atomically."""
+    from mmcls.io import atomic_open
+
+    def as_dict(r: VideoRecord) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": r.id, "title": r.title, "asr": r.asr,
+                               "ocr": [{"time": t, "text": s} for t, s in r.ocr]}
+        if r.category_id is not None:
+            out["category_id"] = r.category_id
+        return out
+
+    with atomic_open(path, "w") as handle:
+        if str(path).endswith(".jsonl"):
+            for r in records:
+                handle.write(json.dumps(as_dict(r), ensure_ascii=False) + "\n")
+        else:
+            json.dump([as_dict(r) for r in records], handle, ensure_ascii=False)

@@ -1,0 +1,107 @@
+"""Config: precedence, strictness, dump/reload round trip, CLI error lines."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmcls.config import Config, DataConfig, build_config, dump_config, load_config, save_config
+from mmcls.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_then_yaml_then_overrides(tmp_path):
+    cfg_file = write(tmp_path / "c.yaml", "seed: 7\ndata:\n  max_frames: 16\n  frame_size: 112\n")
+    cfg = load_config(cfg_file, ["data.max_frames=4"])
+    assert cfg.seed == 7  # yaml over default
+    assert cfg.data.max_frames == 4  # override over yaml
+    assert cfg.data.frame_size == 112  # yaml kept where not overridden
+    assert cfg.data.max_text_len == DataConfig().max_text_len  # default kept where not set
+
+
+def test_nested_dict_override_keeps_siblings():
+    cfg = build_config({}, ["data.text_budgets.title=10"])
+    assert cfg.data.text_budgets == {"title": 10, "asr": 96, "ocr": 96}
+
+
+def test_string_keys_keep_text_and_null_works():
+    cfg = build_config({}, ["data.root=2022", "data.val=null", "output_dir=runs/x"])
+    assert cfg.data.root == "2022" and isinstance(cfg.data.root, str)
+    assert cfg.data.val is None and cfg.output_dir == "runs/x"
+
+
+def test_int_widens_to_float_but_not_the_reverse():
+    assert build_config({}, ["data.val_fraction=0"]).data.val_fraction == 0.0
+    with pytest.raises(ConfigError, match=r"^data\.max_frames: expected an integer"):
+        build_config({}, ["data.max_frames=2.5"])
+
+
+@pytest.mark.parametrize(
+    ("values", "overrides", "message"),
+    [
+        ({"data": {"max_frame": 8}}, [], r"^data\.max_frame: unknown config key"),
+        ({"sed": 1}, [], r"^sed: unknown config key"),
+        ({}, ["data.nope=1"], r"^data\.nope: unknown config key"),
+        ({}, ["data.root.x=1"], r"^data\.root\.x: unknown config key"),
+        ({"data": {"max_frames": "many"}}, [], r"^data\.max_frames: expected an integer, got 'many'"),
+        ({"data": {"pin_memory": "yes"}}, [], r"^data\.pin_memory: expected true or false"),
+        ({}, ["data.frame_source=avi"], r"^data\.frame_source: expected one of 'zip', 'mp4', 'jpeg', 'feats'"),
+        ({}, ["data.text_truncation.asr=middle"], r"^data\.text_truncation\.asr: expected one of"),
+        ({}, ["data.text_budgets.summary=3"], r"^data\.text_budgets\.summary: unknown text field"),
+        ({}, ["data.max_frames=0"], r"^data\.max_frames: must be >= 1"),
+        ({"data": 3}, [], r"^data: expected a mapping"),
+        ({}, ["seed"], r"^seed: overrides look like key\.sub=value"),
+    ],
+)
+def test_errors_name_the_key(values, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(values, overrides)
+
+
+def test_dump_and_reload_is_identical(tmp_path):
+    cfg = build_config({"seed": 3}, ["data.text_fields=[ocr, title]", "data.train_crop_scale=[0.5, 0.9]"])
+    save_config(cfg, tmp_path / "config.yaml")
+    again = load_config(tmp_path / "config.yaml")
+    assert again == cfg
+    assert dump_config(again) == dump_config(cfg)
+    assert load_config(None) == Config()
+
+
+def test_missing_and_invalid_yaml_files(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = write(tmp_path / "bad.yaml", "data:\n  max_frames: [1\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml \(line \d+\): invalid YAML"):
+        load_config(bad)
+
+
+def test_every_field_is_documented():
+    import dataclasses
+
+    for cls in (Config, DataConfig):
+        for f in dataclasses.fields(cls):
+            assert f.metadata.get("help"), f"{cls.__name__}.{f.name} has no help text"
+
+
+def test_shipped_configs_load():
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        load_config(path)
+
+
+def test_cli_turns_config_errors_into_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "check_data.py"), str(tmp_path), "data.max_frame=3"],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: data.max_frame: unknown config key"), proc.stderr

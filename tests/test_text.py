@@ -1,0 +1,85 @@
+"""Text assembly: OCR ordering/dedup, budget allocation and truncation properties, token layout."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mmcls.config import build_config
+from mmcls.data.records import VideoRecord
+from mmcls.data.text import TextEncoder, allocate_budgets, ocr_text, truncate, water_fill
+
+lengths_st = st.lists(st.integers(0, 400), min_size=1, max_size=4)
+
+
+def test_ocr_sorted_by_time_and_repeats_dropped():
+    ocr = [(5, "third"), (0, "first"), (2, "second"), (3, "second"), (4, " "), (6, "first")]
+    assert ocr_text(ocr) == "first second third"
+
+
+@given(lengths_st, st.integers(0, 600))
+def test_water_fill_properties(needs, capacity):
+    alloc = water_fill(needs, capacity)
+    assert all(0 <= a <= n for a, n in zip(alloc, needs, strict=True))
+    assert sum(alloc) == min(max(capacity, 0), sum(needs))  # nothing wasted
+    cut = [a for a, n in zip(alloc, needs, strict=True) if a < n]
+    if cut:  # longest cut first: every cut field is within one token of every other kept level
+        assert max(cut) - min(cut) <= 1
+        assert all(a <= max(cut) for a in alloc)
+
+
+@given(st.data())
+def test_allocate_budgets_properties(data):
+    lengths = data.draw(lengths_st)
+    budgets = data.draw(st.lists(st.integers(0, 200), min_size=len(lengths), max_size=len(lengths)))
+    capacity = data.draw(st.integers(0, 600))
+    alloc = allocate_budgets(lengths, budgets, capacity)
+    assert all(0 <= a <= n for a, n in zip(alloc, lengths, strict=True))
+    assert sum(alloc) == min(capacity, sum(lengths))  # unused budget flows to fields that need it
+    if sum(budgets) <= capacity:  # budgets that fit are honoured
+        assert all(a >= min(n, b) for a, n, b in zip(alloc, lengths, budgets, strict=True))
+
+
+@given(st.lists(st.integers(), max_size=50), st.integers(-2, 60), st.sampled_from(["head", "tail", "head_tail"]))
+def test_truncate_properties(tokens, keep, mode):
+    out = truncate(tokens, keep, mode)
+    assert len(out) == max(0, min(keep, len(tokens)))
+    if keep >= len(tokens):
+        assert out == tokens
+    elif keep > 0:
+        if mode == "head":
+            assert out == tokens[:keep]
+        elif mode == "tail":
+            assert out == tokens[-keep:]
+        else:
+            head = (keep + 1) // 2
+            assert out[:head] == tokens[:head]
+            assert out[head:] == tokens[len(tokens) - (keep - head):]
+
+
+def test_encoder_layout_and_budget(tiny_tokenizer):
+    cfg = build_config({}, ["data.max_text_len=16", "data.text_budgets={title: 4, asr: 4, ocr: 4}",
+                            "data.text_truncation={title: head, asr: tail, ocr: head_tail}"]).data
+    enc = TextEncoder(tiny_tokenizer, cfg)
+    record = VideoRecord("1", title="a b c d e f", asr="", ocr=[(1, "hello world")])
+    ids = enc.encode(record)
+    tok = tiny_tokenizer
+    assert len(ids) <= 16
+    assert ids[0] == tok.cls_token_id and ids.count(tok.sep_token_id) == 3 and ids[-1] == tok.sep_token_id
+    title = ids[1:ids.index(tok.sep_token_id)]
+    # asr is empty, so its 4 tokens of budget flow to the title (capacity 16 - 4 = 12; ocr needs 2)
+    full_title = tok("a b c d e f", add_special_tokens=False)["input_ids"]
+    assert title == full_title[:6]
+
+
+def test_very_long_field_keeps_both_ends(tiny_tokenizer):
+    cfg = build_config({}, ["data.max_text_len=32"]).data
+    enc = TextEncoder(tiny_tokenizer, cfg)
+    asr = "今天 " + "hello " * 5000 + "足球"
+    ids = enc.encode(VideoRecord("1", title="", asr=asr))
+    tok = tiny_tokenizer
+    first_sep = ids.index(tok.sep_token_id)
+    asr_ids = ids[first_sep + 1: ids.index(tok.sep_token_id, first_sep + 1)]
+    assert len(ids) == 32
+    assert asr_ids[:2] == tok("今天", add_special_tokens=False)["input_ids"]  # head_tail keeps the start...
+    assert asr_ids[-2:] == tok("足球", add_special_tokens=False)["input_ids"]  # ...and the end
