@@ -26,3 +26,18 @@ def tiny_tokenizer(tmp_path_factory):
     out = tmp_path_factory.mktemp("tokenizer")
     train_wordpiece(CORPUS, vocab_size=300, min_frequency=1).save_pretrained(out)
     return load_tokenizer(out)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """A tiny synthetic WBDC dataset (zip + mp4, with faulty records) and a tokenizer trained on it."""
+    from mmcls.data.synthetic import SyntheticSpec, make_synthetic
+    from mmcls.data.tokenizer import train_wordpiece
+    from tools.build_tokenizer import corpus
+
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic(root, SyntheticSpec(num_labeled=96, num_unlabeled=16, num_test=32, size=32, min_frames=6,
+                                       max_frames=12, workers=1), progress=False)
+    files = sorted((root / "annotations").glob("*.json"))
+    train_wordpiece(corpus(files), vocab_size=400, min_frequency=1).save_pretrained(root / "tokenizer")
+    return root

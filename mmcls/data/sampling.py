@@ -11,6 +11,7 @@ Every mode returns a sorted list of unique indices in ``[0, n)`` of length ``min
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Literal, get_args
 
 import numpy as np
@@ -38,7 +39,7 @@ def random_indices(num_frames: int, max_frames: int, rng: np.random.Generator) -
 def segment_bounds(num_frames: int, max_frames: int) -> list[tuple[int, int]]:
     """Half-open ``[start, end)`` bounds of ``max_frames`` near-equal segments (each non-empty when ``n >= max``)."""
     edges = [(i * num_frames) // max_frames for i in range(max_frames + 1)]
-    return list(zip(edges[:-1], edges[1:], strict=True))
+    return list(pairwise(edges))
 
 
 def segment_indices(num_frames: int, max_frames: int, rng: np.random.Generator) -> list[int]:

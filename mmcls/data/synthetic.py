@@ -68,6 +68,8 @@ TEXT_CONCEPTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 VIDEO_CONCEPTS: tuple[str, ...] = ("rise", "fall", "grow", "shrink", "stripes", "ring")
 #: Video concepts that are exact time reversals of each other (same frames, opposite order).
 REVERSED_CONCEPT = {"rise": "fall", "fall": "rise", "grow": "shrink", "shrink": "grow"}
+#: Concepts rendered as the time reversal of another: sample i of "fall" is sample i of "rise", played backwards.
+_PLAYED_BACKWARDS = {"fall": "rise", "shrink": "grow"}
 
 FILLER_ZH = ("今天", "我们", "一起", "看看", "这个", "视频", "真的", "非常", "喜欢", "分享", "大家", "时候", "开始",
              "最后", "朋友", "生活", "一下", "感觉", "知道", "觉得", "记得", "关注", "点赞", "哈哈", "好看", "简单",
@@ -454,24 +456,18 @@ def _ring(rng: np.random.Generator, n: int, s: int, yy: np.ndarray, xx: np.ndarr
     return (dist <= outer) & (dist >= outer - width)
 
 
-def _shape_masks(rng: np.random.Generator, concept: str, n: int, s: int) -> np.ndarray:
-    """Boolean object masks ``[n, s, s]`` for a video concept; reversed concepts reverse the same motion."""
-    yy, xx = np.mgrid[0:s, 0:s].astype(np.float32)
-    if concept in ("rise", "fall"):
-        masks = _square_motion(rng, n, s, yy, xx)
-    elif concept in ("grow", "shrink"):
-        masks = _disk_growth(rng, n, s, yy, xx)
-    elif concept == "stripes":
-        masks = _stripes(rng, n, s, yy, xx)
-    elif concept == "ring":
-        masks = _ring(rng, n, s, yy, xx)
-    else:
-        raise ValueError(f"unknown video concept {concept!r}")
-    return masks[::-1] if concept in ("fall", "shrink") else masks
+_SHAPES = {"rise": _square_motion, "grow": _disk_growth, "stripes": _stripes, "ring": _ring}
 
 
 def render_frames(spec: SyntheticSpec, plan: SamplePlan) -> np.ndarray:
-    """The frames of one sample, uint8 ``[num_frames, size, size, 3]`` (RGB), from the sample's own stream."""
+    """The frames of one sample, uint8 ``[num_frames, size, size, 3]`` (RGB), from the sample's own stream.
+
+    ``fall`` and ``shrink`` samples are the ``rise`` and ``grow`` samples of the same stream played backwards, so
+    the two concepts of a pair have exactly the same distribution of frame sets and differ only in frame order.
+    """
+    concept = _PLAYED_BACKWARDS.get(plan.video_concept, plan.video_concept)
+    if concept not in _SHAPES:
+        raise ValueError(f"unknown video concept {plan.video_concept!r}")
     rng = _rng(spec.seed, SPLIT_CODE[plan.split], _VIDEO, plan.index)
     n, s = plan.num_frames, spec.size
     dark_bg = bool(rng.random() < 0.5)
@@ -480,13 +476,14 @@ def render_frames(spec: SyntheticSpec, plan: SamplePlan) -> np.ndarray:
     angle = rng.uniform(0, 2 * np.pi)
     gradient = rng.uniform(0, 20) * ((np.cos(angle) * xx + np.sin(angle) * yy) / s - 0.5)
     frames = np.broadcast_to(background + gradient[..., None], (n, s, s, 3)).copy()
-    frames[_shape_masks(rng, plan.video_concept, n, s)] = colour
+    frames[_SHAPES[concept](rng, n, s, yy, xx)] = colour
     if rng.random() < 0.5:  # a static distractor dot
         dy, dx = rng.uniform(0, s, size=2)
         dot = (yy - dy) ** 2 + (xx - dx) ** 2 <= (s * rng.uniform(0.02, 0.04)) ** 2
         frames[:, dot] = rng.uniform(0, 255, size=3).astype(np.float32)
     frames += np.float32(rng.uniform(1.5, 6.0)) * rng.standard_normal(size=frames.shape, dtype=np.float32)
-    return np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+    frames = np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(frames[::-1]) if concept != plan.video_concept else frames
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -715,7 +712,8 @@ def make_synthetic(out_dir: str | Path, spec: SyntheticSpec | None = None, progr
     table = class_table(spec)
     atomic_write_text(root / FAULTS_FILE, json.dumps(faults, indent=1) + "\n")
     atomic_write_text(root / "README.txt", _readme(spec, table, faults))
-    atomic_write_text(root / SPEC_FILE, json.dumps(asdict(spec), indent=1) + "\n")
+    content_spec = {k: v for k, v in asdict(spec).items() if k != "workers"}  # workers do not change the output
+    atomic_write_text(root / SPEC_FILE, json.dumps(content_spec, indent=1) + "\n")
     labeled_counts: dict[str, int] = {c.category_id: 0 for c in table}
     for plan in plans["labeled"]:
         labeled_counts[plan.category_id] += 1
@@ -748,5 +746,5 @@ def load_oracle(root: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
 
 
 def load_spec(root: str | Path) -> SyntheticSpec:
-    """The spec a dataset was generated with (``synthetic_spec.json``)."""
+    """The spec a dataset was generated with (``synthetic_spec.json``; ``workers`` is not stored)."""
     return SyntheticSpec.from_dict(json.loads((Path(root) / SPEC_FILE).read_text(encoding="utf-8")))

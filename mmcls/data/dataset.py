@@ -1,0 +1,239 @@
+"""Dataset, collate and DataLoader: records -> batches of token ids, uint8 frames, masks and labels.
+
+A sample whose video cannot be read keeps its text and gets an empty video (all-zero frame mask); the failure
+reason travels with the batch (``video_errors``) so the training loop can count failures per epoch, whichever
+worker process hit them. Nothing here ever substitutes another sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from mmcls.config import DataConfig
+from mmcls.data.categories import CategorySpace, read_hierarchy
+from mmcls.data.frames import FrameLoader
+from mmcls.data.records import VideoRecord, load_records, split_name
+from mmcls.data.splits import holdout_split
+from mmcls.data.text import TextEncoder
+from mmcls.data.tokenizer import load_tokenizer
+from mmcls.data.transforms import build_video_transform
+from mmcls.errors import ConfigError
+
+IGNORE_INDEX = -100
+
+
+def data_path(cfg: DataConfig, relative: str) -> Path:
+    """A path from the config, relative to ``data.root`` unless absolute."""
+    path = Path(relative)
+    return path if path.is_absolute() else Path(cfg.root) / path
+
+
+def tokenizer_dir(cfg: DataConfig, text_pretrained: str | None = None) -> Path:
+    """``data.tokenizer``, else the text tower's directory, else ``data.root/tokenizer``."""
+    if cfg.tokenizer:
+        return Path(cfg.tokenizer)
+    if text_pretrained:
+        return Path(text_pretrained)
+    return Path(cfg.root) / "tokenizer"
+
+
+def build_tokenizer(cfg: DataConfig, text_pretrained: str | None = None) -> Any:
+    """Load the tokenizer the config points at (always from a local directory)."""
+    return load_tokenizer(tokenizer_dir(cfg, text_pretrained))
+
+
+def build_categories(cfg: DataConfig, labelled: Sequence[VideoRecord]) -> CategorySpace:
+    """Category space from ``data.category_file`` (or the labels), level 1 by hierarchy file or prefix."""
+    category_file = data_path(cfg, cfg.category_file) if cfg.category_file else None
+    hierarchy = read_hierarchy(data_path(cfg, cfg.hierarchy_file)) if cfg.hierarchy_file else None
+    labels = [r.category_id for r in labelled if r.category_id is not None]
+    return CategorySpace.from_labels(labels, cfg.lv1_prefix_len, hierarchy, category_file)
+
+
+@dataclass
+class Split:
+    """Records of one annotation file plus the frame-folder split name they live under."""
+
+    name: str
+    records: list[VideoRecord]
+
+
+def load_labelled_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, CategorySpace]:
+    """Train and validation splits (``data.val`` file, or a stratified ``data.val_fraction`` hold-out)."""
+    if not cfg.train:
+        raise ConfigError("data.train: no labelled annotation file set")
+    category_file = data_path(cfg, cfg.category_file) if cfg.category_file else None
+    known = None
+    if category_file is not None:
+        from mmcls.data.categories import read_category_file
+
+        known = set(read_category_file(category_file))
+    train_path = data_path(cfg, cfg.train)
+    train_records = load_records(train_path, labelled=True, categories=known)
+    if cfg.val:
+        val_path = data_path(cfg, cfg.val)
+        val = Split(split_name(val_path), load_records(val_path, labelled=True, categories=known))
+        train = Split(split_name(train_path), train_records)
+    else:
+        kept, held = holdout_split(train_records, cfg.val_fraction, seed)
+        train, val = Split(split_name(train_path), kept), Split(split_name(train_path), held)
+    categories = build_categories(cfg, train.records + val.records)
+    return train, val, categories
+
+
+def load_split(cfg: DataConfig, which: str) -> Split:
+    """An unlabelled-use split by config name: ``test`` or ``unlabeled`` (labels, if any, are kept)."""
+    relative = getattr(cfg, which)
+    if not relative:
+        raise ConfigError(f"data.{which}: no annotation file set")
+    path = data_path(cfg, relative)
+    return Split(split_name(path), load_records(path))
+
+
+class VideoTextDataset(Dataset):
+    """Samples of one split: text token ids, frames (uint8 ``[T,3,H,W]``) or features, labels, failure reason."""
+
+    def __init__(self, records: Sequence[VideoRecord], text_encoder: TextEncoder | None,
+                 frame_loader: FrameLoader | None, transform: Callable | None,
+                 categories: CategorySpace | None, train: bool, sampling: str = "random",
+                 sampling_offset: int = 0) -> None:
+        self.records = list(records)
+        self.text_encoder = text_encoder
+        self.frame_loader = frame_loader
+        self.transform = transform
+        self.categories = categories
+        self.train = train
+        self.sampling = sampling if train else "uniform"
+        self.sampling_offset = sampling_offset
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _labels(self, record: VideoRecord) -> tuple[int, int]:
+        if self.categories is None or record.category_id is None or record.category_id not in self.categories:
+            return IGNORE_INDEX, IGNORE_INDEX
+        return self.categories.lv2_index(record.category_id), self.categories.lv1_index(record.category_id)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        # One seed per sample from torch's RNG: DataLoader seeds it per worker and per epoch, so augmentations
+        # differ between epochs yet replay exactly from the run seed (also with 0 workers).
+        seed = int(torch.randint(0, 2**62, ()).item()) if self.train else index
+        rng = np.random.default_rng(seed)
+        frames, error = None, None
+        if self.frame_loader is not None:
+            frames, error = self.frame_loader.load(record.id, self.sampling, rng, offset=self.sampling_offset)
+            if frames is not None and self.transform is not None:
+                frames = self.transform(frames, rng)
+        input_ids = self.text_encoder.encode(record) if self.text_encoder is not None else []
+        label, label_lv1 = self._labels(record)
+        return {"id": record.id, "input_ids": input_ids, "frames": frames, "video_error": error,
+                "label": label, "label_lv1": label_lv1}
+
+
+class Collator:
+    """Pads a list of samples into a batch with fixed ``max_frames`` (static shapes help kernels and compile).
+
+    Output: ``ids`` list[str]; ``input_ids`` / ``attention_mask`` long ``[B, L]`` (L = longest in the batch);
+    ``frames`` uint8 ``[B, T, 3, H, W]`` (or float16 ``[B, T, D]`` for features) zero-padded; ``frame_mask`` bool
+    ``[B, T]``; ``labels`` / ``labels_lv1`` long ``[B]`` (-100 when unlabelled); ``video_errors`` list[str | None].
+    """
+
+    def __init__(self, pad_id: int, max_frames: int, frame_shape: tuple[int, ...] | None,
+                 frame_dtype: torch.dtype = torch.uint8) -> None:
+        self.pad_id = pad_id
+        self.max_frames = max_frames
+        self.frame_shape = frame_shape
+        self.frame_dtype = frame_dtype
+
+    def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        batch_size = len(samples)
+        length = max(1, max(len(s["input_ids"]) for s in samples))
+        input_ids = torch.full((batch_size, length), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
+        for i, sample in enumerate(samples):
+            n = len(sample["input_ids"])
+            input_ids[i, :n] = torch.as_tensor(sample["input_ids"], dtype=torch.long)
+            attention_mask[i, :n] = 1
+        batch: dict[str, Any] = {
+            "ids": [s["id"] for s in samples],
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": torch.tensor([s["label"] for s in samples], dtype=torch.long),
+            "labels_lv1": torch.tensor([s["label_lv1"] for s in samples], dtype=torch.long),
+            "video_errors": [s["video_error"] for s in samples],
+        }
+        shape = self.frame_shape or next((tuple(s["frames"].shape[1:]) for s in samples if s["frames"] is not None),
+                                         None)
+        if shape is None:  # no frame source at all (text-only)
+            return batch
+        frames = torch.zeros((batch_size, self.max_frames, *shape), dtype=self.frame_dtype)
+        frame_mask = torch.zeros((batch_size, self.max_frames), dtype=torch.bool)
+        for i, sample in enumerate(samples):
+            video = sample["frames"]
+            if video is None:
+                continue
+            t = min(len(video), self.max_frames)
+            frames[i, :t] = video[:t]
+            frame_mask[i, :t] = True
+        batch["frames"], batch["frame_mask"] = frames, frame_mask
+        return batch
+
+
+def frame_shape(cfg: DataConfig, loader: FrameLoader | None) -> tuple[tuple[int, ...] | None, torch.dtype]:
+    """Per-frame shape and dtype of a batch: ``(3, S, S)`` uint8 for pixels, ``(D,)`` float16 for features."""
+    if loader is None:
+        return None, torch.uint8
+    if cfg.frame_source == "feats":
+        return None, torch.float16  # feature dim is read from the data itself
+    return (3, cfg.frame_size, cfg.frame_size), torch.uint8
+
+
+def build_dataset(cfg: DataConfig, split: Split, tokenizer: Any, categories: CategorySpace | None, train: bool,
+                  with_frames: bool = True, with_text: bool = True, sampling_offset: int = 0) -> VideoTextDataset:
+    """A dataset over ``split`` with the config's text encoder, frame source and transforms."""
+    loader = FrameLoader.from_config(cfg, split.name) if with_frames else None
+    transform = build_video_transform(cfg, train) if with_frames and cfg.frame_source != "feats" else None
+    encoder = TextEncoder(tokenizer, cfg) if with_text else None
+    return VideoTextDataset(split.records, encoder, loader, transform, categories, train,
+                            sampling=cfg.train_sampling, sampling_offset=sampling_offset)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed NumPy and Python's RNG in each worker from torch's per-worker seed."""
+    import random
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_dataloader(dataset: VideoTextDataset, cfg: DataConfig, batch_size: int, shuffle: bool = False,
+                     sampler: Sampler | None = None, drop_last: bool = False, pad_id: int | None = None,
+                     generator: torch.Generator | None = None) -> DataLoader:
+    """DataLoader with the config's workers, pinned memory, persistent workers and prefetching."""
+    if pad_id is None:
+        pad_id = dataset.text_encoder.pad_id if dataset.text_encoder is not None else 0
+    shape, dtype = frame_shape(cfg, dataset.frame_loader)
+    workers = cfg.num_workers
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle if sampler is None else False,
+        sampler=sampler,
+        drop_last=drop_last,
+        num_workers=workers,
+        collate_fn=Collator(pad_id, cfg.max_frames, shape, dtype),
+        pin_memory=cfg.pin_memory and torch.cuda.is_available(),
+        persistent_workers=cfg.persistent_workers and workers > 0,
+        prefetch_factor=cfg.prefetch_factor if workers > 0 else None,
+        worker_init_fn=_seed_worker if workers > 0 else None,
+        generator=generator,
+    )

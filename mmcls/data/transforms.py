@@ -1,0 +1,221 @@
+"""Video transforms on uint8 ``[T, 3, H, W]`` tensors, and normalisation on the device.
+
+A transform draws ONE set of random parameters per video and applies it to every frame (the torchvision v2
+functional ops treat the leading ``T`` dimension as a batch), so the frames of a video stay consistent. Randomness
+comes from the ``rng`` passed per call (a ``torch.Generator`` or a ``numpy.random.Generator``), which makes a sample
+reproducible; ``None`` uses torch's global generator (seeded per DataLoader worker).
+
+Frames stay uint8 on the host; :func:`normalize_frames` turns them into floats on the device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import functional as F
+
+from mmcls.config import DataConfig
+
+Rng = torch.Generator | np.random.Generator | None
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "clip": (CLIP_MEAN, CLIP_STD),
+    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# sizes
+
+
+def default_resize_size(frame_size: int) -> int:
+    """The standard 256/224 ratio: the shorter side before a ``frame_size`` centre crop."""
+    return round(frame_size * 256 / 224)
+
+
+def resolve_resize_size(cfg: DataConfig) -> int:
+    """``cfg.resize_size``, or the 256/224 default for ``cfg.frame_size``."""
+    return cfg.resize_size if cfg.resize_size is not None else default_resize_size(cfg.frame_size)
+
+
+def shorter_side_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """``(height, width)`` scaled so that the shorter side is ``size``, keeping the aspect ratio."""
+    if height <= width:
+        return size, max(1, round(width * size / height))
+    return max(1, round(height * size / width)), size
+
+
+def resize_shorter_side(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear (antialiased) resize of ``[..., H, W]`` so the shorter side is ``size``; no-op when it already is."""
+    height, width = frames.shape[-2:]
+    target = shorter_side_size(height, width, size)
+    if target == (height, width):
+        return frames
+    return F.resize(frames, list(target), antialias=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# randomness
+
+
+def uniform(rng: Rng, low: float = 0.0, high: float = 1.0) -> float:
+    """One float in ``[low, high)`` from a torch or numpy generator (torch's global one when ``None``)."""
+    u = float(rng.random()) if isinstance(rng, np.random.Generator) else float(torch.rand((), generator=rng))
+    return low + (high - low) * u
+
+
+def randint(rng: Rng, high: int) -> int:
+    """One integer in ``[0, high)``."""
+    return min(high - 1, int(uniform(rng) * high))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# transforms
+
+
+class VideoTransform(Protocol):
+    """``uint8 [T, 3, H, W] -> uint8 [T, 3, S, S]`` with one set of random parameters per call."""
+
+    def __call__(self, frames: torch.Tensor, rng: Rng = None) -> torch.Tensor: ...
+
+
+def _empty_like(frames: torch.Tensor, size: int) -> torch.Tensor:
+    return frames.new_empty((0, *frames.shape[1:-2], size, size))
+
+
+@dataclass(frozen=True)
+class CropParams:
+    """One video's training augmentation: crop box, flip and colour factors (applied in ``jitter_order``)."""
+
+    top: int
+    left: int
+    height: int
+    width: int
+    flip: bool
+    brightness: float = 1.0
+    contrast: float = 1.0
+    saturation: float = 1.0
+    jitter_order: tuple[int, ...] = (0, 1, 2)
+
+
+def random_resized_crop_box(height: int, width: int, scale: Sequence[float], ratio: Sequence[float],
+                            rng: Rng) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of a crop covering ``scale`` of the area with aspect ``ratio`` (torchvision's rule)."""
+    area = height * width
+    log_lo, log_hi = math.log(ratio[0]), math.log(ratio[1])
+    for _ in range(10):
+        target_area = area * uniform(rng, scale[0], scale[1])
+        aspect = math.exp(uniform(rng, log_lo, log_hi))
+        w = round(math.sqrt(target_area * aspect))
+        h = round(math.sqrt(target_area / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            return randint(rng, height - h + 1), randint(rng, width - w + 1), h, w
+    in_ratio = width / height  # fallback: the largest centred crop with an allowed aspect ratio
+    if in_ratio < ratio[0]:
+        w, h = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        h, w = height, round(height * ratio[1])
+    else:
+        h, w = height, width
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+@dataclass
+class TrainVideoTransform:
+    """Random resized crop to ``frame_size``, horizontal flip, light colour jitter; same parameters for all frames."""
+
+    frame_size: int
+    scale: tuple[float, float] = (0.6, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+    color_jitter: float = 0.0
+
+    def sample_params(self, height: int, width: int, rng: Rng = None) -> CropParams:
+        """Draw one video's parameters (a fixed number of draws after the crop, so streams stay aligned)."""
+        top, left, h, w = random_resized_crop_box(height, width, self.scale, self.ratio, rng)
+        flip = uniform(rng) < self.hflip
+        lo, hi = max(0.0, 1.0 - self.color_jitter), 1.0 + self.color_jitter
+        factors = [uniform(rng, lo, hi) for _ in range(3)]
+        order = tuple(int(i) for i in np.argsort([uniform(rng) for _ in range(3)]))
+        return CropParams(top, left, h, w, flip, *factors, jitter_order=order)
+
+    def apply(self, frames: torch.Tensor, params: CropParams) -> torch.Tensor:
+        """Apply ``params`` to every frame of ``frames`` (``[T, 3, H, W]`` uint8)."""
+        size = [self.frame_size, self.frame_size]
+        out = F.resized_crop(frames, params.top, params.left, params.height, params.width, size, antialias=True)
+        if params.flip:
+            out = F.horizontal_flip(out)
+        if self.color_jitter > 0:
+            ops = ((F.adjust_brightness, params.brightness), (F.adjust_contrast, params.contrast),
+                   (F.adjust_saturation, params.saturation))
+            for i in params.jitter_order:
+                op, factor = ops[i]
+                out = op(out, factor)
+        return out.contiguous()
+
+    def __call__(self, frames: torch.Tensor, rng: Rng = None) -> torch.Tensor:
+        if frames.shape[0] == 0:
+            return _empty_like(frames, self.frame_size)
+        height, width = frames.shape[-2:]
+        return self.apply(frames, self.sample_params(height, width, rng))
+
+
+@dataclass
+class EvalVideoTransform:
+    """Resize the shorter side to ``resize_size``, then centre-crop ``frame_size`` (deterministic)."""
+
+    frame_size: int
+    resize_size: int
+
+    def __call__(self, frames: torch.Tensor, rng: Rng = None) -> torch.Tensor:
+        if frames.shape[0] == 0:
+            return _empty_like(frames, self.frame_size)
+        frames = resize_shorter_side(frames, self.resize_size)
+        return F.center_crop(frames, [self.frame_size, self.frame_size]).contiguous()
+
+
+class IdentityTransform:
+    """Pass-through (frame features need no image transform)."""
+
+    def __call__(self, frames: torch.Tensor, rng: Rng = None) -> torch.Tensor:
+        return frames
+
+
+def build_video_transform(cfg: DataConfig, train: bool) -> VideoTransform:
+    """The training or evaluation transform of ``cfg`` (identity for ``frame_source: feats``)."""
+    if cfg.frame_source == "feats":
+        return IdentityTransform()
+    if train:
+        lo, hi = cfg.train_crop_scale
+        return TrainVideoTransform(cfg.frame_size, scale=(lo, hi), hflip=cfg.hflip, color_jitter=cfg.color_jitter)
+    return EvalVideoTransform(cfg.frame_size, resolve_resize_size(cfg))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# normalisation (on the device)
+
+
+def normalize_frames(frames: torch.Tensor, mean: Sequence[float], std: Sequence[float],
+                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 ``[..., 3, H, W]`` -> ``(x / 255 - mean) / std`` as ``dtype``, on ``frames``' device.
+
+    Computed in float32 (one fused multiply-add) and cast once, so half-precision outputs are rounded only once.
+    """
+    if frames.dtype != torch.uint8:
+        raise TypeError(f"normalize_frames expects uint8 frames, got {frames.dtype}")
+    if frames.ndim < 3 or frames.shape[-3] != 3:
+        raise ValueError(f"normalize_frames expects [..., 3, H, W], got {tuple(frames.shape)}")
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=frames.device).view(3, 1, 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=frames.device).view(3, 1, 1)
+    scale = 1.0 / (255.0 * std_t)
+    shift = -mean_t / std_t
+    return torch.addcmul(shift, frames.to(torch.float32), scale).to(dtype)

@@ -1,0 +1,539 @@
+"""Frame sources on REAL files (zip of JPEGs, mp4 via PyAV, JPEG folders, feats zip) and every kind of broken video.
+
+Frame ``i`` of every generated video has mean brightness ``level(i)``, so decoded frame order can be checked.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import multiprocessing
+import pickle
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmcls.config import DataConfig
+from mmcls.data.frames import (
+    FRAME_SOURCES,
+    FeatsFrameSource,
+    FrameLoader,
+    JpegDirFrameSource,
+    Mp4FrameSource,
+    VideoError,
+    ZipFrameSource,
+    build_frame_source,
+    call_with_timeout,
+    decode_jpeg_frame,
+    jpeg_size,
+)
+from mmcls.data.sampling import sample_frame_indices
+
+SPLIT = "labeled"
+# mmcls silences torchvision 0.29's per-call deprecation of decode_jpeg at import; pytest resets filters per test
+pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding capabilities:DeprecationWarning")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# real test media
+
+
+def level(i: int) -> int:
+    """Brightness that encodes frame index ``i``."""
+    return 20 + 6 * i
+
+
+def frame_array(i: int, height: int, width: int, noise: bool = False) -> np.ndarray:
+    """An RGB frame of brightness ``level(i)``; ``noise`` adds texture (mean-preserving) so codecs do real work."""
+    frame = np.full((height, width, 3), level(i), dtype=np.int16)
+    if noise:
+        frame += np.random.default_rng(i).integers(-8, 9, frame.shape, dtype=np.int16)
+    return frame.clip(0, 255).astype(np.uint8)
+
+
+def jpeg_bytes(array: np.ndarray, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, "JPEG", quality=95, **kwargs)
+    return buf.getvalue()
+
+
+def zip_path(root: Path, video_id: str) -> Path:
+    return root / "zip_frames" / SPLIT / video_id[-3:] / f"{video_id}.zip"
+
+
+def write_zip(root: Path, video_id: str, n: int, height: int = 48, width: int = 64,
+              names: list[str] | None = None) -> Path:
+    """A zip of ``n`` JPEG frames; member names are written in shuffled order (the reader must sort them)."""
+    path = zip_path(root, video_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = names or [f"{i:04d}.jpg" for i in range(n)]
+    order = np.random.default_rng(0).permutation(n)
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in order:
+            zf.writestr(names[i], jpeg_bytes(frame_array(int(i), height, width)))
+    return path
+
+
+def write_mp4(path: Path, n: int, height: int = 64, width: int = 64, faststart: bool = False) -> Path:
+    """A real H.264 mp4 written with PyAV."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(path), "w", options=options) as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(n):
+            frame = av.VideoFrame.from_ndarray(frame_array(i, height, width, noise=True), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def mp4_path(root: Path, video_id: str) -> Path:
+    return root / "videos" / SPLIT / f"{video_id}.mp4"
+
+
+def write_jpeg_dir(root: Path, video_id: str, n: int, height: int = 48, width: int = 64) -> Path:
+    folder = root / "jpeg_frames" / SPLIT / video_id
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        (folder / f"{i:04d}.jpg").write_bytes(jpeg_bytes(frame_array(i, height, width)))
+    return folder
+
+
+def feat_rows(n: int, dim: int) -> np.ndarray:
+    """Row ``i`` is filled with ``i`` (exact in float16)."""
+    return np.repeat(np.arange(n, dtype=np.float16)[:, None], dim, axis=1)
+
+
+def write_feats(root: Path, videos: dict[str, np.ndarray]) -> Path:
+    path = root / "feats" / f"{SPLIT}.zip"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for video_id, array in videos.items():
+            buf = io.BytesIO()
+            np.save(buf, array)
+            zf.writestr(f"{video_id}.npy", buf.getvalue())
+    return path
+
+
+def means(frames: torch.Tensor) -> list[float]:
+    return frames.reshape(frames.shape[0], -1).float().mean(1).tolist()
+
+
+def assert_levels(frames: torch.Tensor, indices: list[int], tol: float = 3.0) -> None:
+    """Decoded frames are the frames ``indices``, in that order."""
+    got = means(frames)
+    assert len(got) == len(indices)
+    for value, i in zip(got, indices, strict=True):
+        assert abs(value - level(i)) <= tol, (got, [level(i) for i in indices])
+
+
+def config(root: Path, source: str, **kwargs) -> DataConfig:
+    return DataConfig(root=str(root), frame_source=source, **kwargs)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# JPEG decoding
+
+
+def test_jpeg_size_reads_the_header_and_rejects_other_formats():
+    assert jpeg_size(jpeg_bytes(frame_array(0, 30, 70))) == (70, 30)
+    assert jpeg_size(jpeg_bytes(frame_array(0, 30, 70), progressive=True)) == (70, 30)
+    png = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(png, "PNG")
+    assert jpeg_size(png.getvalue()) is None
+    assert jpeg_size(b"") is None
+    assert jpeg_size(b"\xff\xd8\xff") is None
+
+
+@pytest.mark.parametrize(("height", "width", "short_side", "expected"), [
+    (48, 64, None, (48, 64)),     # native
+    (48, 64, 32, (32, 43)),       # small image: torchvision decode + resize
+    (64, 48, 80, (107, 80)),      # upscale, portrait
+    (240, 320, 56, (56, 75)),     # >= 2x the target: PIL draft (DCT downscale) + resize
+])
+def test_decode_jpeg_frame_resizes_the_shorter_side(height, width, short_side, expected):
+    frame = decode_jpeg_frame(jpeg_bytes(frame_array(5, height, width)), short_side)
+    assert frame.dtype == torch.uint8 and frame.shape == (3, *expected)
+    assert frame.is_contiguous()
+    assert abs(frame.float().mean().item() - level(5)) <= 2
+
+
+def test_both_jpeg_paths_agree():
+    data = jpeg_bytes(np.asarray(Image.radial_gradient("L").convert("RGB").resize((160, 120))))
+    small = decode_jpeg_frame(data, 60)     # 120 >= 2 * 60: PIL draft path
+    large = decode_jpeg_frame(data, 61)     # torchvision path
+    assert small.shape == (3, 60, 80) and large.shape == (3, 61, 81)
+    resized = torch.nn.functional.interpolate(large[None].float(), size=(60, 80), mode="bilinear", antialias=True)
+    assert (resized[0] - small.float()).abs().mean() < 3
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# good videos
+
+
+@pytest.mark.parametrize("mode", ["uniform", "random", "segment"])
+def test_zip_source_reads_sampled_frames_in_sorted_member_order(tmp_path, mode):
+    write_zip(tmp_path, "v123456", n=20)
+    source = ZipFrameSource(tmp_path, SPLIT, max_frames=6, resize_size=None)
+    frames = source.read("v123456", mode, np.random.default_rng(3))
+    assert frames.shape == (6, 3, 48, 64) and frames.dtype == torch.uint8
+    expected = sample_frame_indices(20, 6, mode, np.random.default_rng(3))
+    assert_levels(frames, expected)
+
+
+def test_zip_source_decodes_only_the_sampled_members(tmp_path, monkeypatch):
+    write_zip(tmp_path, "v1", n=30)
+    read = []
+    original = zipfile.ZipFile.read
+    monkeypatch.setattr(zipfile.ZipFile, "read", lambda self, name, pwd=None: read.append(name) or original(self, name))
+    ZipFrameSource(tmp_path, SPLIT, max_frames=4).read("v1", "uniform")
+    assert read == ["0000.jpg", "0007.jpg", "0014.jpg", "0021.jpg"]
+
+
+def test_zip_source_resizes_the_shorter_side_and_keeps_few_frames(tmp_path):
+    write_zip(tmp_path, "abc", n=3, height=40, width=60)
+    frames = ZipFrameSource(tmp_path, SPLIT, max_frames=8, resize_size=32).read("abc")
+    assert frames.shape == (3, 3, 32, 48)
+    assert_levels(frames, [0, 1, 2])
+
+
+def test_zip_source_ignores_non_jpeg_members_and_uses_frame_dir(tmp_path):
+    path = tmp_path / "frames2" / SPLIT / "v42" / "xv42.zip"
+    path.parent.mkdir(parents=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("notes.txt", b"hello")
+        zf.writestr("frames/", b"")
+        for i in (2, 0, 1):
+            zf.writestr(f"frames/{i:03d}.JPG", jpeg_bytes(frame_array(i, 16, 16)))
+    source = build_frame_source(config(tmp_path, "zip", frame_dir="frames2", max_frames=8, frame_size=16), SPLIT)
+    assert_levels(source.read("xv42"), [0, 1, 2])
+
+
+@pytest.mark.parametrize(("height", "width", "resize", "expected"), [(64, 64, 32, (32, 32)), (48, 64, 36, (36, 48))])
+def test_mp4_source_decodes_in_order_and_resizes(tmp_path, height, width, resize, expected):
+    write_mp4(mp4_path(tmp_path, "m1"), n=24, height=height, width=width)
+    source = Mp4FrameSource(tmp_path, SPLIT, max_frames=8, resize_size=resize)
+    frames = source.read("m1", "uniform")
+    assert frames.shape == (8, 3, *expected) and frames.dtype == torch.uint8 and frames.is_contiguous()
+    assert_levels(frames, list(range(0, 24, 3)))
+    rng_frames = source.read("m1", "segment", np.random.default_rng(1))
+    assert_levels(rng_frames, sample_frame_indices(24, 8, "segment", np.random.default_rng(1)))
+
+
+def test_mp4_source_short_video_gives_all_frames(tmp_path):
+    write_mp4(mp4_path(tmp_path, "short"), n=5)
+    frames = Mp4FrameSource(tmp_path, SPLIT, max_frames=8).read("short", "random", np.random.default_rng(0))
+    assert_levels(frames, [0, 1, 2, 3, 4])
+
+
+def test_jpeg_dir_source(tmp_path):
+    write_jpeg_dir(tmp_path, "d1", n=10)
+    source = JpegDirFrameSource(tmp_path, SPLIT, max_frames=4, resize_size=24)
+    frames = source.read("d1", "uniform")
+    assert frames.shape == (4, 3, 24, 32)
+    assert_levels(frames, [0, 2, 4, 6])
+
+
+def test_feats_source_samples_rows(tmp_path):
+    write_feats(tmp_path, {"f1": feat_rows(20, 6), "f2": feat_rows(3, 6).astype(np.float32)})
+    source = FeatsFrameSource(tmp_path, SPLIT, max_frames=5)
+    feats = source.read("f1", "uniform")
+    assert feats.dtype == torch.float16 and feats.shape == (5, 6)
+    assert feats[:, 0].tolist() == [0, 4, 8, 12, 16]
+    short = source.read("f2", "random", np.random.default_rng(0))
+    assert short.dtype == torch.float16 and short[:, 0].tolist() == [0, 1, 2]
+
+
+def test_feats_source_reopens_after_pickling(tmp_path):
+    write_feats(tmp_path, {"f1": feat_rows(4, 2)})
+    source = FeatsFrameSource(tmp_path, SPLIT, max_frames=4)
+    source.read("f1")
+    clone = pickle.loads(pickle.dumps(source))
+    assert clone._zip is None
+    assert clone.read("f1")[:, 0].tolist() == [0, 1, 2, 3]
+
+
+def test_builder_maps_every_name_and_passes_the_config(tmp_path):
+    assert set(FRAME_SOURCES) == {"zip", "mp4", "jpeg", "feats"}
+    for name, cls in FRAME_SOURCES.items():
+        source = build_frame_source(config(tmp_path, name, max_frames=5, frame_size=112, decode_threads=2), "test")
+        assert type(source) is cls and source.max_frames == 5 and source.split == "test"
+        assert source.resize_size == 128  # round(112 * 256 / 224)
+    mp4 = build_frame_source(config(tmp_path, "mp4", decode_threads=3, resize_size=300), "x")
+    assert isinstance(mp4, Mp4FrameSource) and mp4.decode_threads == 3 and mp4.resize_size == 300
+    assert ZipFrameSource(tmp_path, "x", 4).path("12345") == tmp_path / "zip_frames" / "x" / "345" / "12345.zip"
+    assert FeatsFrameSource(tmp_path, "x", 4, frame_dir="zip_feats").path("1") == tmp_path / "zip_feats" / "x.zip"
+
+
+def test_builder_warns_when_the_source_folder_is_missing(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="mmcls.data"):
+        build_frame_source(config(tmp_path, "zip"), SPLIT)
+    assert "does not exist" in caplog.text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# broken videos: each raises VideoError from the source and becomes (None, reason) in the loader
+
+
+def _corrupt_zip_cases(root: Path) -> dict[str, str]:
+    """Broken zips by id -> expected failure kind."""
+    cases = {"missing1": "missing"}
+    empty_file = zip_path(root, "zerobyte")
+    empty_file.parent.mkdir(parents=True, exist_ok=True)
+    empty_file.write_bytes(b"")
+    cases["zerobyte"] = "empty"
+    good = write_zip(root, "trunc1", n=6).read_bytes()
+    zip_path(root, "trunc1").write_bytes(good[: len(good) // 2])
+    cases["trunc1"] = "corrupt"
+    with zipfile.ZipFile(write_zip(root, "nomembers", n=0), "w"):
+        pass
+    cases["nomembers"] = "empty"
+    path = zip_path(root, "pngonly")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        png = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(png, "PNG")
+        zf.writestr("0000.png", png.getvalue())
+        zf.writestr("readme.txt", b"x")
+    cases["pngonly"] = "corrupt"
+    path = zip_path(root, "pngnamedjpg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("0000.jpg", png.getvalue())
+    cases["pngnamedjpg"] = "corrupt"
+    path = zip_path(root, "badjpeg")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        data = jpeg_bytes(frame_array(0, 32, 32, noise=True))
+        zf.writestr("0000.jpg", data[: len(data) // 2])
+    cases["badjpeg"] = "decode"
+    return cases
+
+
+def test_broken_zips_raise_video_error_with_their_kind(tmp_path):
+    cases = _corrupt_zip_cases(tmp_path)
+    source = ZipFrameSource(tmp_path, SPLIT, max_frames=4, resize_size=32)
+    for video_id, kind in cases.items():
+        with pytest.raises(VideoError) as info:
+            source.read(video_id)
+        assert info.value.kind == kind, (video_id, info.value)
+        assert info.value.video_id == video_id and video_id in str(info.value)
+
+
+def test_loader_turns_broken_zips_into_counted_logged_failures(tmp_path, caplog):
+    cases = _corrupt_zip_cases(tmp_path)
+    write_zip(tmp_path, "good1", n=4)
+    loader = FrameLoader(ZipFrameSource(tmp_path, SPLIT, max_frames=4, resize_size=32), timeout=5.0)
+    with caplog.at_level(logging.WARNING, logger="mmcls.data"):
+        for video_id, kind in cases.items():
+            frames, error = loader.load(video_id)
+            assert frames is None and error is not None and error.startswith(f"{kind}: ")
+        frames, error = loader.load("good1")
+        assert error is None and frames is not None and frames.shape == (4, 3, 32, 43)
+        loader.load("trunc1")  # counted again, not logged again
+    expected = {kind: sum(k == kind for k in cases.values()) for kind in set(cases.values())}
+    expected["corrupt"] += 1
+    assert dict(loader.failures) == expected
+    assert loader.num_failures == len(cases) + 1
+    records = [r for r in caplog.records if r.name == "mmcls.data"]
+    assert len(records) == len(cases)
+    for video_id in cases:
+        assert sum(video_id in r.getMessage() for r in records) == 1
+
+
+def test_loader_catches_any_exception_from_a_decoder(tmp_path, monkeypatch):
+    write_zip(tmp_path, "v1", n=4)
+    source = ZipFrameSource(tmp_path, SPLIT, max_frames=4)
+
+    def explode(*args, **kwargs):
+        raise OSError("libjpeg exploded")
+
+    monkeypatch.setattr("mmcls.data.frames.decode_jpeg_frame", explode)
+    frames, error = FrameLoader(source).load("v1")
+    assert frames is None and error == "decode: OSError: libjpeg exploded"
+
+
+def _write_broken_mp4s(root: Path) -> dict[str, str]:
+    cases = {"nofile": "missing"}
+    mp4_path(root, "zero").parent.mkdir(parents=True, exist_ok=True)
+    mp4_path(root, "zero").write_bytes(b"")
+    cases["zero"] = "empty"
+    data = write_mp4(mp4_path(root, "cut"), n=30).read_bytes()
+    mp4_path(root, "cut").write_bytes(data[: len(data) // 2])  # moov atom at the end is lost
+    cases["cut"] = "corrupt"
+    mp4_path(root, "junk").write_bytes(np.random.default_rng(0).bytes(4000))
+    cases["junk"] = "corrupt"
+    mp4_path(root, "text").write_bytes(b"this is not a video\n" * 20)
+    cases["text"] = "corrupt"
+    return cases
+
+
+def test_broken_mp4s_become_failures(tmp_path, caplog):
+    cases = _write_broken_mp4s(tmp_path)
+    loader = FrameLoader(Mp4FrameSource(tmp_path, SPLIT, max_frames=4, resize_size=32), timeout=10.0)
+    with caplog.at_level(logging.WARNING, logger="mmcls.data"):
+        for video_id, kind in cases.items():
+            frames, error = loader.load(video_id)
+            assert frames is None and error is not None and error.startswith(f"{kind}: "), (video_id, error)
+    assert sum(loader.failures.values()) == len(cases)
+    assert all(video_id in caplog.text for video_id in cases)
+
+
+def test_mp4_that_over_reports_its_frames_retries_without_the_tail(tmp_path):
+    """A faststart mp4 cut inside its last packet still claims 16 frames; its last ones cannot be decoded."""
+    path = write_mp4(mp4_path(tmp_path, "fs"), n=16, faststart=True)
+    with av.open(str(path)) as container:
+        last = [p.pos for p in container.demux(container.streams.video[0]) if p.size][-1]
+    path.write_bytes(path.read_bytes()[: last + 5])
+    source = Mp4FrameSource(tmp_path, SPLIT, max_frames=16, resize_size=None)
+    frames, error = FrameLoader(source).load("fs")
+    assert error is None and frames is not None
+    assert frames.shape[0] in [16 - m for m in Mp4FrameSource.TAIL_MARGINS]
+    assert_levels(frames, list(range(frames.shape[0])))
+
+
+def test_mp4_decord_errors_at_decode_time_are_video_errors(tmp_path, monkeypatch):
+    import decord
+
+    write_mp4(mp4_path(tmp_path, "ok"), n=12)
+
+    def failing_get_batch(self, indices):
+        raise decord.DECORDError("synthetic decoder failure\nwith a C++ stack")
+
+    monkeypatch.setattr(decord.VideoReader, "get_batch", failing_get_batch)
+    source = Mp4FrameSource(tmp_path, SPLIT, max_frames=4)
+    with pytest.raises(VideoError) as info:
+        source.read("ok")
+    assert info.value.kind == "decode" and "synthetic decoder failure" in info.value.reason
+    assert "C++ stack" not in info.value.reason
+
+
+def test_mp4_failure_away_from_the_end_is_not_retried(tmp_path, monkeypatch):
+    import decord
+
+    write_mp4(mp4_path(tmp_path, "long"), n=40)
+    calls = []
+
+    def failing_get_batch(self, indices):
+        calls.append(list(indices))
+        raise decord.DECORDError("broken frame in the middle")
+
+    monkeypatch.setattr(decord.VideoReader, "get_batch", failing_get_batch)
+    frames, error = FrameLoader(Mp4FrameSource(tmp_path, SPLIT, max_frames=4)).load("long")
+    assert frames is None and error is not None and error.startswith("decode: ")
+    assert calls == [[0, 10, 20, 30]]
+
+
+def test_broken_jpeg_dirs_and_feats(tmp_path):
+    jpeg = JpegDirFrameSource(tmp_path, SPLIT, max_frames=4)
+    (tmp_path / "jpeg_frames" / SPLIT / "emptydir").mkdir(parents=True)
+    for video_id, kind in {"nodir": "missing", "emptydir": "empty"}.items():
+        with pytest.raises(VideoError) as info:
+            jpeg.read(video_id)
+        assert info.value.kind == kind
+    write_feats(tmp_path, {"ok": feat_rows(3, 2), "flat": np.zeros(5, np.float16), "none": np.zeros((0, 4), np.float16)})
+    feats = FeatsFrameSource(tmp_path, SPLIT, max_frames=4)
+    for video_id, kind in {"absent": "missing", "flat": "corrupt", "none": "empty"}.items():
+        with pytest.raises(VideoError) as info:
+            feats.read(video_id)
+        assert info.value.kind == kind
+    nozip = FeatsFrameSource(tmp_path, "other_split", max_frames=4)
+    with pytest.raises(VideoError) as info:
+        nozip.read("ok")
+    assert info.value.kind == "missing"
+
+
+def test_video_error_pickles():
+    err = pickle.loads(pickle.dumps(VideoError("v9", "gone", "missing")))
+    assert (err.video_id, err.reason, err.kind) == ("v9", "gone", "missing")
+    assert str(err) == "video v9: missing: gone"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# hanging decodes
+
+
+def test_hanging_decode_is_cut_off_by_the_timeout(tmp_path, monkeypatch, caplog):
+    write_zip(tmp_path, "hang1", n=4)
+    write_zip(tmp_path, "good2", n=4)
+    source = ZipFrameSource(tmp_path, SPLIT, max_frames=4, resize_size=16)
+    release = threading.Event()
+    original = source._read
+
+    def hanging_read(video_id, *args):
+        if video_id == "hang1":
+            release.wait(30)  # a stuck decoder: C code that releases the GIL but never returns
+        return original(video_id, *args)
+
+    monkeypatch.setattr(source, "_read", hanging_read)
+    loader = FrameLoader(source, timeout=0.5)
+    try:
+        with caplog.at_level(logging.WARNING, logger="mmcls.data"):
+            start = time.monotonic()
+            frames, error = loader.load("hang1")
+            elapsed = time.monotonic() - start
+        assert frames is None and error is not None and error.startswith("timeout: ")
+        assert 0.4 < elapsed < 3.0
+        assert loader.failures["timeout"] == 1
+        assert "hang1" in caplog.text and "abandoned a decode thread" in caplog.text
+        frames, error = loader.load("good2")  # a fresh decode thread serves the next sample
+        assert error is None and frames is not None and frames.shape[0] == 4
+    finally:
+        release.set()
+
+
+def test_call_with_timeout_returns_raises_and_can_be_disabled():
+    caller = threading.get_ident()
+    assert call_with_timeout(lambda: threading.get_ident() != caller, 5.0) is True
+    assert call_with_timeout(lambda: threading.get_ident() == caller, 0) is True  # 0 disables the watchdog
+    with pytest.raises(KeyError):
+        call_with_timeout(lambda: {}["x"], 5.0)
+    first = call_with_timeout(threading.get_ident, 5.0)
+    assert call_with_timeout(threading.get_ident, 5.0) == first  # one long-lived thread, reused
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# inside forked DataLoader workers
+
+
+class _LoaderDataset(torch.utils.data.Dataset):
+    def __init__(self, loader: FrameLoader, ids: list[str]) -> None:
+        self.loader, self.ids = loader, ids
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[str, int, str]:
+        frames, error = self.loader.load(self.ids[index])
+        return self.ids[index], -1 if frames is None else int(frames.shape[0]), error or ""
+
+
+@pytest.mark.parametrize("source_name", ["zip", "mp4", "feats"])
+def test_sources_work_in_forked_workers_after_use_in_the_parent(tmp_path, source_name):
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("needs fork")
+    ids = [f"id{i:03d}" for i in range(6)]
+    for i, video_id in enumerate(ids[:-1]):
+        if source_name == "zip":
+            write_zip(tmp_path, video_id, n=3 + i, height=16, width=16)
+        elif source_name == "mp4":
+            write_mp4(mp4_path(tmp_path, video_id), n=3 + i, height=32, width=32)
+    if source_name == "feats":
+        write_feats(tmp_path, {video_id: feat_rows(3 + i, 4) for i, video_id in enumerate(ids[:-1])})
+    loader = FrameLoader.from_config(config(tmp_path, source_name, max_frames=4, frame_size=16), SPLIT)
+    assert loader.load(ids[0]).error is None  # handles and the decode thread now exist in the parent
+    data = torch.utils.data.DataLoader(_LoaderDataset(loader, ids), batch_size=None, num_workers=2,
+                                       multiprocessing_context="fork")
+    rows = sorted(data)
+    assert [count for _, count, _ in rows] == [3, 4, 4, 4, 4, -1]
+    assert rows[-1][2].startswith("missing: ")
