@@ -263,6 +263,20 @@ def test_feats_source_reopens_after_pickling(tmp_path):
     assert clone.read("f1")[:, 0].tolist() == [0, 1, 2, 3]
 
 
+def test_count_frames_for_every_source(tmp_path):
+    write_zip(tmp_path, "c1", n=7)
+    write_mp4(mp4_path(tmp_path, "c1"), n=9)
+    write_jpeg_dir(tmp_path, "c1", n=5)
+    write_feats(tmp_path, {"c1": feat_rows(11, 3)})
+    expected = {"zip": 7, "mp4": 9, "jpeg": 5, "feats": 11}
+    for name, count in expected.items():
+        source = build_frame_source(config(tmp_path, name, max_frames=4), SPLIT)
+        assert source.count_frames("c1") == count
+        with pytest.raises(VideoError) as info:
+            source.count_frames("absent")
+        assert info.value.kind == "missing"
+
+
 def test_builder_maps_every_name_and_passes_the_config(tmp_path):
     assert set(FRAME_SOURCES) == {"zip", "mp4", "jpeg", "feats"}
     for name, cls in FRAME_SOURCES.items():
@@ -441,7 +455,8 @@ def test_broken_jpeg_dirs_and_feats(tmp_path):
         with pytest.raises(VideoError) as info:
             jpeg.read(video_id)
         assert info.value.kind == kind
-    write_feats(tmp_path, {"ok": feat_rows(3, 2), "flat": np.zeros(5, np.float16), "none": np.zeros((0, 4), np.float16)})
+    empty_rows = np.zeros((0, 4), np.float16)
+    write_feats(tmp_path, {"ok": feat_rows(3, 2), "flat": np.zeros(5, np.float16), "none": empty_rows})
     feats = FeatsFrameSource(tmp_path, SPLIT, max_frames=4)
     for video_id, kind in {"absent": "missing", "flat": "corrupt", "none": "empty"}.items():
         with pytest.raises(VideoError) as info:

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmcls.data.sampling import SAMPLING_MODES, sample_frame_indices, segment_bounds
+from mmcls.config import DataConfig
+from mmcls.data.sampling import SAMPLING_MODES, sample_frame_indices, sampling_mode, segment_bounds
 
 frame_counts = st.integers(min_value=0, max_value=600)
 max_frame_counts = st.integers(min_value=1, max_value=64)
@@ -97,3 +98,9 @@ def test_bad_arguments_are_rejected():
         sample_frame_indices(10, 4, "middle")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="offset"):
         sample_frame_indices(10, 4, "uniform", offset=-1)
+
+
+def test_sampling_mode_follows_the_config():
+    assert sampling_mode(DataConfig(train_sampling="segment"), train=True) == "segment"
+    assert sampling_mode(DataConfig(train_sampling="segment"), train=False) == "uniform"
+    assert sampling_mode(DataConfig(), train=True) == "random"

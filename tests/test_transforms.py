@@ -28,7 +28,8 @@ from mmcls.data.transforms import (
 
 
 def random_video(t: int = 4, height: int = 40, width: int = 56, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (t, 3, height, width), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (t, 3, height, width), dtype=torch.uint8, generator=gen)
 
 
 def column_video(t: int, height: int, width: int) -> torch.Tensor:

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -57,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.overrides = [f"data.root={args.root}", *args.overrides]
     cfg = config_from_args(args).data
+    logging.getLogger("mmcls.data").setLevel(logging.ERROR)  # unreadable videos are listed below instead
     if not Path(cfg.root).is_dir():
         raise DataError("dataset root not found", path=cfg.root)
 
@@ -101,8 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             scan = scan_split(cfg, report.split, args.max_videos)
             print(f"{report.which:10s} {scan.checked:7d} videos checked, {len(scan.failures):5d} unreadable; "
                   f"frames per video {percentile_row(scan.frame_counts)}")
-            for kind, n in sorted(Counter(f.split(":", 1)[0] for f in scan.failures.values()).items()):
-                print(f"{'':10s}   {kind}: {n}")
+            kinds = Counter(reason.split(":", 1)[0] for reason in scan.failures.values())
+            if kinds:
+                print(f"{'':10s} unreadable by kind: " + ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())))
             if scan.checked and len(scan.failures) / scan.checked > args.max_bad_fraction:
                 fatal.append(f"{report.which}: {len(scan.failures)} of {scan.checked} videos unreadable "
                              f"(> {args.max_bad_fraction:.0%}; check data.root / data.frame_source)")

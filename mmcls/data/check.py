@@ -105,7 +105,7 @@ class _ScanDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[str, int | None, str | None]:
         video_id = self.ids[index]
-        frames, error = self.loader.load(video_id, "uniform")
+        error = self.loader.load(video_id, "uniform").error
         if error is not None:
             return video_id, None, error
         try:

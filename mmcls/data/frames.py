@@ -11,10 +11,11 @@ Handles are opened lazily inside the process that reads: one zip / reader per vi
 (never shared across forked DataLoader workers); the big per-split ``feats`` zip is opened once per process and
 reopened after a fork.
 
-Decode speed (2-core CPU, one thread; zip JPEG frames resized to a shorter side of 256) chose the JPEG path:
-``torchvision.io.decode_jpeg`` + torch resize is 1.3-4x faster than PIL for frames up to 2x the target size, PIL's
-``draft`` (libjpeg DCT downscaling) wins when the frame is at least twice the target, so both are used. For mp4,
-decord decoding at the native size + torch resize was as fast as decord's resize-on-decode, without a size probe.
+Decode speed (measured on this project's 2-core CPU, one thread, 8 frames per video) chose the paths:
+``torchvision.io.decode_jpeg`` + torch resize is 1.2-1.6x faster than PIL for frames smaller than twice the target
+size; for larger frames PIL's ``draft`` (libjpeg downscales by 1/2, 1/4, 1/8 inside the DCT) is fastest, so both
+are used. For mp4, decord at the native size + torch resize was as fast as decord's resize-on-decode (which needs a
+size probe first): decoding dominates.
 """
 
 from __future__ import annotations
@@ -186,7 +187,20 @@ class FrameSource(ABC):
         except VideoError:
             raise
         except Exception as exc:
-            raise VideoError(video_id, f"{type(exc).__name__}: {exc}".strip(), "decode") from exc
+            raise VideoError(video_id, _describe(exc), "decode") from exc
+
+    @abstractmethod
+    def _count(self, video_id: str) -> int:
+        """Number of frames of the video; may raise anything."""
+
+    def count_frames(self, video_id: str) -> int:
+        """How many frames the video has (the ``n`` that sampling draws from); raises :class:`VideoError`."""
+        try:
+            return self._count(video_id)
+        except VideoError:
+            raise
+        except Exception as exc:
+            raise VideoError(video_id, _describe(exc), "decode") from exc
 
     def reset(self) -> None:
         """Forget cached handles (called after a read was abandoned on timeout); nothing is cached by default."""
@@ -243,24 +257,39 @@ class ZipFrameSource(FrameSource):
     def path(self, video_id: str) -> Path:
         return self.base / self.split / video_id[-3:] / f"{video_id}.zip"
 
-    def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
+    def _open(self, video_id: str) -> zipfile.ZipFile:
         path = self.path(video_id)
         self._check_file(video_id, path)
         try:
-            with zipfile.ZipFile(path) as zf:
-                members = [m.filename for m in zf.infolist() if not m.is_dir()]
-                if not members:
-                    raise VideoError(video_id, f"{path} has no members", "empty")
-                names = sorted(m for m in members if _is_jpeg_name(m))
-                if not names:
-                    shown = ", ".join(members[:3]) + (" ..." if len(members) > 3 else "")
-                    raise VideoError(video_id, f"{path} has no JPEG members ({len(members)} members: {shown})",
-                                     "corrupt")
-                picked = [names[i] for i in self._indices(len(names), mode, rng, offset)]
-                blobs = [zf.read(name) for name in picked]
+            return zipfile.ZipFile(path)
         except zipfile.BadZipFile as exc:
             raise VideoError(video_id, f"{path}: bad zip: {exc}", "corrupt") from None
+
+    def _frame_names(self, video_id: str, zf: zipfile.ZipFile) -> list[str]:
+        """Sorted JPEG member names (other members are ignored); VideoError when there are none."""
+        members = [m.filename for m in zf.infolist() if not m.is_dir()]
+        if not members:
+            raise VideoError(video_id, f"{zf.filename} has no members", "empty")
+        names = sorted(m for m in members if _is_jpeg_name(m))
+        if not names:
+            shown = ", ".join(members[:3]) + (" ..." if len(members) > 3 else "")
+            raise VideoError(video_id, f"{zf.filename} has no JPEG members ({len(members)} members: {shown})",
+                             "corrupt")
+        return names
+
+    def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
+        try:
+            with self._open(video_id) as zf:
+                names = self._frame_names(video_id, zf)
+                picked = [names[i] for i in self._indices(len(names), mode, rng, offset)]
+                blobs = [zf.read(name) for name in picked]
+        except zipfile.BadZipFile as exc:  # e.g. a CRC error in a member
+            raise VideoError(video_id, f"{self.path(video_id)}: bad zip: {exc}", "corrupt") from None
         return self._decode_jpegs(video_id, picked, blobs)
+
+    def _count(self, video_id: str) -> int:
+        with self._open(video_id) as zf:
+            return len(self._frame_names(video_id, zf))
 
 
 class JpegDirFrameSource(FrameSource):
@@ -272,15 +301,23 @@ class JpegDirFrameSource(FrameSource):
     def path(self, video_id: str) -> Path:
         return self.base / self.split / video_id
 
-    def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
+    def _frame_names(self, video_id: str) -> list[str]:
         folder = self.path(video_id)
         if not folder.is_dir():
             raise VideoError(video_id, f"{folder} not found", "missing")
         names = sorted(p.name for p in folder.iterdir() if _is_jpeg_name(p.name))
         if not names:
             raise VideoError(video_id, f"{folder} has no JPEG frames", "empty")
+        return names
+
+    def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
+        names = self._frame_names(video_id)
         picked = [names[i] for i in self._indices(len(names), mode, rng, offset)]
+        folder = self.path(video_id)
         return self._decode_jpegs(video_id, picked, [(folder / name).read_bytes() for name in picked])
+
+    def _count(self, video_id: str) -> int:
+        return len(self._frame_names(video_id))
 
 
 class Mp4FrameSource(FrameSource):
@@ -340,6 +377,11 @@ class Mp4FrameSource(FrameSource):
             return frames
         raise VideoError(video_id, f"{path}: {_describe(error)}", "decode")
 
+    def _count(self, video_id: str) -> int:
+        path = self.path(video_id)
+        self._check_file(video_id, path)
+        return len(self._open(video_id, path))
+
     def _decode(self, reader: Any, indices: list[int]) -> torch.Tensor:
         array = reader.get_batch(indices).asnumpy()  # [T, H, W, 3] at the native size
         return _resize(torch.from_numpy(array).permute(0, 3, 1, 2), self.resize_size)
@@ -389,11 +431,11 @@ class FeatsFrameSource(FrameSource):
             self._zip, self._pid = handle, os.getpid()
         return self._zip
 
-    def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
-        handle = self._handle(video_id)
+    def _load(self, video_id: str) -> np.ndarray:
+        """The whole ``[n_frames, dim]`` array of ``video_id``."""
         member = f"{video_id}.npy"
         try:
-            data = handle.read(member)
+            data = self._handle(video_id).read(member)
         except KeyError:
             raise VideoError(video_id, f"{member} not in {self.zip_path}", "missing") from None
         array = np.load(io.BytesIO(data), allow_pickle=False)
@@ -401,8 +443,15 @@ class FeatsFrameSource(FrameSource):
             raise VideoError(video_id, f"{member}: expected [n_frames, dim], got shape {array.shape}", "corrupt")
         if array.shape[0] == 0:
             raise VideoError(video_id, f"{member} has no frames", "empty")
+        return array
+
+    def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
+        array = self._load(video_id)
         rows = self._indices(array.shape[0], mode, rng, offset)
         return torch.from_numpy(np.ascontiguousarray(array[rows], dtype=np.float16))
+
+    def _count(self, video_id: str) -> int:
+        return int(self._load(video_id).shape[0])  # members are small (<= 32 x 768 float16 in WBDC)
 
     def reset(self) -> None:
         self._zip = None  # a hung reader may still use the old handle: drop it, do not close it

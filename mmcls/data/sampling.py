@@ -16,6 +16,8 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from mmcls.config import DataConfig
+
 SamplingMode = Literal["uniform", "random", "segment"]
 SAMPLING_MODES: tuple[str, ...] = get_args(SamplingMode)
 
@@ -72,3 +74,8 @@ def sample_frame_indices(num_frames: int, max_frames: int, mode: SamplingMode,
     if mode == "random":
         return random_indices(num_frames, max_frames, rng)
     return segment_indices(num_frames, max_frames, rng)
+
+
+def sampling_mode(cfg: DataConfig, train: bool) -> SamplingMode:
+    """``cfg.train_sampling`` for training, ``uniform`` (the WBDC rule) for evaluation and prediction."""
+    return cfg.train_sampling if train else "uniform"
