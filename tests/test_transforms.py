@@ -160,3 +160,20 @@ def test_normalize_rejects_non_uint8_and_wrong_channels():
         normalize_frames(torch.zeros(1, 3, 4, 4), CLIP_MEAN, CLIP_STD)
     with pytest.raises(ValueError):
         normalize_frames(torch.zeros(1, 4, 4, 4, dtype=torch.uint8), CLIP_MEAN, CLIP_STD)
+
+
+def test_fused_color_jitter_matches_torchvision_ops():
+    from torchvision.transforms.v2 import functional as tvf
+
+    from mmcls.data.transforms import color_jitter
+
+    frames = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(color_jitter(frames, 1.0, 1.0, 1.0), frames)
+    cases = [((1.3, 1.0, 1.0), tvf.adjust_brightness, 1.3), ((1.0, 0.7, 1.0), tvf.adjust_contrast, 0.7),
+             ((1.0, 1.0, 1.4), tvf.adjust_saturation, 1.4)]
+    for factors, op, factor in cases:  # torchvision truncates where we round: at most one level apart
+        diff = color_jitter(frames, *factors).int() - op(frames, factor).int()
+        assert diff.abs().max() <= 1, op.__name__
+    both = color_jitter(frames, 1.2, 0.8, 1.0, order=(1, 0, 2)).int()
+    expected = tvf.adjust_brightness(tvf.adjust_contrast(frames, 0.8), 1.2).int()
+    assert (both - expected).abs().max() <= 2  # the order is honoured

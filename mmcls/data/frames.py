@@ -323,6 +323,8 @@ class JpegDirFrameSource(FrameSource):
 class Mp4FrameSource(FrameSource):
     """``<root>/videos/<split>/<id>.mp4`` decoded with decord; one reader per read, created in the reading process.
 
+    Frames larger than needed are resized while decoding (see :meth:`decode_size`).
+
     decord is imported on first use (never at import time, never before a DataLoader forks). A container that
     over-reports its frame count (e.g. a file cut inside its last packet) fails on its last few frames (the
     decoder's reorder delay): when the sample touched them, the read retries with the last ``TAIL_MARGINS[k]``
@@ -345,18 +347,44 @@ class Mp4FrameSource(FrameSource):
     def path(self, video_id: str) -> Path:
         return self.base / self.split / f"{video_id}.mp4"
 
-    def _open(self, video_id: str, path: Path) -> Any:
+    def decode_size(self, path: Path) -> tuple[int, int]:
+        """``(width, height)`` for decord to resize to while decoding (``(-1, -1)``: native size).
+
+        The native size comes from the container header (PyAV, ~2 ms); frames are resized on decode only when that
+        shrinks them, which keeps memory flat for large videos. Any probe problem falls back to the native size
+        (the decord open that follows then reports the real error).
+        """
+        if self.resize_size is None:
+            return -1, -1
+        try:
+            import av
+
+            with av.open(str(path)) as container:
+                context = container.streams.video[0].codec_context
+                height, width = context.height, context.width
+        except Exception:
+            return -1, -1
+        if not height or not width or min(height, width) <= self.resize_size:
+            return -1, -1
+        target_h, target_w = shorter_side_size(height, width, self.resize_size)
+        return target_w, target_h
+
+    def _open(self, video_id: str, path: Path, size: tuple[int, int] = (-1, -1)) -> Any:
+        """A decord reader decoding to ``size`` = ``(width, height)`` (``(-1, -1)``: native size)."""
         import decord
 
+        width, height = size
         try:
-            return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=self.decode_threads)
+            return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=self.decode_threads, width=width,
+                                      height=height)
         except Exception as exc:  # RuntimeError, DECORDError, AssertionError (zero frames) ...
             raise VideoError(video_id, f"{path}: cannot open: {_describe(exc)}", "corrupt") from None
 
     def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
         path = self.path(video_id)
         self._check_file(video_id, path)
-        reader = self._open(video_id, path)
+        size = self.decode_size(path)
+        reader = self._open(video_id, path, size)
         count = len(reader)
         indices = self._indices(count, mode, rng, offset)
         try:
@@ -364,6 +392,11 @@ class Mp4FrameSource(FrameSource):
         except Exception as exc:
             error = exc
         del reader
+        if size != (-1, -1):  # decord's resize-on-decode rejects some target sizes: retry at the native size
+            try:
+                return self._decode(self._open(video_id, path), indices)
+            except Exception as exc:
+                error = exc
         for margin in self.TAIL_MARGINS:
             if count <= margin or indices[-1] < count - margin:
                 break  # the failed sample did not touch the frames this margin drops: no reason to retry
@@ -383,7 +416,7 @@ class Mp4FrameSource(FrameSource):
         return len(self._open(video_id, path))
 
     def _decode(self, reader: Any, indices: list[int]) -> torch.Tensor:
-        array = reader.get_batch(indices).asnumpy()  # [T, H, W, 3] at the native size
+        array = reader.get_batch(indices).asnumpy()  # [T, H, W, 3] at the decode size
         return _resize(torch.from_numpy(array).permute(0, 3, 1, 2), self.resize_size)
 
 
