@@ -373,6 +373,8 @@ class Mp4FrameSource(FrameSource):
         """A decord reader decoding to ``size`` = ``(width, height)`` (``(-1, -1)``: native size)."""
         import decord
 
+        decord.logging.set_level(decord.logging.QUIET)  # FFmpeg's own messages; failures are reported by us
+
         width, height = size
         try:
             return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=self.decode_threads, width=width,
