@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import re
 import types
 import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -26,7 +27,8 @@ from mmcls.errors import ConfigError
 T = TypeVar("T")
 
 TruncationMode = Literal["head", "tail", "head_tail"]
-TEXT_FIELDS = ("title", "asr", "ocr")
+TextField = Literal["title", "asr", "ocr"]
+TEXT_FIELDS: tuple[str, ...] = typing.get_args(TextField)
 
 
 def option(default: Any, help: str) -> Any:
@@ -68,9 +70,10 @@ class DataConfig:
     color_jitter: float = option(0.1, "Training brightness/contrast/saturation jitter strength (0 = off).")
     decode_timeout: float = option(10.0, "Seconds before a hanging video decode is abandoned (0 = no timeout).")
     decode_threads: int = option(1, "Threads decord may use per video reader.")
+    feat_dim: int | None = option(None, "Feature width of the feats source; null = read from the first feature file.")
 
     max_text_len: int = option(256, "Tokens per sample including [CLS]/[SEP].")
-    text_fields: list[Literal["title", "asr", "ocr"]] = option(
+    text_fields: list[TextField] = option(
         ["title", "asr", "ocr"], "Text fields in input order, each followed by [SEP].")
     text_budgets: dict[str, int] = option(
         {"title": 64, "asr": 96, "ocr": 96},
@@ -85,8 +88,18 @@ class DataConfig:
     pin_memory: bool = option(True, "Pin batches in page-locked memory for fast host-to-device copies.")
     persistent_workers: bool = option(True, "Keep workers alive between epochs (when num_workers > 0).")
     prefetch_factor: int = option(2, "Batches each worker loads ahead (when num_workers > 0).")
+    worker_start: Literal["auto", "fork", "forkserver", "spawn"] = option(
+        "auto", "How DataLoader workers start: auto = forkserver for mp4 (decord is not fork-safe once used in the "
+        "parent), fork otherwise.")
 
     def validate(self, prefix: str) -> None:
+        """Value checks across keys; ``prefix`` is this section's dotted path for error messages."""
+        if not self.root.strip():
+            raise ConfigError(f"{prefix}root: must not be empty")
+        if self.feat_dim is not None and self.feat_dim < 1:
+            raise ConfigError(f"{prefix}feat_dim: must be >= 1, got {self.feat_dim}")
+        if not 0.0 <= self.color_jitter <= 1.0:
+            raise ConfigError(f"{prefix}color_jitter: must be in [0, 1], got {self.color_jitter}")
         positive = {"max_frames": self.max_frames, "frame_size": self.frame_size, "max_text_len": self.max_text_len,
                     "lv1_prefix_len": self.lv1_prefix_len, "prefetch_factor": self.prefetch_factor,
                     "decode_threads": self.decode_threads}
@@ -129,6 +142,30 @@ class Config:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# YAML with YAML 1.2 numbers: PyYAML (YAML 1.1) reads ``1e-4`` as a string, which every learning rate hits.
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe loader that also reads exponents without a dot (``1e-4``, ``5E3``) as floats."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+][0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text safely (no object construction), with YAML 1.2 floats."""
+    return yaml.load(text, Loader=_Loader)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # strict conversion of plain YAML values into the typed schema
 
 
@@ -138,27 +175,24 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def _coerce(value: Any, tp: Any, key: str, validate: bool) -> Any:
     """Check ``value`` against type ``tp`` and return it converted (dataclasses built, ints widened to float)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
         if not isinstance(value, dict):
             raise ConfigError(f"{key or 'config'}: expected a mapping of {tp.__name__} keys, got {value!r}")
-        return _build_dataclass(tp, value, key)
+        return _build_dataclass(tp, value, key, validate)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, key)
-            except ConfigError as exc:
-                errors.append(exc)
+                return _coerce(value, arg, key, validate)
+            except ConfigError:
+                continue
         raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if origin is Literal:
         if value not in args:
@@ -167,11 +201,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is list:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+        return [_coerce(v, args[0], f"{key}[{i}]", validate) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return {_coerce(k, args[0], key): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+        return {_coerce(k, args[0], key, validate): _coerce(v, args[1], f"{key}.{k}", validate)
+                for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
@@ -191,29 +226,21 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported config type {tp!r} at {key}")  # a schema bug, not a user error
 
 
-def _field_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _build_dataclass(cls: type[T], values: dict[str, Any], prefix: str) -> T:
-    hints = _field_types(cls)
-    known = {f.name for f in fields(cls)}
+def _build_dataclass(cls: type[T], values: dict[str, Any], prefix: str, validate: bool = True) -> T:
+    """Build ``cls`` from a mapping, checking keys and types; ``validate`` also runs the value checks."""
+    hints = typing.get_type_hints(cls)
     dotted = f"{prefix}." if prefix else ""
     for name in values:
-        if name not in known:
-            raise ConfigError(f"{dotted}{name}: unknown config key (known: {', '.join(sorted(known))})")
-    kwargs = {name: _coerce(value, hints[name], f"{dotted}{name}") for name, value in values.items()}
-    obj = cls(**kwargs)
-    _validate(obj, dotted)
+        if name not in hints:
+            raise ConfigError(f"{dotted}{name}: unknown config key (known: {', '.join(sorted(hints))})")
+    obj = cls(**{name: _coerce(value, hints[name], f"{dotted}{name}", validate) for name, value in values.items()})
+    if validate and hasattr(obj, "validate"):
+        obj.validate(dotted)
     return obj
 
 
-def _validate(obj: Any, dotted: str) -> None:
-    if hasattr(obj, "validate"):
-        obj.validate(dotted)
-
-
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursive merge: mappings merge key by key (at every level), anything else replaces."""
     out = dict(base)
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -230,7 +257,7 @@ def _resolve_type(cls: type, path: list[str]) -> Any:
     for part in path:
         walked.append(part)
         if is_dataclass(tp):
-            hints = _field_types(tp)
+            hints = typing.get_type_hints(tp)
             if part not in hints:
                 known = ", ".join(sorted(hints))
                 raise ConfigError(f"{'.'.join(walked)}: unknown config key (known here: {known})")
@@ -264,7 +291,7 @@ def parse_override(item: str, cls: type = Config) -> tuple[list[str], Any]:
         raise ConfigError(f"{key}: malformed config key")
     tp = _resolve_type(cls, path)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     if _accepts_str(tp) and not isinstance(value, str) and value is not None:
@@ -272,13 +299,11 @@ def parse_override(item: str, cls: type = Config) -> tuple[list[str], Any]:
     return path, value
 
 
-def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
-    node = tree
-    for part in path[:-1]:
-        if not isinstance(node.get(part), dict):
-            node[part] = {}
-        node = node[part]
-    node[path[-1]] = value
+def _nest(path: list[str], value: Any) -> dict[str, Any]:
+    """``["a", "b"], v`` -> ``{"a": {"b": v}}``."""
+    for part in reversed(path):
+        value = {part: value}
+    return value
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -288,16 +313,21 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def build_config(values: dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = (),
                  cls: type[T] = Config) -> T:  # type: ignore[assignment]
-    """Defaults <- ``values`` (e.g. parsed YAML) <- ``overrides``; every layer strictly checked."""
+    """Defaults <- ``values`` (e.g. parsed YAML) <- ``overrides``.
+
+    Each layer's keys and types are checked as it is applied (so an error names the layer's key); value checks
+    that relate several keys run once, on the final result. Mappings merge key by key in both layers, so
+    ``data.text_budgets={title: 8}`` changes only the title budget.
+    """
     tree = to_dict(cls())
     if values:
         if not isinstance(values, dict):
             raise ConfigError(f"config: expected a mapping at the top level, got {type(values).__name__}")
-        _build_dataclass(cls, values, "")  # reject unknown keys / bad types before merging
+        _build_dataclass(cls, values, "", validate=False)
         tree = _merge(tree, values)
     for item in overrides:
         path, value = parse_override(item, cls)
-        _set_path(tree, path, value) if len(path) > 1 else tree.__setitem__(path[0], value)
+        tree = _merge(tree, _nest(path, value))
     return _build_dataclass(cls, tree, "")
 
 
@@ -307,7 +337,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        values = parse_yaml(path.read_text(encoding="utf-8-sig"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

@@ -49,3 +49,13 @@ def test_save_load_round_trip(tmp_path):
     (tmp_path / "categories.json").write_text("{}", encoding="utf-8")
     with pytest.raises(DataError, match="not a valid categories file"):
         CategorySpace.load(tmp_path)
+
+
+def test_bom_is_ignored_and_save_creates_the_folder(tmp_path):
+    path = tmp_path / "category_ids.txt"
+    path.write_bytes("\ufeff0101\n0102\n".encode())
+    assert read_category_file(path) == ["0101", "0102"]
+    space = CategorySpace.from_labels(["0101"])
+    space.save(tmp_path / "run" / "best")
+    assert (tmp_path / "run" / "best" / "categories.json").is_file()
+    assert CategorySpace.load(tmp_path / "run" / "best" / "categories.json").lv2_ids == ["0101"]

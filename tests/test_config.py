@@ -105,3 +105,36 @@ def test_cli_turns_config_errors_into_one_line(tmp_path):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: data.max_frame: unknown config key"), proc.stderr
+
+
+def test_cross_key_checks_run_on_the_final_config(tmp_path):
+    cfg_file = write(tmp_path / "c.yaml", "data:\n  resize_size: 200\n")
+    cfg = load_config(cfg_file, ["data.frame_size=128"])  # invalid after the YAML layer, valid at the end
+    assert (cfg.data.resize_size, cfg.data.frame_size) == (200, 128)
+    with pytest.raises(ConfigError, match=r"^data\.resize_size: must be >= frame_size \(224\)"):
+        load_config(cfg_file)
+
+
+def test_exponent_floats_read_as_numbers(tmp_path):
+    cfg_file = write(tmp_path / "c.yaml", "data:\n  val_fraction: 5e-2\n")
+    assert load_config(cfg_file).data.val_fraction == 0.05
+    assert build_config({}, ["data.val_fraction=1E-1"]).data.val_fraction == 0.1
+    assert build_config({}, ["data.root=1e3"]).data.root == "1e3"  # strings stay strings
+
+
+def test_mappings_merge_in_yaml_and_overrides_alike(tmp_path):
+    cfg_file = write(tmp_path / "c.yaml", "data:\n  text_budgets: {title: 5}\n")
+    expected = {"title": 5, "asr": 96, "ocr": 96}
+    assert load_config(cfg_file).data.text_budgets == expected
+    assert build_config({}, ["data.text_budgets={title: 5}"]).data.text_budgets == expected
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("data.root=", r"^data\.root: must not be empty"),
+    ("data.color_jitter=1.5", r"^data\.color_jitter: must be in \[0, 1\]"),
+    ("data.feat_dim=0", r"^data\.feat_dim: must be >= 1"),
+    ("data.worker_start=thread", r"^data\.worker_start: expected one of"),
+])
+def test_value_checks(override, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config({}, [override])

@@ -66,6 +66,8 @@ def test_labels_and_holdout(synthetic_root):
     cfg = data_cfg(synthetic_root, "data.val_fraction=0.2", "data.num_workers=0")
     train, val, categories = load_labelled_splits(cfg, seed=0)
     assert {r.id for r in train.records}.isdisjoint(r.id for r in val.records)
+    train_counts = {c: sum(r.category_id == c for r in train.records) for c in categories.lv2_ids}
+    assert categories.counts == train_counts  # class counts never include the validation split
     assert len(train.records) + len(val.records) == 96
     dataset = build_dataset(cfg, val, build_tokenizer(cfg), categories, train=False)
     batch = next(iter(build_dataloader(dataset, cfg, batch_size=len(val.records))))
@@ -74,20 +76,46 @@ def test_labels_and_holdout(synthetic_root):
     assert batch["labels_lv1"].tolist() == [categories.lv1_index(r.category_id) for r in val.records]
 
 
-def test_train_augmentation_replays_from_the_seed_and_changes_per_epoch(synthetic_root):
-    cfg = data_cfg(synthetic_root, "data.num_workers=2", "data.persistent_workers=false")
+def test_train_samples_depend_only_on_seed_epoch_and_index(synthetic_root):
+    """Same frames with 0 or 2 (persistent) workers; set_epoch reaches the workers; a new epoch re-augments."""
+    results = {}
+    for workers in (0, 2):
+        cfg = data_cfg(synthetic_root, f"data.num_workers={workers}")
+        train, _, categories = load_labelled_splits(cfg, seed=0)
+        dataset = build_dataset(cfg, train, build_tokenizer(cfg), categories, train=True, seed=7)
+        loader = build_dataloader(dataset, cfg, batch_size=8)
+        epochs = []
+        for epoch in (0, 1, 0):
+            dataset.set_epoch(epoch)
+            epochs.append(next(iter(loader)))
+        results[workers] = epochs
+    for workers in (0, 2):
+        first, second, first_again = results[workers]
+        assert first["ids"] == second["ids"] == first_again["ids"]
+        assert torch.equal(first["frames"], first_again["frames"])  # replayable (resume)
+        assert not torch.equal(first["frames"], second["frames"])  # new epoch, new augmentation
+    for a, b in zip(results[0], results[2], strict=True):
+        assert torch.equal(a["frames"], b["frames"])  # independent of the worker count
+    cfg = data_cfg(synthetic_root, "data.num_workers=0")
     train, _, categories = load_labelled_splits(cfg, seed=0)
-    dataset = build_dataset(cfg, train, build_tokenizer(cfg), categories, train=True)
+    other_seed = build_dataset(cfg, train, build_tokenizer(cfg), categories, train=True, seed=8)
+    assert not torch.equal(next(iter(build_dataloader(other_seed, cfg, batch_size=8)))["frames"],
+                           results[0][0]["frames"])
 
-    def loader_for(seed):
-        return build_dataloader(dataset, cfg, batch_size=8, generator=torch.Generator().manual_seed(seed))
 
-    loader = loader_for(5)
-    first, second = (next(iter(loader)) for _ in range(2))  # two epochs of one loader
-    replay = next(iter(loader_for(5)))  # a fresh run with the same seed
-    assert first["ids"] == second["ids"] == replay["ids"]
-    assert torch.equal(first["frames"], replay["frames"])
-    assert not torch.equal(first["frames"], second["frames"])  # a new epoch draws new augmentations
+def test_mp4_workers_survive_decord_use_in_the_parent(synthetic_root):
+    """decord readers used in the parent must not hang forked workers (mp4 workers start with forkserver)."""
+    cfg = data_cfg(synthetic_root, "data.frame_source=mp4", "data.num_workers=2", "data.decode_timeout=20")
+    split = load_split(cfg, "test")
+    dataset = build_dataset(cfg, split, build_tokenizer(cfg), None, train=False)
+    healthy = [r.id for r in split.records if r.id not in faulty_ids(synthetic_root, "test", "mp4")]
+    for video_id in healthy[:10]:  # use decord in this process first
+        assert dataset.frame_loader.load(video_id).error is None
+    loader = build_dataloader(dataset, cfg, batch_size=8)
+    assert loader.multiprocessing_context.get_start_method() == "forkserver"
+    errors = [e for batch in loader for e in batch["video_errors"] if e is not None]
+    assert len(errors) == len(faulty_ids(synthetic_root, "test", "mp4"))
+    assert not any(e.startswith("timeout") for e in errors)
 
 
 def test_eval_is_identical_with_0_and_2_workers(synthetic_root):

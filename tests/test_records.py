@@ -66,7 +66,8 @@ def bad_case(record: dict | list | int, **changes):
         (bad_case(GOOD, asr=["a"]), r"record 1: field 'asr': expected a string, got list"),
         (bad_case(GOOD, ocr="text"), r"record 1: field 'ocr': expected a list"),
         (bad_case(GOOD, ocr=["x"]), r"record 1: field 'ocr\[0\]': expected an object"),
-        (bad_case(GOOD, ocr=[{"time": "1", "text": "x"}]), r"record 1: field 'ocr\[0\]\.time': expected a number"),
+        (bad_case(GOOD, ocr=[{"time": "1", "text": "x"}]),
+         r"record 1: field 'ocr\[0\]\.time': expected a finite number"),
         (bad_case(GOOD, ocr=[{"time": 1, "text": 2}]), r"record 1: field 'ocr\[0\]\.text': expected a string"),
         (bad_case(GOOD, category_id=...), r"record 1: field 'category_id': missing in a labelled file"),
         (bad_case(GOOD, category_id=102), r"record 1: field 'category_id': expected a string, got int"),
@@ -120,3 +121,33 @@ def test_cli_reports_one_line_and_exit_code_2(tmp_path):
     assert errors == [f"error: {root / 'annotations' / 'labeled.json'}: record 1: field 'title': expected a string, "
                       "got int"], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_jsonl_keeps_unicode_line_separators_inside_values(tmp_path):
+    record = {**GOOD, "asr": "first\u2028second\u2029third\x85end"}
+    path = write_jsonl(tmp_path / "u.jsonl", [record])
+    loaded = load_records(path)
+    assert loaded[0].asr == record["asr"]
+    save_records(loaded, tmp_path / "again.jsonl")
+    assert load_records(tmp_path / "again.jsonl") == loaded
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("", r"no records in the file"),
+    ("[]", r"no records in the file"),
+    ('[{"id": "a/b"}]', r"record 0: field 'id': id 'a/b' is not usable as a file name"),
+    ('[{"id": ".."}]', r"record 0: field 'id': id '\.\.' is not usable as a file name"),
+    ('[{"id": "1", "ocr": [{"time": NaN, "text": "x"}]}]',
+     r"field 'ocr\[0\]\.time': expected a finite number, got nan"),
+    ("[" * 100000 + "]" * 100000, r"malformed JSON: nested too deeply"),
+])
+def test_more_bad_files(tmp_path, raw, message):
+    path = tmp_path / "x.json"
+    path.write_text(raw, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        load_records(path)
+
+
+def test_null_and_missing_ocr_time_both_mean_zero(tmp_path):
+    path = write_json(tmp_path / "x.json", [{"id": "1", "ocr": [{"time": None, "text": "a"}, {"text": "b"}]}])
+    assert load_records(path)[0].ocr == [(0, "a"), (0, "b")]

@@ -83,3 +83,12 @@ def test_very_long_field_keeps_both_ends(tiny_tokenizer):
     assert len(ids) == 32
     assert asr_ids[:2] == tok("今天", add_special_tokens=False)["input_ids"]  # head_tail keeps the start...
     assert asr_ids[-2:] == tok("足球", add_special_tokens=False)["input_ids"]  # ...and the end
+
+
+def test_long_field_of_long_words_still_fills_its_budget(tiny_tokenizer):
+    cfg = build_config({}, ["data.max_text_len=32"]).data
+    enc = TextEncoder(tiny_tokenizer, cfg)
+    word = "ж" * 20  # an unknown character: the whole 20-character word is one [UNK] token
+    assert tiny_tokenizer.tokenize(word) == ["[UNK]"]
+    ids = enc.encode(VideoRecord("1", title="", asr=" ".join([word] * 3000)))
+    assert len(ids) == 32  # the asr is tokenised from enough characters at both ends to fill every slot

@@ -40,6 +40,7 @@ from mmcls.errors import DataError
 
 
 def percentile_row(values: Sequence[int]) -> str:
+    """p50 / p90 / p99 / max of a list of counts, on one line."""
     if not values:
         return "-"
     p = np.percentile(np.asarray(values), [50, 90, 99])

@@ -26,7 +26,7 @@ def read_category_file(path: str | Path) -> list[str]:
         raise DataError("category file not found", path=str(path))
     ids: list[str] = []
     seen: dict[str, int] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         item = line.split("#", 1)[0].strip()
         if not item:
             continue
@@ -46,7 +46,7 @@ def read_hierarchy(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise DataError("hierarchy file not found", path=str(path))
     parents: dict[str, str] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         item = line.split("#", 1)[0].strip()
         if not item:
             continue
@@ -60,6 +60,12 @@ def read_hierarchy(path: str | Path) -> dict[str, str]:
                             record=f"line {line_no}")
         parents[lv2] = lv1
     return parents
+
+
+def _json_path(path: str | Path) -> Path:
+    """``path`` itself when it names a ``.json`` file, else ``path/categories.json``."""
+    path = Path(path)
+    return path if path.suffix == ".json" else path / CATEGORIES_FILE
 
 
 @dataclass
@@ -136,20 +142,18 @@ class CategorySpace:
 
     # --- persistence --------------------------------------------------------------------------------------------
     def to_json(self) -> dict:
+        """The JSON form: ordered level-2 ids, their parents, level-1 ids and training counts."""
         return {"lv2_ids": self.lv2_ids, "lv1_of": self.lv1_of, "lv1_ids": self.lv1_ids, "counts": self.counts}
 
     def save(self, path: str | Path) -> None:
-        """Write ``categories.json`` (a folder path gets the default file name)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / CATEGORIES_FILE
+        """Write ``categories.json``: ``path`` is a ``.json`` file or a folder (created if needed)."""
+        path = _json_path(path)
         atomic_write_text(path, json.dumps(self.to_json(), ensure_ascii=False, indent=1))
 
     @classmethod
     def load(cls, path: str | Path) -> CategorySpace:
-        path = Path(path)
-        if path.is_dir():
-            path = path / CATEGORIES_FILE
+        """Read a ``categories.json`` file, or the one inside folder ``path``."""
+        path = _json_path(path)
         if not path.is_file():
             raise DataError("categories file not found", path=str(path))
         try:

@@ -115,10 +115,6 @@ class _ScanDataset(Dataset):
         return video_id, count, None
 
 
-def _as_list(items: list) -> list:
-    return items
-
-
 def scan_split(cfg: DataConfig, split: Split, max_videos: int = 0, progress: bool = True) -> VideoScan:
     """Read the videos of ``split`` with the config's frame source (in ``num_workers`` processes)."""
     ids = [r.id for r in split.records]
@@ -127,7 +123,7 @@ def scan_split(cfg: DataConfig, split: Split, max_videos: int = 0, progress: boo
         ids = [ids[int(i * step)] for i in range(max_videos)]
     loader = FrameLoader.from_config(cfg, split.name)
     dataset = _ScanDataset(loader, ids, cfg.decode_timeout)
-    batches = DataLoader(dataset, batch_size=16, num_workers=cfg.num_workers, collate_fn=_as_list)
+    batches = DataLoader(dataset, batch_size=16, num_workers=cfg.num_workers, collate_fn=list)
     scan = VideoScan()
     for batch in tqdm(batches, desc=f"videos {split.name}", unit="batch", disable=not progress, leave=False):
         for video_id, count, error in batch:

@@ -7,6 +7,8 @@ worker process hit them. Nothing here ever substitutes another sample.
 
 from __future__ import annotations
 
+import multiprocessing
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mmcls.config import DataConfig
-from mmcls.data.categories import CategorySpace, read_hierarchy
+from mmcls.data.categories import CategorySpace, read_category_file, read_hierarchy
 from mmcls.data.frames import FrameLoader
 from mmcls.data.records import VideoRecord, load_records, split_name
 from mmcls.data.splits import holdout_split
@@ -49,12 +51,19 @@ def build_tokenizer(cfg: DataConfig, text_pretrained: str | None = None) -> Any:
     return load_tokenizer(tokenizer_dir(cfg, text_pretrained))
 
 
-def build_categories(cfg: DataConfig, labelled: Sequence[VideoRecord]) -> CategorySpace:
-    """Category space from ``data.category_file`` (or the labels), level 1 by hierarchy file or prefix."""
+def build_categories(cfg: DataConfig, labelled: Sequence[VideoRecord],
+                     counted: Sequence[VideoRecord] | None = None) -> CategorySpace:
+    """Category space from ``data.category_file`` (or the labels of ``labelled``), level 1 by hierarchy or prefix.
+
+    Class counts come from ``counted`` (default: ``labelled``): pass the training records only, so class-balanced
+    losses never see the validation split.
+    """
     category_file = data_path(cfg, cfg.category_file) if cfg.category_file else None
     hierarchy = read_hierarchy(data_path(cfg, cfg.hierarchy_file)) if cfg.hierarchy_file else None
-    labels = [r.category_id for r in labelled if r.category_id is not None]
-    return CategorySpace.from_labels(labels, cfg.lv1_prefix_len, hierarchy, category_file)
+    ids = read_category_file(category_file) if category_file is not None else sorted(
+        {r.category_id for r in labelled if r.category_id is not None})
+    counts = Counter(r.category_id for r in (labelled if counted is None else counted) if r.category_id is not None)
+    return CategorySpace.build(ids, cfg.lv1_prefix_len, hierarchy, {c: counts.get(c, 0) for c in ids})
 
 
 @dataclass
@@ -69,12 +78,7 @@ def load_labelled_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, Cate
     """Train and validation splits (``data.val`` file, or a stratified ``data.val_fraction`` hold-out)."""
     if not cfg.train:
         raise ConfigError("data.train: no labelled annotation file set")
-    category_file = data_path(cfg, cfg.category_file) if cfg.category_file else None
-    known = None
-    if category_file is not None:
-        from mmcls.data.categories import read_category_file
-
-        known = set(read_category_file(category_file))
+    known = set(read_category_file(data_path(cfg, cfg.category_file))) if cfg.category_file else None
     train_path = data_path(cfg, cfg.train)
     train_records = load_records(train_path, labelled=True, categories=known)
     if cfg.val:
@@ -84,7 +88,7 @@ def load_labelled_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, Cate
     else:
         kept, held = holdout_split(train_records, cfg.val_fraction, seed)
         train, val = Split(split_name(train_path), kept), Split(split_name(train_path), held)
-    categories = build_categories(cfg, train.records + val.records)
+    categories = build_categories(cfg, train.records + val.records, counted=train.records)
     return train, val, categories
 
 
@@ -103,8 +107,10 @@ class VideoTextDataset(Dataset):
     def __init__(self, records: Sequence[VideoRecord], text_encoder: TextEncoder | None,
                  frame_loader: FrameLoader | None, transform: Callable | None,
                  categories: CategorySpace | None, train: bool, sampling: str = "random",
-                 sampling_offset: int = 0) -> None:
+                 sampling_offset: int = 0, seed: int = 0) -> None:
         self.records = list(records)
+        self.seed = seed
+        self._epoch = multiprocessing.RawValue("q", 0)  # shared memory: persistent workers see set_epoch too
         self.text_encoder = text_encoder
         self.frame_loader = frame_loader
         self.transform = transform
@@ -116,6 +122,22 @@ class VideoTextDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentations :meth:`__getitem__` draws (call before iterating the loader)."""
+        self._epoch.value = epoch
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch.value)
+
+    def sample_seed(self, index: int) -> int:
+        """Random state of one sample: a function of (seed, epoch, index) only.
+
+        So frames and augmentations are the same with 0 or N workers, with or without persistent workers, and
+        when a run resumes mid-epoch.
+        """
+        return int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, dtype=np.uint64)[0])
+
     def _labels(self, record: VideoRecord) -> tuple[int, int]:
         if self.categories is None or record.category_id is None or record.category_id not in self.categories:
             return IGNORE_INDEX, IGNORE_INDEX
@@ -123,10 +145,7 @@ class VideoTextDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
-        # One seed per sample from torch's RNG: DataLoader seeds it per worker and per epoch, so augmentations
-        # differ between epochs yet replay exactly from the run seed (also with 0 workers).
-        seed = int(torch.randint(0, 2**62, ()).item()) if self.train else index
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(self.sample_seed(index))
         frames, error = None, None
         if self.frame_loader is not None:
             frames, error = self.frame_loader.load(record.id, self.sampling, rng, offset=self.sampling_offset)
@@ -192,18 +211,31 @@ def frame_shape(cfg: DataConfig, loader: FrameLoader | None) -> tuple[tuple[int,
     if loader is None:
         return None, torch.uint8
     if cfg.frame_source == "feats":
-        return None, torch.float16  # feature dim is read from the data itself
+        dim = loader.source.feature_dim()
+        return ((dim,) if dim else None), torch.float16
     return (3, cfg.frame_size, cfg.frame_size), torch.uint8
 
 
+def worker_start_method(cfg: DataConfig) -> str | None:
+    """Multiprocessing start method for DataLoader workers (None: the platform default).
+
+    decord is not fork-safe: once a reader has run in the parent (an evaluation with 0 workers, a check), forked
+    workers can hang in its thread pool. ``auto`` therefore starts mp4 workers with forkserver.
+    """
+    if cfg.worker_start == "auto":
+        return "forkserver" if cfg.frame_source == "mp4" else None
+    return cfg.worker_start
+
+
 def build_dataset(cfg: DataConfig, split: Split, tokenizer: Any, categories: CategorySpace | None, train: bool,
-                  with_frames: bool = True, with_text: bool = True, sampling_offset: int = 0) -> VideoTextDataset:
+                  with_frames: bool = True, with_text: bool = True, sampling_offset: int = 0,
+                  seed: int = 0) -> VideoTextDataset:
     """A dataset over ``split`` with the config's text encoder, frame source and transforms."""
     loader = FrameLoader.from_config(cfg, split.name) if with_frames else None
     transform = build_video_transform(cfg, train) if with_frames and cfg.frame_source != "feats" else None
     encoder = TextEncoder(tokenizer, cfg) if with_text else None
     return VideoTextDataset(split.records, encoder, loader, transform, categories, train,
-                            sampling=cfg.train_sampling, sampling_offset=sampling_offset)
+                            sampling=cfg.train_sampling, sampling_offset=sampling_offset, seed=seed)
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -235,5 +267,6 @@ def build_dataloader(dataset: VideoTextDataset, cfg: DataConfig, batch_size: int
         persistent_workers=cfg.persistent_workers and workers > 0,
         prefetch_factor=cfg.prefetch_factor if workers > 0 else None,
         worker_init_fn=_seed_worker if workers > 0 else None,
+        multiprocessing_context=worker_start_method(cfg) if workers > 0 else None,
         generator=generator,
     )

@@ -9,6 +9,7 @@ file, the record and the field.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from mmcls.errors import DataError
 
-KNOWN_FIELDS = frozenset({"id", "title", "asr", "ocr", "category_id"})
+UNSAFE_ID_CHARS = ("/", "\\", "\0")  # ids name frame files: they must stay one path component
 
 
 @dataclass(slots=True)
@@ -49,20 +50,27 @@ def _iter_raw_records(path: Path) -> Iterator[tuple[str, Any]]:
         except json.JSONDecodeError as exc:
             raise DataError(f"malformed JSON: {exc.msg}", path=str(path),
                             record=f"line {exc.lineno} column {exc.colno}") from None
+        except RecursionError:
+            raise DataError("malformed JSON: nested too deeply", path=str(path)) from None
         for index, raw in enumerate(data):
             yield f"record {index}", raw
         return
-    if stripped.startswith("{") or not stripped:
-        for line_no, line in enumerate(text.splitlines(), start=1):
+    if stripped.startswith("{"):
+        # split on "\n" only: str.splitlines() would also split on U+2028 and friends inside a transcript
+        for line_no, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
                 raw = json.loads(line)
+            except RecursionError:
+                raise DataError("malformed JSON: nested too deeply", path=str(path), record=f"line {line_no}") from None
             except json.JSONDecodeError as exc:
                 raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=str(path),
                                 record=f"line {line_no}") from None
             yield f"line {line_no}", raw
         return
+    if not stripped:
+        raise DataError("no records in the file", path=str(path))
     raise DataError("expected a JSON list of records or JSON Lines (one object per line)", path=str(path))
 
 
@@ -87,9 +95,12 @@ def _ocr_field(raw: dict, path: Path, where: str) -> list[tuple[float, str]]:
         if not isinstance(item, dict):
             raise DataError(f"expected an object with time and text, got {type(item).__name__}", path=str(path),
                             record=where, field=f"ocr[{i}]")
-        time, text = item.get("time", 0), item.get("text", "")
-        if isinstance(time, bool) or not isinstance(time, (int, float)):
-            raise DataError(f"expected a number, got {type(time).__name__}", path=str(path), record=where,
+        time, text = item.get("time"), item.get("text")
+        if time is None:
+            time = 0
+        if isinstance(time, bool) or not isinstance(time, (int, float)) or not math.isfinite(time):
+            got = repr(time) if isinstance(time, float) else type(time).__name__
+            raise DataError(f"expected a finite number, got {got}", path=str(path), record=where,
                             field=f"ocr[{i}].time")
         if text is None:
             text = ""
@@ -113,6 +124,9 @@ def parse_record(raw: Any, path: Path, where: str, labelled: bool | None) -> Vid
                         field="id")
     if not video_id.strip():
         raise DataError("empty id", path=str(path), record=where, field="id")
+    if video_id in (".", "..") or any(c in video_id for c in UNSAFE_ID_CHARS):
+        raise DataError(f"id {video_id!r} is not usable as a file name (no '/', '\\', NUL, '.' or '..')",
+                        path=str(path), record=where, field="id")
     category_id = None
     if labelled is not False:
         category_id = raw.get("category_id")
@@ -153,6 +167,8 @@ def load_records(path: str | Path, labelled: bool | None = None,
             raise DataError(f"unknown category {record.category_id!r} (not in the category list)", path=str(path),
                             record=where, field="category_id")
         records.append(record)
+    if not records:
+        raise DataError("no records in the file", path=str(path))
     return records
 
 

@@ -14,6 +14,7 @@ from mmcls.config import DataConfig
 from mmcls.data.records import VideoRecord
 
 OCR_JOINER = " "
+CHARS_PER_TOKEN_CAP = 32
 
 
 def ocr_text(ocr: Sequence[tuple[float, str]]) -> str:
@@ -103,7 +104,9 @@ class TextEncoder:
         self.capacity = self.max_len - 1 - len(self.fields)  # room left after [CLS] and one [SEP] per field
         self.cls_id, self.sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
         self.pad_id = tokenizer.pad_token_id
-        self.char_cap = 4 * self.max_len  # a WordPiece token spans >= 1 character, so this loses nothing kept
+        # Very long fields are tokenised from their two ends only: CHARS_PER_TOKEN_CAP characters per kept token
+        # at each end covers any real text (WordPiece tokens, even [UNK] words, are far shorter on average).
+        self.char_cap = CHARS_PER_TOKEN_CAP * self.max_len
 
     def _tokenize(self, text: str, cap: bool = True) -> list[int]:
         if cap and len(text) > 2 * self.char_cap:  # very long asr: tokenise only the ends that can survive truncation
