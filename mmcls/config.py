@@ -16,7 +16,7 @@ import dataclasses
 import re
 import types
 import typing
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -137,7 +137,8 @@ class Config:
     """A whole run. Later sections (model, train, pretrain, predict) join as the features land."""
 
     output_dir: str = option("runs/default", "Run directory: config.yaml, metrics.csv, train.log, checkpoints/, best/.")
-    seed: int = option(42, "Random seed for Python, NumPy and torch (per-worker seeds derive from it).")
+    seed: int = option(
+        42, "Random seed: model init, shuffling, and (with epoch and index) each sample's frames and augmentation.")
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data options (see DataConfig)."})
 
 
@@ -374,3 +375,48 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False
 def config_from_args(args: argparse.Namespace, cls: type[T] = Config) -> T:  # type: ignore[assignment]
     """Build the config from parsed ``--config`` and overrides."""
     return load_config(args.config, list(args.overrides), cls)
+
+
+def _describe_type(tp: Any) -> str:
+    """Readable type for the reference: ``int | null``, ``one of zip, mp4``, ``list[float]`` ..."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join("null" if a is type(None) else _describe_type(a) for a in args)
+    if origin is Literal:
+        return " / ".join(str(a) for a in args)
+    if origin in (list, dict):
+        return f"{origin.__name__}[{', '.join(_describe_type(a) for a in args)}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def config_reference(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """``(key, type, default, help)`` for every leaf key of the schema, in declaration order."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    defaults = cls()
+    for f in fields(cls):
+        key, tp = f"{prefix}{f.name}", hints[f.name]
+        if is_dataclass(tp):
+            rows.extend(config_reference(tp, f"{key}."))
+            continue
+        default = yaml.safe_dump(getattr(defaults, f.name), default_flow_style=True, width=1000).strip()
+        rows.append((key, _describe_type(tp), default.removesuffix("\n...").removesuffix(" ..."),
+                     f.metadata.get("help", "")))
+    return rows
+
+
+def config_reference_markdown(cls: type = Config) -> str:
+    """docs/CONFIG.md: every config key with its type, default and meaning (generated, so it cannot drift)."""
+    lines = ["# Configuration reference", "",
+             "Generated from the dataclasses in `mmcls/config.py` by `python tools/config_docs.py`; a test checks that",
+             "it is current. Set keys in a YAML file (`--config`) or on the command line (`key.sub=value`).", ""]
+    section = None
+    for key, tp, default, help_text in config_reference(cls):
+        head = key.split(".")[0] if "." in key else "top level"
+        if head != section:
+            section = head
+            lines += [f"## {section}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        cell = default.replace("|", "\\|")
+        lines.append(f"| `{key}` | {tp.replace('|', 'or')} | `{cell}` | {help_text.replace('|', '/')} |")
+    text = "\n".join(lines) + "\n"
+    return text.replace("\n## ", "\n\n## ").replace("\n\n\n", "\n\n")

@@ -138,3 +138,18 @@ def test_mappings_merge_in_yaml_and_overrides_alike(tmp_path):
 def test_value_checks(override, message):
     with pytest.raises(ConfigError, match=message):
         build_config({}, [override])
+
+
+def test_config_reference_is_current_and_complete():
+    import dataclasses
+
+    from mmcls.config import config_reference
+
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "config_docs.py"), "--check"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    keys = {row[0] for row in config_reference()}
+    assert {f"data.{f.name}" for f in dataclasses.fields(DataConfig)} <= keys
+    assert {"output_dir", "seed"} <= keys
+    text = (ROOT / "docs" / "CONFIG.md").read_text(encoding="utf-8")
+    assert all(f"`{key}`" in text for key in keys)
