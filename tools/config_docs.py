@@ -13,14 +13,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmcls.cli import run_main
 from mmcls.config import config_reference_markdown
 from mmcls.io import atomic_write_text
 
-DOC = ROOT / "docs" / "CONFIG.md"
+DOC = Path(__file__).resolve().parents[1] / "docs" / "CONFIG.md"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
