@@ -152,3 +152,27 @@ def test_holdout_is_stratified_and_deterministic():
     again = holdout_split(records, 0.25, seed=3)
     assert [r.id for r in again[1]] == [r.id for r in val]
     assert np.all([int(r.id) for r in train] == sorted(int(r.id) for r in train))  # order kept
+
+
+def test_feats_batches_have_a_fixed_width_even_when_every_video_fails(tmp_path, tiny_tokenizer):
+    import io
+    import zipfile
+
+    (tmp_path / "annotations").mkdir()
+    ids = ["v1", "v2", "odd", "gone"]
+    (tmp_path / "annotations" / "test.json").write_text(json.dumps([{"id": i, "title": "hello"} for i in ids]))
+    (tmp_path / "feats").mkdir()
+    with zipfile.ZipFile(tmp_path / "feats" / "test.zip", "w") as zf:
+        for video_id, shape in (("v1", (5, 16)), ("v2", (3, 16)), ("odd", (4, 12))):
+            buffer = io.BytesIO()
+            np.save(buffer, np.ones(shape, dtype=np.float32))
+            zf.writestr(f"{video_id}.npy", buffer.getvalue())
+    tiny_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    cfg = build_config({}, [f"data.root={tmp_path}", "data.frame_source=feats", "data.max_frames=4",
+                            "data.num_workers=0"]).data
+    dataset = build_dataset(cfg, load_split(cfg, "test"), build_tokenizer(cfg), None, train=False)
+    batches = list(build_dataloader(dataset, cfg, batch_size=1))
+    for batch in batches:
+        assert batch["frames"].shape == (1, 4, 16) and batch["frames"].dtype == torch.float16
+    masks = {b["ids"][0]: int(b["frame_mask"].sum()) for b in batches}
+    assert masks == {"v1": 4, "v2": 3, "odd": 0, "gone": 0}  # wrong width and missing: masked, never a crash

@@ -14,10 +14,12 @@ from mmcls.data.transforms import (
     CLIP_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
+    MAX_ASPECT,
     NORMALIZATIONS,
     EvalVideoTransform,
     IdentityTransform,
     TrainVideoTransform,
+    aspect_crop_box,
     build_video_transform,
     default_resize_size,
     normalize_frames,
@@ -118,6 +120,35 @@ def test_eval_transform_resizes_the_shorter_side_first():
     resized = resize_shorter_side(video, 32)
     assert resized.shape[-2:] == (32, 48)
     assert torch.equal(out, resized[..., 4:28, 12:36])
+
+
+@pytest.mark.parametrize(("height", "width", "expected"), [
+    (10, 3000, (32, 128)),   # 3000x10 would become 9600x32: centre-cropped to 4:1 first
+    (3000, 10, (128, 32)),
+    (16, 64, (32, 128)),     # exactly 4:1: nothing cropped
+    (20, 100, (32, 128)),    # 5:1
+    (60, 90, (32, 48)),      # ordinary frames: a plain shorter-side resize
+])
+def test_resize_shorter_side_caps_the_longer_side(height, width, expected):
+    video = column_video(2, height, width) if width < 256 else random_video(2, height, width)
+    out = resize_shorter_side(video, 32)
+    assert out.shape == (2, 3, *expected) and out.is_contiguous()
+    assert max(out.shape[-2:]) <= MAX_ASPECT * 32
+
+
+def test_resize_shorter_side_keeps_the_centre_of_a_thin_frame():
+    video = column_video(1, 10, 200)  # columns 0..199
+    out = resize_shorter_side(video, 10)
+    assert out.shape == (1, 3, 10, 40)
+    assert torch.equal(out, video[..., 80:120])  # no scaling needed: exactly the centre 40 columns
+    assert aspect_crop_box(10, 200) == (0, 80, 10, 40) and aspect_crop_box(200, 10) == (80, 0, 40, 10)
+    assert aspect_crop_box(48, 64) == (0, 0, 48, 64)
+
+
+def test_resize_shorter_side_none_keeps_the_native_size():
+    video = random_video(2, 10, 300).permute(0, 1, 3, 2)  # a non-contiguous view, 300x10
+    out = resize_shorter_side(video, None)
+    assert torch.equal(out, video) and out.is_contiguous()
 
 
 def test_sizes_and_builder():

@@ -1,9 +1,10 @@
 """Frame sources: read the sampled frames of one video, and a guarded loader that never lets a bad video crash a run.
 
-A :class:`FrameSource` maps a video id to uint8 ``[T, 3, H, W]`` frames (shorter side = ``resize_size``) or, for
-``feats``, float16 ``[T, D]`` frame features, with ``T <= max_frames`` chosen by
+A :class:`FrameSource` maps a video id to uint8 ``[T, 3, H, W]`` frames (shorter side = ``resize_size``, at most
+4:1) or, for ``feats``, float16 ``[T, D]`` frame features, with ``T <= max_frames`` chosen by
 :func:`~mmcls.data.sampling.sample_frame_indices`. It RAISES :class:`VideoError` for every data problem (missing,
-empty, truncated, non-JPEG, undecodable). :class:`FrameLoader` wraps a source for the Dataset: it runs each read
+empty, truncated zip, non-JPEG, undecodable, wrong feature width; an mp4 that decodes only in part gives its
+decodable head). :class:`FrameLoader` wraps a source for the Dataset: it runs each read
 under a timeout, catches :class:`VideoError`, counts failures per kind, logs each failing id once, and returns
 ``(frames, None)`` or ``(None, reason)`` — never another video.
 
@@ -14,8 +15,14 @@ reopened after a fork.
 Decode speed (measured on this project's 2-core CPU, one thread, 8 frames per video) chose the paths:
 ``torchvision.io.decode_jpeg`` + torch resize is 1.2-1.6x faster than PIL for frames smaller than twice the target
 size; for larger frames PIL's ``draft`` (libjpeg downscales by 1/2, 1/4, 1/8 inside the DCT) is fastest, so both
-are used. For mp4, decord at the native size + torch resize was as fast as decord's resize-on-decode (which needs a
-size probe first): decoding dominates.
+are used. For mp4, decord at the native size + torch resize was as fast as decord's resize-on-decode; the decode
+size comes from the mp4 header boxes (a small parser, ~0.06 ms, instead of a PyAV probe, 0.4-2 ms). Every resize goes
+through :func:`~mmcls.data.transforms.resize_shorter_side`, which caps frames at 4:1 (centre crop) so a very thin
+frame cannot blow up in memory.
+
+A truncated or partly undecodable mp4 is read deterministically: when its sample table points past the end of the
+file, or decord fails on it, PyAV decodes it sequentially up to the first error and the sample is drawn from the
+frames actually obtained (see :class:`Mp4FrameSource`).
 """
 
 from __future__ import annotations
@@ -24,12 +31,14 @@ import io
 import logging
 import os
 import queue
+import re
+import struct
 import threading
 import warnings
 import zipfile
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -42,7 +51,7 @@ from torchvision.transforms.v2 import functional as F
 
 from mmcls.config import DataConfig
 from mmcls.data.sampling import SamplingMode, sample_frame_indices
-from mmcls.data.transforms import resolve_resize_size, shorter_side_size
+from mmcls.data.transforms import resize_shorter_side, resolve_resize_size, shorter_side_size
 
 logger = logging.getLogger("mmcls.data")
 
@@ -57,12 +66,34 @@ except ImportError:  # removed in a later torchvision: PIL decodes everything
 T = TypeVar("T")
 FailureKind = Literal["missing", "empty", "corrupt", "decode", "timeout"]
 JPEG_SUFFIXES = (".jpg", ".jpeg")
+MAX_REASON_CHARS = 300
+_NOISE = re.compile(r"\[\d\d:\d\d:\d\d\] \S+:\d+: |\[Errno -?\d+\] ")  # decord log prefixes, PyAV errnos
+
+
+def _shorten(text: str, limit: int) -> str:
+    """``text`` on one line (whitespace collapsed), at most ``limit`` characters (middle elided)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = (limit - 5) * 2 // 3
+    return f"{text[:head]} ... {text[len(text) - (limit - 5 - head):]}"
+
+
+def _describe(exc: BaseException, limit: int = 120) -> str:
+    """``Type: first line of the message``, short (decord messages carry log prefixes and C++ stack traces)."""
+    lines = str(exc).strip().splitlines()
+    text = _NOISE.sub("", lines[0]) if lines else ""
+    return _shorten(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, limit)
 
 
 class VideoError(Exception):
-    """A video that cannot be read; ``kind`` is one of missing, empty, corrupt, decode, timeout."""
+    """A video that cannot be read; ``kind`` is one of missing, empty, corrupt, decode, timeout.
+
+    ``reason`` is kept to one short line (at most :data:`MAX_REASON_CHARS`).
+    """
 
     def __init__(self, video_id: str, reason: str, kind: FailureKind = "decode") -> None:
+        reason = _shorten(reason, MAX_REASON_CHARS)
         self.video_id, self.reason, self.kind = video_id, reason, kind
         super().__init__(f"video {video_id}: {kind}: {reason}")
 
@@ -126,23 +157,13 @@ def decode_jpeg_frame(data: bytes, short_side: int | None = None) -> torch.Tenso
             target_h, target_w = shorter_side_size(height, width, short_side)  # type: ignore[arg-type]
             image.draft("RGB", (target_w, target_h))
         frame = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
-    return _resize(frame, short_side)
-
-
-def _resize(frames: torch.Tensor, short_side: int | None, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Resize ``[..., H, W]`` to ``size`` or to a shorter side of ``short_side``; contiguous output."""
-    height, width = frames.shape[-2:]
-    if size is None:
-        size = (height, width) if short_side is None else shorter_side_size(height, width, short_side)
-    if size != (height, width):
-        frames = F.resize(frames, list(size), antialias=True)
-    return frames.contiguous()
+    return resize_shorter_side(frame, short_side)
 
 
 def stack_frames(frames: list[torch.Tensor]) -> torch.Tensor:
     """Stack ``[3, H, W]`` frames; a frame whose size differs from the first is resized to it."""
-    height, width = frames[0].shape[-2:]
-    return torch.stack([_resize(f, None, (height, width)) for f in frames])
+    size = list(frames[0].shape[-2:])
+    return torch.stack([f if list(f.shape[-2:]) == size else F.resize(f, size, antialias=True) for f in frames])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -244,8 +265,25 @@ class FrameSource(ABC):
         return stack_frames(frames)
 
 
-def _is_jpeg_name(name: str) -> bool:
-    return name.lower().endswith(JPEG_SUFFIXES)
+def _is_macos_junk(name: str) -> bool:
+    """``__MACOSX/`` folders and ``._*`` AppleDouble files (resource forks) that macOS adds to zips and folders."""
+    parts = name.split("/")
+    return "__MACOSX" in parts[:-1] or parts[-1].startswith("._")
+
+
+def frame_names(video_id: str, where: str, names: Iterable[str]) -> list[str]:
+    """The sorted JPEG frame names among the file names ``names`` found in ``where`` (macOS junk ignored).
+
+    Raises :class:`VideoError`: ``empty`` when there are no files, ``corrupt`` when none of them is a JPEG.
+    """
+    files = [name for name in names if not _is_macos_junk(name)]
+    if not files:
+        raise VideoError(video_id, f"{where} has no files", "empty")
+    jpegs = sorted(name for name in files if name.lower().endswith(JPEG_SUFFIXES))
+    if not jpegs:
+        shown = ", ".join(files[:3]) + (" ..." if len(files) > 3 else "")
+        raise VideoError(video_id, f"{where} has no JPEG files ({len(files)} files: {shown})", "corrupt")
+    return jpegs
 
 
 class ZipFrameSource(FrameSource):
@@ -267,15 +305,7 @@ class ZipFrameSource(FrameSource):
 
     def _frame_names(self, video_id: str, zf: zipfile.ZipFile) -> list[str]:
         """Sorted JPEG member names (other members are ignored); VideoError when there are none."""
-        members = [m.filename for m in zf.infolist() if not m.is_dir()]
-        if not members:
-            raise VideoError(video_id, f"{zf.filename} has no members", "empty")
-        names = sorted(m for m in members if _is_jpeg_name(m))
-        if not names:
-            shown = ", ".join(members[:3]) + (" ..." if len(members) > 3 else "")
-            raise VideoError(video_id, f"{zf.filename} has no JPEG members ({len(members)} members: {shown})",
-                             "corrupt")
-        return names
+        return frame_names(video_id, str(zf.filename), (m.filename for m in zf.infolist() if not m.is_dir()))
 
     def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
         try:
@@ -302,13 +332,12 @@ class JpegDirFrameSource(FrameSource):
         return self.base / self.split / video_id
 
     def _frame_names(self, video_id: str) -> list[str]:
+        """Sorted JPEG file names of the folder (other files are ignored); VideoError when there are none."""
         folder = self.path(video_id)
         if not folder.is_dir():
             raise VideoError(video_id, f"{folder} not found", "missing")
-        names = sorted(p.name for p in folder.iterdir() if _is_jpeg_name(p.name))
-        if not names:
-            raise VideoError(video_id, f"{folder} has no JPEG frames", "empty")
-        return names
+        with os.scandir(folder) as entries:
+            return frame_names(video_id, str(folder), [e.name for e in entries if e.is_file()])
 
     def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
         names = self._frame_names(video_id)
@@ -320,20 +349,214 @@ class JpegDirFrameSource(FrameSource):
         return len(self._frame_names(video_id))
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# mp4 header (ISO BMFF ``moov`` box) and PyAV sequential decoding
+
+
+MAX_MOOV_BYTES = 64 << 20
+MAX_TOP_LEVEL_BOXES = 64
+MAX_SAMPLES = 1 << 24  # more frames than any real video (a week at 25 fps): the header is garbage
+_BOX = struct.Struct(">I4s")
+
+
+class Mp4Info(NamedTuple):
+    """What an mp4's ``moov`` box says about its first video track."""
+
+    width: int  # coded size from the sample description (0: unknown)
+    height: int
+    frames: int  # samples in the track (0 for a fragmented mp4)
+    data_end: int | None  # byte offset just past the track's last sample (None: no sample table)
+    file_size: int
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the track's samples run past the end of the file (the file was cut)."""
+        return self.data_end is not None and self.data_end > self.file_size
+
+
+def mp4_info(path: Path) -> Mp4Info | None:
+    """Parse the ``moov`` box of an mp4/mov file; ``None`` if it is not one, or has no (readable) video track."""
+    try:
+        with open(path, "rb") as f:
+            file_size = os.fstat(f.fileno()).st_size
+            moov = _read_top_level_box(f, b"moov", file_size)
+            return None if moov is None else _video_track_info(moov, file_size)
+    except (OSError, ValueError, IndexError, struct.error):
+        return None
+
+
+def _read_top_level_box(f: io.BufferedReader, kind: bytes, file_size: int) -> bytes | None:
+    """The payload of the first top-level box ``kind``, seeking over the others (e.g. ``mdat``).
+
+    Gives up (``None``) on a box type that is not printable ASCII (not an mp4) or after :data:`MAX_TOP_LEVEL_BOXES`.
+    """
+    pos = 0
+    for _ in range(MAX_TOP_LEVEL_BOXES):
+        if pos + 8 > file_size:
+            return None
+        f.seek(pos)
+        head = f.read(16)
+        size, box = _BOX.unpack_from(head)
+        if not all(32 <= c < 127 for c in box):
+            return None
+        header = 8
+        if size == 1:
+            size, header = struct.unpack_from(">Q", head, 8)[0], 16
+        elif size == 0:
+            size = file_size - pos
+        if size < header:
+            return None
+        if box == kind:
+            if size > MAX_MOOV_BYTES or pos + size > file_size:
+                return None
+            f.seek(pos + header)
+            return f.read(size - header)
+        pos += size
+    return None
+
+
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
+    """``(type, payload_start, payload_end)`` of the boxes in ``data[start:end]``; ValueError if malformed."""
+    pos = start
+    while pos + 8 <= end:
+        size, box = _BOX.unpack_from(data, pos)
+        header = 8
+        if size == 1:
+            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
+        elif size == 0:
+            size = end - pos
+        if size < header or pos + size > end:
+            raise ValueError(f"malformed {box!r} box")
+        yield box, pos + header, pos + size
+        pos += size
+
+
+def _children(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]:
+    """The first child box of each type inside ``data[start:end]``."""
+    found: dict[bytes, tuple[int, int]] = {}
+    for box, s, e in _boxes(data, start, end):
+        found.setdefault(box, (s, e))
+    return found
+
+
+def _video_track_info(moov: bytes, file_size: int) -> Mp4Info | None:
+    """:class:`Mp4Info` of the first ``trak`` whose handler is ``vide``."""
+    for box, s, e in _boxes(moov, 0, len(moov)):
+        if box != b"trak" or (mdia := _children(moov, s, e).get(b"mdia")) is None:
+            continue
+        parts = _children(moov, *mdia)
+        if b"hdlr" not in parts or moov[parts[b"hdlr"][0] + 8:parts[b"hdlr"][0] + 12] != b"vide":
+            continue
+        stbl = _children(moov, *parts[b"minf"]).get(b"stbl") if b"minf" in parts else None
+        return None if stbl is None else _sample_table_info(moov, _children(moov, *stbl), file_size)
+    return None
+
+
+def _sample_table_info(data: bytes, stbl: dict[bytes, tuple[int, int]], file_size: int) -> Mp4Info:
+    """Size (``stsd``), sample count (``stsz``) and end of sample data (``stsz``+``stsc``+``stco``/``co64``)."""
+    width = height = 0
+    stsd = stbl.get(b"stsd")
+    if stsd is not None and stsd[1] - stsd[0] >= 8 + 36 and struct.unpack_from(">I", data, stsd[0] + 4)[0] > 0:
+        width, height = struct.unpack_from(">HH", data, stsd[0] + 8 + 32)  # VisualSampleEntry fields
+    frames, sizes = _sample_sizes(data, stbl[b"stsz"]) if b"stsz" in stbl else (0, None)
+    data_end = None
+    offsets_box = stbl.get(b"co64", stbl.get(b"stco"))
+    if frames and sizes is not None and offsets_box is not None and b"stsc" in stbl:
+        offsets = _table(data, offsets_box, ">u8" if b"co64" in stbl else ">u4", 1)[:, 0].astype(np.int64)
+        data_end = _data_end(offsets, _table(data, stbl[b"stsc"], ">u4", 3), sizes)
+    return Mp4Info(int(width), int(height), frames, data_end, file_size)
+
+
+def _table(data: bytes, box: tuple[int, int], dtype: str, columns: int) -> np.ndarray:
+    """A full box's ``entry_count``-row table of ``columns`` big-endian integers."""
+    start, end = box
+    count = struct.unpack_from(">I", data, start + 4)[0]
+    size = count * columns * np.dtype(dtype).itemsize
+    if start + 8 + size > end:
+        raise ValueError("sample table runs past its box")
+    return np.frombuffer(data, dtype, count * columns, start + 8).reshape(count, columns)
+
+
+def _sample_sizes(data: bytes, box: tuple[int, int]) -> tuple[int, np.ndarray]:
+    """``(sample_count, sizes)`` from ``stsz`` (one constant size expanded)."""
+    start, end = box
+    constant, count = struct.unpack_from(">II", data, start + 4)
+    if count > MAX_SAMPLES:
+        raise ValueError(f"stsz claims {count} samples")
+    if constant:
+        return count, np.full(count, constant, dtype=np.int64)
+    if start + 12 + 4 * count > end:
+        raise ValueError("stsz runs past its box")
+    return count, np.frombuffer(data, ">u4", count, start + 12).astype(np.int64)
+
+
+def _data_end(offsets: np.ndarray, stsc: np.ndarray, sizes: np.ndarray) -> int | None:
+    """The largest ``chunk offset + bytes of its samples``; ``None`` if the tables disagree."""
+    first_chunks = stsc[:, 0].astype(np.int64)
+    if len(offsets) == 0 or len(first_chunks) == 0 or first_chunks[0] != 1 or np.any(np.diff(first_chunks) <= 0):
+        return None
+    runs = np.diff(np.append(np.minimum(first_chunks, len(offsets) + 1), len(offsets) + 1))
+    per_chunk = np.repeat(stsc[:, 1].astype(np.int64), np.maximum(runs, 0))
+    ends = np.cumsum(per_chunk)
+    if len(per_chunk) != len(offsets) or ends[-1] != len(sizes):
+        return None
+    cumulative = np.concatenate([[0], np.cumsum(sizes)])
+    return int(np.max(offsets + cumulative[ends] - cumulative[ends - per_chunk]))
+
+
+class PyAVDecode(NamedTuple):
+    """Result of :func:`decode_sequentially`."""
+
+    count: int  # frames decoded before the first error (or before stopping)
+    frames: dict[int, torch.Tensor]  # the wanted ones, uint8 [3, H, W], already resized
+    error: str | None  # what ended decoding early (None: the end of the stream, or ``stop``)
+
+
+def decode_sequentially(path: Path, wanted: Iterable[int] = (), short_side: int | None = None,
+                        stop: int | None = None) -> PyAVDecode:
+    """Decode the first video stream of ``path`` with PyAV, single-threaded, in order, until the first error.
+
+    Keeps the frames whose index is in ``wanted`` (shorter side resized to ``short_side``); stops after frame
+    ``stop``. Deterministic: the same file always gives the same frames. Never raises.
+    """
+    import av
+
+    keep, kept, count = set(wanted), dict[int, torch.Tensor](), 0
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return PyAVDecode(0, {}, "no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type, stream.thread_count = "NONE", 1
+            for frame in container.decode(stream):
+                if count in keep:
+                    image = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
+                    kept[count] = resize_shorter_side(image, short_side)
+                count += 1
+                if stop is not None and count > stop:
+                    break
+    except Exception as exc:  # av.FFmpegError and friends: the frames so far are the usable head
+        return PyAVDecode(count, kept, _describe(exc))
+    return PyAVDecode(count, kept, None)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# mp4 source
+
+
 class Mp4FrameSource(FrameSource):
     """``<root>/videos/<split>/<id>.mp4`` decoded with decord; one reader per read, created in the reading process.
 
-    Frames larger than needed are resized while decoding (see :meth:`decode_size`).
-
-    decord is imported on first use (never at import time, never before a DataLoader forks). A container that
-    over-reports its frame count (e.g. a file cut inside its last packet) fails on its last few frames (the
-    decoder's reorder delay): when the sample touched them, the read retries with the last ``TAIL_MARGINS[k]``
-    frames excluded before giving up.
+    decord (imported on first use, never before a DataLoader forks) is the fast path: it resizes frames that are
+    larger than needed while decoding (see :meth:`decode_size`), and retries at the native size because it rejects
+    some target sizes. decord's threaded decoder fails at random on a file with a broken tail, so when the header
+    shows the file was cut (:attr:`Mp4Info.truncated`), or decord fails to open or to decode, the video is decoded
+    by PyAV instead: sequentially, up to the first error, and the sample is drawn from the frames it obtained. The
+    same file therefore always gives the same frames; only a file with no decodable frame raises.
     """
 
     name = "mp4"
     default_dir = "videos"
-    TAIL_MARGINS: ClassVar[tuple[int, ...]] = (4, 16)
 
     def __init__(self, root: str | Path, split: str, max_frames: int, resize_size: int | None = None,
                  frame_dir: str | None = None, decode_threads: int = 1) -> None:
@@ -347,27 +570,95 @@ class Mp4FrameSource(FrameSource):
     def path(self, video_id: str) -> Path:
         return self.base / self.split / f"{video_id}.mp4"
 
-    def decode_size(self, path: Path) -> tuple[int, int]:
+    def decode_size(self, path: Path, info: Mp4Info | None = None) -> tuple[int, int]:
         """``(width, height)`` for decord to resize to while decoding (``(-1, -1)``: native size).
 
-        The native size comes from the container header (PyAV, ~2 ms); frames are resized on decode only when that
-        shrinks them, which keeps memory flat for large videos. Any probe problem falls back to the native size
-        (the decord open that follows then reports the real error).
+        The native size comes from the mp4 header (``info``, parsed when not given; a PyAV probe when the file is
+        not an mp4 that the parser understands); frames are resized on decode only when that shrinks them, which
+        keeps memory flat for large videos. Any probe problem gives the native size.
         """
         if self.resize_size is None:
             return -1, -1
-        try:
-            import av
-
-            with av.open(str(path)) as container:
-                context = container.streams.video[0].codec_context
-                height, width = context.height, context.width
-        except Exception:
-            return -1, -1
+        info = info if info is not None else mp4_info(path)
+        width, height = (info.width, info.height) if info is not None else (0, 0)
+        if not width or not height:
+            width, height = _probe_size(path)
         if not height or not width or min(height, width) <= self.resize_size:
             return -1, -1
         target_h, target_w = shorter_side_size(height, width, self.resize_size)
         return target_w, target_h
+
+    def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
+        path = self.path(video_id)
+        self._check_file(video_id, path)
+        info = mp4_info(path)
+        failure = self._truncation(video_id, info)
+        if failure is None:
+            try:
+                return self._read_decord(video_id, path, info, mode, rng, offset)
+            except VideoError as exc:
+                failure = exc
+        return self._read_pyav(video_id, path, failure, mode, rng, offset)
+
+    def _count(self, video_id: str) -> int:
+        path = self.path(video_id)
+        self._check_file(video_id, path)
+        failure = self._truncation(video_id, mp4_info(path))
+        if failure is None:
+            try:
+                return len(self._open(video_id, path))
+            except VideoError as exc:
+                failure = exc
+        result = decode_sequentially(path)
+        if result.count == 0:
+            raise self._both_failed(video_id, path, failure, result.error)
+        return result.count
+
+    @staticmethod
+    def _truncation(video_id: str, info: Mp4Info | None) -> VideoError | None:
+        """The (unraised) error that sends a cut file straight to PyAV; ``None`` for an intact or unknown file."""
+        if info is None or not info.truncated:
+            return None
+        return VideoError(video_id, f"skipped: truncated ({info.file_size} of {info.data_end} bytes)", "corrupt")
+
+    def _read_decord(self, video_id: str, path: Path, info: Mp4Info | None, mode: SamplingMode,
+                     rng: np.random.Generator | None, offset: int) -> torch.Tensor:
+        """The fast path; VideoError (``corrupt``: cannot open, ``decode``: cannot decode) on any failure."""
+        size = self.decode_size(path, info)
+        reader = self._open(video_id, path, size)
+        indices = self._indices(len(reader), mode, rng, offset)
+        try:
+            return self._decode(reader, indices)
+        except Exception as exc:
+            error = exc
+        del reader
+        if size != (-1, -1):  # decord's resize-on-decode rejects some target sizes: retry at the native size
+            try:
+                return self._decode(self._open(video_id, path), indices)
+            except VideoError:
+                raise
+            except Exception as exc:
+                error = exc
+        raise VideoError(video_id, _describe(error), "decode")
+
+    def _read_pyav(self, video_id: str, path: Path, failure: VideoError, mode: SamplingMode,
+                   rng: np.random.Generator | None, offset: int) -> torch.Tensor:
+        """The rare path: count the decodable head of the file, then decode the sample from it."""
+        counted = decode_sequentially(path)
+        if counted.count == 0:
+            raise self._both_failed(video_id, path, failure, counted.error)
+        indices = self._indices(counted.count, mode, rng, offset)
+        result = decode_sequentially(path, indices, self.resize_size, stop=indices[-1])
+        if len(result.frames) != len(indices):  # cannot happen for a deterministic decoder
+            raise self._both_failed(video_id, path, failure, result.error or "frames changed between two decodes")
+        logger.debug("video %s: decord %s; PyAV decoded %d frames (%s)", video_id, failure.reason, counted.count,
+                     counted.error or "to the end")
+        return stack_frames([result.frames[i] for i in indices])
+
+    @staticmethod
+    def _both_failed(video_id: str, path: Path, failure: VideoError, pyav_error: str | None) -> VideoError:
+        details = f"decord {failure.reason}; PyAV: {pyav_error or 'no frames'}".replace(str(path), path.name)
+        return VideoError(video_id, f"{path}: {details}", failure.kind)
 
     def _open(self, video_id: str, path: Path, size: tuple[int, int] = (-1, -1)) -> Any:
         """A decord reader decoding to ``size`` = ``(width, height)`` (``(-1, -1)``: native size)."""
@@ -380,65 +671,53 @@ class Mp4FrameSource(FrameSource):
             return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=self.decode_threads, width=width,
                                       height=height)
         except Exception as exc:  # RuntimeError, DECORDError, AssertionError (zero frames) ...
-            raise VideoError(video_id, f"{path}: cannot open: {_describe(exc)}", "corrupt") from None
-
-    def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
-        path = self.path(video_id)
-        self._check_file(video_id, path)
-        size = self.decode_size(path)
-        reader = self._open(video_id, path, size)
-        count = len(reader)
-        indices = self._indices(count, mode, rng, offset)
-        try:
-            return self._decode(reader, indices)
-        except Exception as exc:
-            error = exc
-        del reader
-        if size != (-1, -1):  # decord's resize-on-decode rejects some target sizes: retry at the native size
-            try:
-                return self._decode(self._open(video_id, path), indices)
-            except Exception as exc:
-                error = exc
-        for margin in self.TAIL_MARGINS:
-            if count <= margin or indices[-1] < count - margin:
-                break  # the failed sample did not touch the frames this margin drops: no reason to retry
-            indices = self._indices(count - margin, mode, rng, offset)
-            try:
-                frames = self._decode(self._open(video_id, path), indices)  # a fresh reader for a clean state
-            except Exception as exc:
-                error = exc
-                continue
-            logger.debug("video %s: read without the last %d of %d frames", video_id, margin, count)
-            return frames
-        raise VideoError(video_id, f"{path}: {_describe(error)}", "decode")
-
-    def _count(self, video_id: str) -> int:
-        path = self.path(video_id)
-        self._check_file(video_id, path)
-        return len(self._open(video_id, path))
+            raise VideoError(video_id, f"cannot open: {_describe(exc)}", "corrupt") from None
 
     def _decode(self, reader: Any, indices: list[int]) -> torch.Tensor:
         array = reader.get_batch(indices).asnumpy()  # [T, H, W, 3] at the decode size
-        return _resize(torch.from_numpy(array).permute(0, 3, 1, 2), self.resize_size)
+        return resize_shorter_side(torch.from_numpy(array).permute(0, 3, 1, 2), self.resize_size)
 
 
-def _describe(exc: BaseException) -> str:
-    """``Type: first line of the message`` (decord messages carry whole C++ stack traces)."""
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+def _probe_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from PyAV's probe of a container the mp4 parser does not read; ``(0, 0)`` on failure."""
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            context = container.streams.video[0].codec_context
+            return int(context.width or 0), int(context.height or 0)
+    except Exception:
+        return 0, 0
 
 
 class FeatsFrameSource(FrameSource):
-    """``<root>/feats/<split>.zip`` of ``<id>.npy`` float16 ``[n_frames, dim]``; the zip is opened once per process."""
+    """``<root>/feats/<split>.zip`` of ``<id>.npy`` ``[n_frames, dim]``; the zip is opened once per process.
+
+    Every video has the same ``dim`` (:meth:`feature_dim`: ``feat_dim``, or probed from the zip); a member of
+    another width, or a non-float one, is ``corrupt``. Features come out as float16 whatever float type they were
+    stored as; a value outside the float16 range (or NaN) makes the member ``corrupt``.
+    """
 
     name = "feats"
     default_dir = "feats"
+    PROBE_MEMBERS: ClassVar[int] = 64
+    PROBE_VOTES: ClassVar[int] = 5
 
     def __init__(self, root: str | Path, split: str, max_frames: int, resize_size: int | None = None,
-                 frame_dir: str | None = None) -> None:
+                 frame_dir: str | None = None, feat_dim: int | None = None) -> None:
         super().__init__(root, split, max_frames, resize_size, frame_dir)
+        if feat_dim is not None and feat_dim < 1:
+            raise ValueError(f"feat_dim must be >= 1, got {feat_dim}")
+        self.feat_dim = feat_dim
+        self._probed_dim: int | None = None
+        self._probed = False
         self._zip: zipfile.ZipFile | None = None
         self._pid: int | None = None
+
+    @classmethod
+    def from_config(cls, cfg: DataConfig, split: str) -> FrameSource:
+        return cls(cfg.root, split, cfg.max_frames, resolve_resize_size(cfg), cfg.frame_dir,
+                   getattr(cfg, "feat_dim", None))
 
     @property
     def zip_path(self) -> Path:
@@ -450,6 +729,44 @@ class FeatsFrameSource(FrameSource):
 
     def path(self, video_id: str) -> Path:
         return self.zip_path
+
+    def feature_dim(self) -> int | None:
+        """The feature width: ``feat_dim`` when given, else probed once per process from the zip.
+
+        The probe takes the most common width among the first :attr:`PROBE_VOTES` ``.npy`` members that load as
+        2-D arrays (a single odd member first in the zip cannot mask every video), looking at no more than
+        :attr:`PROBE_MEMBERS`. ``None`` (never an exception) when the zip is missing or unreadable, or no member
+        qualifies.
+        """
+        if self.feat_dim is not None:
+            return self.feat_dim
+        if not self._probed:
+            try:
+                handle = self._handle("<probe>")
+            except (VideoError, OSError):
+                return None
+            self._probed_dim, self._probed = self._probe_dim(handle), True
+        return self._probed_dim
+
+    def _probe_dim(self, zf: zipfile.ZipFile) -> int | None:
+        names = [m.filename for m in zf.infolist() if m.filename.endswith(".npy") and not _is_macos_junk(m.filename)]
+        widths: Counter[int] = Counter()
+        for member in names[:self.PROBE_MEMBERS]:
+            try:
+                array = np.load(io.BytesIO(zf.read(member)), allow_pickle=False)
+            except Exception:  # a broken member: the next one decides
+                continue
+            if array.ndim == 2 and array.shape[1] > 0:
+                widths[int(array.shape[1])] += 1
+                if widths.total() == self.PROBE_VOTES:
+                    break
+        if not widths:
+            logger.warning("feats %s: no .npy member of shape [n_frames, dim] among the first %d; feature width "
+                           "unknown (set data.feat_dim)", self.zip_path, self.PROBE_MEMBERS)
+            return None
+        dim = widths.most_common(1)[0][0]  # ties: the width seen first
+        logger.debug("feats %s: feature dim %d (probed: %s)", self.zip_path, dim, dict(widths))
+        return dim
 
     def _handle(self, video_id: str) -> zipfile.ZipFile:
         """This process's handle on the split zip, opened on first use and reopened after a fork.
@@ -467,7 +784,7 @@ class FeatsFrameSource(FrameSource):
         return self._zip
 
     def _load(self, video_id: str) -> np.ndarray:
-        """The whole ``[n_frames, dim]`` array of ``video_id``."""
+        """The whole ``[n_frames, dim]`` array of ``video_id``, checked against :meth:`feature_dim`."""
         member = f"{video_id}.npy"
         try:
             data = self._handle(video_id).read(member)
@@ -476,14 +793,23 @@ class FeatsFrameSource(FrameSource):
         array = np.load(io.BytesIO(data), allow_pickle=False)
         if array.ndim != 2:
             raise VideoError(video_id, f"{member}: expected [n_frames, dim], got shape {array.shape}", "corrupt")
+        if not np.issubdtype(array.dtype, np.floating):
+            raise VideoError(video_id, f"{member}: expected float features, got {array.dtype}", "corrupt")
         if array.shape[0] == 0:
             raise VideoError(video_id, f"{member} has no frames", "empty")
+        dim = self.feature_dim()
+        if dim is not None and array.shape[1] != dim:
+            raise VideoError(video_id, f"{member}: feature dim {array.shape[1]}, expected {dim}", "corrupt")
         return array
 
     def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
         array = self._load(video_id)
         rows = self._indices(array.shape[0], mode, rng, offset)
-        return torch.from_numpy(np.ascontiguousarray(array[rows], dtype=np.float16))
+        with np.errstate(over="ignore"):
+            feats = array[rows].astype(np.float16)  # a native-endian, contiguous copy
+        if not np.isfinite(feats).all():
+            raise VideoError(video_id, f"{video_id}.npy: NaN, inf or values beyond the float16 range", "corrupt")
+        return torch.from_numpy(feats)
 
     def _count(self, video_id: str) -> int:
         return int(self._load(video_id).shape[0])  # members are small (<= 32 x 768 float16 in WBDC)
@@ -493,7 +819,7 @@ class FeatsFrameSource(FrameSource):
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_zip"], state["_pid"] = None, None  # handles never travel to another process
+        state["_zip"], state["_pid"] = None, None  # handles never travel to another process (the probed dim does)
         return state
 
 
@@ -551,6 +877,8 @@ class _DecodeThread:
 
 _local = threading.local()
 _abandoned: list[threading.Thread] = []
+MAX_ABANDONED_THREADS = 4
+_alarmed_pid: int | None = None  # the process that already logged the too-many-abandoned-threads error
 
 
 def _decode_thread() -> _DecodeThread:
@@ -569,7 +897,8 @@ def abandoned_decode_threads() -> int:
 def call_with_timeout(fn: Callable[[], T], timeout: float) -> T:
     """``fn()`` on this thread's decode thread, raising :class:`TimeoutError` after ``timeout`` seconds.
 
-    On timeout the thread is abandoned (it keeps running the hung call as a daemon) and replaced for the next call.
+    On timeout the thread is abandoned (it keeps running the hung call as a daemon) and replaced for the next call;
+    once more than :data:`MAX_ABANDONED_THREADS` of them still run, an error is logged (once per process).
     ``timeout <= 0`` calls ``fn`` directly. This works for hangs inside C code that releases the GIL (decord and
     zlib via ctypes/C, libjpeg via PIL and torchvision); a hang that holds the GIL can only be caught by the
     DataLoader's own ``timeout``.
@@ -588,7 +917,19 @@ def call_with_timeout(fn: Callable[[], T], timeout: float) -> T:
         _abandoned[:] = [t for t in _abandoned if t.is_alive()]
         logger.warning("abandoned a decode thread that hung for %.1fs (%d abandoned threads still running)",
                        timeout, len(_abandoned))
+        _alarm_if_too_many_abandoned()
         raise TimeoutError(f"decode did not finish within {timeout:g}s") from None
+
+
+def _alarm_if_too_many_abandoned() -> None:
+    """Log an error, once per process, when more than :data:`MAX_ABANDONED_THREADS` hung threads still run."""
+    global _alarmed_pid
+    if len(_abandoned) <= MAX_ABANDONED_THREADS or _alarmed_pid == os.getpid():
+        return
+    _alarmed_pid = os.getpid()
+    logger.error("%d hung decode threads are still running in process %d, each holding memory and CPU; check the "
+                 "videos named in the timeout warnings (e.g. with tools/check_data.py) or restart with a lower "
+                 "data.num_workers", len(_abandoned), os.getpid())
 
 
 # ----------------------------------------------------------------------------------------------------------------

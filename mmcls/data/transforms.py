@@ -54,13 +54,37 @@ def shorter_side_size(height: int, width: int, size: int) -> tuple[int, int]:
     return max(1, round(height * size / width)), size
 
 
-def resize_shorter_side(frames: torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear (antialiased) resize of ``[..., H, W]`` so the shorter side is ``size``; no-op when it already is."""
+MAX_ASPECT = 4
+"""Frames resized by :func:`resize_shorter_side` are at most ``MAX_ASPECT : 1``: the longer side is capped at
+``MAX_ASPECT * size`` (more elongated frames lose their ends to a centre crop), which bounds memory when a very thin
+frame (e.g. 3000x10) has its shorter side scaled up."""
+
+
+def aspect_crop_box(height: int, width: int, max_aspect: float = MAX_ASPECT) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of the centred crop whose longer side is at most ``max_aspect`` x the shorter side."""
+    if height <= width:
+        w = min(width, max(1, math.floor(height * max_aspect)))
+        return 0, (width - w) // 2, height, w
+    h = min(height, max(1, math.floor(width * max_aspect)))
+    return (height - h) // 2, 0, h, width
+
+
+def resize_shorter_side(frames: torch.Tensor, size: int | None, max_aspect: float = MAX_ASPECT) -> torch.Tensor:
+    """Antialiased bilinear resize of ``[..., H, W]`` so the shorter side is ``size``; contiguous output.
+
+    Frames more elongated than ``max_aspect : 1`` are first centre-cropped to that ratio (see :data:`MAX_ASPECT`).
+    ``size=None`` keeps the native size (no crop either).
+    """
+    if size is None:
+        return frames.contiguous()
     height, width = frames.shape[-2:]
-    target = shorter_side_size(height, width, size)
-    if target == (height, width):
-        return frames
-    return F.resize(frames, list(target), antialias=True)
+    top, left, h, w = aspect_crop_box(height, width, max_aspect)
+    if (h, w) != (height, width):
+        frames = frames[..., top:top + h, left:left + w]
+    target = shorter_side_size(h, w, size)
+    if target != (h, w):
+        frames = F.resize(frames, list(target), antialias=True)
+    return frames.contiguous()
 
 
 # ----------------------------------------------------------------------------------------------------------------
