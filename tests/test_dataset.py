@@ -9,17 +9,9 @@ import pytest
 import torch
 
 from mmcls.config import build_config
-from mmcls.data.dataset import (
-    IGNORE_INDEX,
-    Collator,
-    build_dataloader,
-    build_dataset,
-    build_tokenizer,
-    load_labelled_splits,
-    load_split,
-)
+from mmcls.data.dataset import IGNORE_INDEX, Collator, build_dataloader, build_dataset
 from mmcls.data.records import VideoRecord
-from mmcls.data.splits import holdout_split
+from mmcls.data.splits import build_tokenizer, holdout_split, load_labelled_splits, load_split
 
 
 def data_cfg(root, *overrides):

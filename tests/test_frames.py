@@ -1,6 +1,7 @@
 """Frame sources on REAL files (zip of JPEGs, mp4 via PyAV, JPEG folders, feats zip) and every kind of broken video.
 
-Frame ``i`` of every generated video has mean brightness ``level(i)``, so decoded frame order can be checked.
+Frame ``i`` of every generated video has mean brightness ``level(i)`` (see :mod:`tests.media`), so decoded frame
+order can be checked.
 """
 
 from __future__ import annotations
@@ -24,23 +25,16 @@ from mmcls.config import DataConfig
 from mmcls.data import frames as frames_module
 from mmcls.data.frames import (
     FRAME_SOURCES,
-    MAX_ABANDONED_THREADS,
-    MAX_REASON_CHARS,
     FeatsFrameSource,
     FrameLoader,
     JpegDirFrameSource,
     Mp4FrameSource,
-    VideoError,
     ZipFrameSource,
     build_frame_source,
-    call_with_timeout,
-    decode_jpeg_frame,
-    decode_sequentially,
-    jpeg_size,
-    mp4_info,
-    stack_frames,
 )
 from mmcls.data.sampling import sample_frame_indices
+from mmcls.data.video_error import MAX_REASON_CHARS, VideoError
+from tests.media import decodable_head, frame_array, jpeg_bytes, level, write_cut_mp4, write_mp4
 
 SPLIT = "labeled"
 # mmcls silences torchvision 0.29's per-call deprecation of decode_jpeg at import; pytest resets filters per test
@@ -48,26 +42,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The image decoding and encoding 
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# real test media
-
-
-def level(i: int) -> int:
-    """Brightness that encodes frame index ``i``."""
-    return 20 + 6 * i
-
-
-def frame_array(i: int, height: int, width: int, noise: bool = False) -> np.ndarray:
-    """An RGB frame of brightness ``level(i)``; ``noise`` adds texture (mean-preserving) so codecs do real work."""
-    frame = np.full((height, width, 3), level(i), dtype=np.int16)
-    if noise:
-        frame += np.random.default_rng(i).integers(-8, 9, frame.shape, dtype=np.int16)
-    return frame.clip(0, 255).astype(np.uint8)
-
-
-def jpeg_bytes(array: np.ndarray, **kwargs) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, "JPEG", quality=95, **kwargs)
-    return buf.getvalue()
+# test media laid out as each source expects (frames and videos from tests.media)
 
 
 def zip_path(root: Path, video_id: str) -> Path:
@@ -84,22 +59,6 @@ def write_zip(root: Path, video_id: str, n: int, height: int = 48, width: int = 
     with zipfile.ZipFile(path, "w") as zf:
         for i in order:
             zf.writestr(names[i], jpeg_bytes(frame_array(int(i), height, width)))
-    return path
-
-
-def write_mp4(path: Path, n: int, height: int = 64, width: int = 64, faststart: bool = False) -> Path:
-    """A real H.264 mp4 written with PyAV."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for i in range(n):
-            frame = av.VideoFrame.from_ndarray(frame_array(i, height, width, noise=True), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
     return path
 
 
@@ -145,60 +104,6 @@ def assert_levels(frames: torch.Tensor, indices: list[int], tol: float = 3.0) ->
 
 def config(root: Path, source: str, **kwargs) -> DataConfig:
     return DataConfig(root=str(root), frame_source=source, **kwargs)  # type: ignore[arg-type]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# JPEG decoding
-
-
-def test_jpeg_size_reads_the_header_and_rejects_other_formats():
-    assert jpeg_size(jpeg_bytes(frame_array(0, 30, 70))) == (70, 30)
-    assert jpeg_size(jpeg_bytes(frame_array(0, 30, 70), progressive=True)) == (70, 30)
-    png = io.BytesIO()
-    Image.new("RGB", (8, 8)).save(png, "PNG")
-    assert jpeg_size(png.getvalue()) is None
-    assert jpeg_size(b"") is None
-    assert jpeg_size(b"\xff\xd8\xff") is None
-
-
-@pytest.mark.parametrize(("height", "width", "short_side", "expected"), [
-    (48, 64, None, (48, 64)),     # native
-    (48, 64, 32, (32, 43)),       # small image: torchvision decode + resize
-    (64, 48, 80, (107, 80)),      # upscale, portrait
-    (240, 320, 56, (56, 75)),     # >= 2x the target: PIL draft (DCT downscale) + resize
-])
-def test_decode_jpeg_frame_resizes_the_shorter_side(height, width, short_side, expected):
-    frame = decode_jpeg_frame(jpeg_bytes(frame_array(5, height, width)), short_side)
-    assert frame.dtype == torch.uint8 and frame.shape == (3, *expected)
-    assert frame.is_contiguous()
-    assert abs(frame.float().mean().item() - level(5)) <= 2
-
-
-@pytest.mark.parametrize(("height", "width", "expected"), [(10, 3000, (32, 128)), (3000, 10, (128, 32))])
-def test_very_thin_frames_are_capped_at_four_to_one(height, width, expected):
-    """Scaling the shorter side 10 -> 32 would make a 32x9600 frame: the centre is kept, at most 4:1."""
-    array = np.full((height, width, 3), 200, np.uint8)
-    centre = (slice(None), slice(None)) if height > width else (slice(None), slice(width // 2 - 20, width // 2 + 20))
-    array[centre] = 40  # only the centre 40 columns of the wide frame are dark
-    frame = decode_jpeg_frame(jpeg_bytes(array), 32)
-    assert frame.shape == (3, *expected)
-    if height < width:
-        assert frame.float().mean() < 50  # the centre crop, not a squashed whole frame
-
-
-def test_stack_frames_resizes_odd_frames_to_the_first():
-    frames = [torch.full((3, 8, 12), 50, dtype=torch.uint8), torch.full((3, 16, 24), 90, dtype=torch.uint8)]
-    stacked = stack_frames(frames)
-    assert stacked.shape == (2, 3, 8, 12) and stacked[1].float().mean() == 90
-
-
-def test_both_jpeg_paths_agree():
-    data = jpeg_bytes(np.asarray(Image.radial_gradient("L").convert("RGB").resize((160, 120))))
-    small = decode_jpeg_frame(data, 60)     # 120 >= 2 * 60: PIL draft path
-    large = decode_jpeg_frame(data, 61)     # torchvision path
-    assert small.shape == (3, 60, 80) and large.shape == (3, 61, 81)
-    resized = torch.nn.functional.interpolate(large[None].float(), size=(60, 80), mode="bilinear", antialias=True)
-    assert (resized[0] - small.float()).abs().mean() < 3
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -543,27 +448,6 @@ def test_broken_mp4s_become_failures(tmp_path, caplog):
     assert all(video_id in caplog.text for video_id in cases)
 
 
-def write_cut_mp4(path: Path, n: int = 16, keep: int = 5) -> Path:
-    """A faststart mp4 cut ``keep`` bytes into its last packet: it still claims ``n`` frames, its tail is broken."""
-    write_mp4(path, n=n, faststart=True)
-    with av.open(str(path)) as container:
-        last = [p.pos for p in container.demux(container.streams.video[0]) if p.size][-1]
-    path.write_bytes(path.read_bytes()[: last + keep])
-    return path
-
-
-def decodable_head(path: Path) -> int:
-    """Frames PyAV decodes, in order, before the first error (independent of mmcls)."""
-    count = 0
-    try:
-        with av.open(str(path)) as container:
-            for _ in container.decode(container.streams.video[0]):
-                count += 1
-    except av.FFmpegError:
-        pass
-    return count
-
-
 def spy_decord_opens(monkeypatch) -> list[tuple[int, int]]:
     """Record every decord reader the mp4 source opens (its decode size)."""
     opened: list[tuple[int, int]] = []
@@ -575,26 +459,6 @@ def spy_decord_opens(monkeypatch) -> list[tuple[int, int]]:
 
     monkeypatch.setattr(Mp4FrameSource, "_open", spy)
     return opened
-
-
-def test_mp4_info_reads_the_header_boxes(tmp_path):
-    plain = write_mp4(tmp_path / "plain.mp4", n=12, height=36, width=80)
-    faststart = write_mp4(tmp_path / "fs.mp4", n=12, height=36, width=80, faststart=True)
-    for path in (plain, faststart):
-        info = mp4_info(path)
-        with av.open(str(path)) as container:
-            packets = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
-        assert info is not None and (info.width, info.height, info.frames) == (80, 36, 12)
-        assert info.data_end == max(pos + size for pos, size in packets) and not info.truncated
-    cut = write_cut_mp4(tmp_path / "cut.mp4")
-    info = mp4_info(cut)
-    assert info is not None and info.frames == 16 and info.truncated and info.file_size == cut.stat().st_size
-    (tmp_path / "junk.mp4").write_bytes(np.random.default_rng(0).bytes(4000))
-    (tmp_path / "text.mp4").write_bytes(b"this is not a video\n" * 20)
-    data = plain.read_bytes()
-    (tmp_path / "nomoov.mp4").write_bytes(data[: len(data) // 2])  # moov at the end is lost
-    for name in ("junk.mp4", "text.mp4", "nomoov.mp4", "absent.mp4"):
-        assert mp4_info(tmp_path / name) is None
 
 
 def test_truncated_mp4_gives_the_same_decodable_head_on_every_read(tmp_path, monkeypatch):
@@ -679,16 +543,6 @@ def test_truncated_mp4_without_a_decodable_frame_is_corrupt(tmp_path):
     assert "truncated" in error and "PyAV" in error
 
 
-def test_decode_sequentially_stops_at_the_first_error_and_never_raises(tmp_path):
-    path = write_cut_mp4(tmp_path / "cut.mp4")
-    full = decode_sequentially(path)
-    assert full.count == decodable_head(path) and full.error is not None and full.frames == {}
-    part = decode_sequentially(path, [0, 3], short_side=16, stop=3)
-    assert part.count == 4 and part.error is None and sorted(part.frames) == [0, 3]
-    assert part.frames[3].shape == (3, 16, 16)
-    assert decode_sequentially(tmp_path / "absent.mp4").count == 0
-
-
 def test_broken_jpeg_dirs_and_feats(tmp_path):
     jpeg = JpegDirFrameSource(tmp_path, SPLIT, max_frames=4)
     (tmp_path / "jpeg_frames" / SPLIT / "emptydir").mkdir(parents=True)
@@ -707,19 +561,6 @@ def test_broken_jpeg_dirs_and_feats(tmp_path):
     with pytest.raises(VideoError) as info:
         nozip.read("ok")
     assert info.value.kind == "missing"
-
-
-def test_video_error_reasons_are_one_short_line():
-    err = VideoError("v1", "first line\n  second line\twith tabs " + "x" * 1000, "decode")
-    assert "\n" not in err.reason and "\t" not in err.reason and len(err.reason) <= MAX_REASON_CHARS
-    assert err.reason.startswith("first line second line") and err.reason.endswith("x")  # the middle is elided
-    assert VideoError("v2", "short").reason == "short"
-
-
-def test_video_error_pickles():
-    err = pickle.loads(pickle.dumps(VideoError("v9", "gone", "missing")))
-    assert (err.video_id, err.reason, err.kind) == ("v9", "gone", "missing")
-    assert str(err) == "video v9: missing: gone"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -753,33 +594,6 @@ def test_hanging_decode_is_cut_off_by_the_timeout(tmp_path, monkeypatch, caplog)
         assert error is None and frames is not None and frames.shape[0] == 4
     finally:
         release.set()
-
-
-def test_too_many_abandoned_threads_log_one_error_and_never_crash(monkeypatch, caplog):
-    monkeypatch.setattr(frames_module, "_abandoned", [])
-    monkeypatch.setattr(frames_module, "_alarmed_pid", None)
-    release = threading.Event()
-    try:
-        with caplog.at_level(logging.WARNING, logger="mmcls.data"):
-            for i in range(MAX_ABANDONED_THREADS + 2):
-                with pytest.raises(TimeoutError):
-                    call_with_timeout(lambda: release.wait(30), 0.05)
-                errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-                assert len(errors) == (1 if i >= MAX_ABANDONED_THREADS else 0)
-        assert "data.num_workers" in errors[0].getMessage() and frames_module.abandoned_decode_threads() == 6
-        assert call_with_timeout(lambda: 7, 5.0) == 7  # still serving
-    finally:
-        release.set()
-
-
-def test_call_with_timeout_returns_raises_and_can_be_disabled():
-    caller = threading.get_ident()
-    assert call_with_timeout(lambda: threading.get_ident() != caller, 5.0) is True
-    assert call_with_timeout(lambda: threading.get_ident() == caller, 0) is True  # 0 disables the watchdog
-    with pytest.raises(KeyError):
-        call_with_timeout(lambda: {}["x"], 5.0)
-    first = call_with_timeout(threading.get_ident, 5.0)
-    assert call_with_timeout(threading.get_ident, 5.0) == first  # one long-lived thread, reused
 
 
 # ----------------------------------------------------------------------------------------------------------------

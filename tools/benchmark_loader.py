@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmcls.cli import run_main
 from mmcls.config import add_config_arguments, build_config, config_from_args, to_dict
-from mmcls.data.dataset import build_dataloader, build_dataset, build_tokenizer, load_labelled_splits
+from mmcls.data.dataset import build_dataloader, build_dataset
+from mmcls.data.splits import build_tokenizer, load_labelled_splits
 from mmcls.io import atomic_write_text
 
 

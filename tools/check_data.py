@@ -34,7 +34,7 @@ from mmcls.data.check import (
     scan_split,
     text_length_summary,
 )
-from mmcls.data.dataset import build_categories, data_path, tokenizer_dir
+from mmcls.data.splits import build_categories, data_path, tokenizer_dir
 from mmcls.data.tokenizer import load_tokenizer
 from mmcls.errors import DataError
 

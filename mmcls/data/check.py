@@ -13,10 +13,12 @@ from tqdm import tqdm
 
 from mmcls.config import DataConfig
 from mmcls.data.categories import CategorySpace
-from mmcls.data.dataset import Split
-from mmcls.data.frames import FrameLoader, VideoError, call_with_timeout
+from mmcls.data.frames import FrameLoader
 from mmcls.data.records import VideoRecord, load_records, split_name
+from mmcls.data.splits import Split
 from mmcls.data.text import TextEncoder, allocate_budgets
+from mmcls.data.timeout import call_with_timeout
+from mmcls.data.video_error import VideoError
 
 DEFAULT_SPLITS = ("train", "val", "test", "unlabeled")
 

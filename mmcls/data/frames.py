@@ -2,23 +2,22 @@
 
 A :class:`FrameSource` maps a video id to uint8 ``[T, 3, H, W]`` frames (shorter side = ``resize_size``, at most
 4:1) or, for ``feats``, float16 ``[T, D]`` frame features, with ``T <= max_frames`` chosen by
-:func:`~mmcls.data.sampling.sample_frame_indices`. It RAISES :class:`VideoError` for every data problem (missing,
-empty, truncated zip, non-JPEG, undecodable, wrong feature width; an mp4 that decodes only in part gives its
-decodable head). :class:`FrameLoader` wraps a source for the Dataset: it runs each read
-under a timeout, catches :class:`VideoError`, counts failures per kind, logs each failing id once, and returns
-``(frames, None)`` or ``(None, reason)`` — never another video.
+:func:`~mmcls.data.sampling.sample_frame_indices`. It RAISES :class:`~mmcls.data.video_error.VideoError` for every
+data problem (missing, empty, truncated zip, non-JPEG, undecodable, wrong feature width; an mp4 that decodes only in
+part gives its decodable head). :class:`FrameLoader` wraps a source for the Dataset: it runs each read under a
+timeout (:func:`~mmcls.data.timeout.call_with_timeout`), catches :class:`~mmcls.data.video_error.VideoError`, counts
+failures per kind, logs each failing id once, and returns ``(frames, None)`` or ``(None, reason)`` — never another
+video.
 
 Handles are opened lazily inside the process that reads: one zip / reader per video, opened and closed per read
 (never shared across forked DataLoader workers); the big per-split ``feats`` zip is opened once per process and
 reopened after a fork.
 
-Decode speed (measured on this project's 2-core CPU, one thread, 8 frames per video) chose the paths:
-``torchvision.io.decode_jpeg`` + torch resize is 1.2-1.6x faster than PIL for frames smaller than twice the target
-size; for larger frames PIL's ``draft`` (libjpeg downscales by 1/2, 1/4, 1/8 inside the DCT) is fastest, so both
-are used. For mp4, decord at the native size + torch resize was as fast as decord's resize-on-decode; the decode
-size comes from the mp4 header boxes (a small parser, ~0.06 ms, instead of a PyAV probe, 0.4-2 ms). Every resize goes
-through :func:`~mmcls.data.transforms.resize_shorter_side`, which caps frames at 4:1 (centre crop) so a very thin
-frame cannot blow up in memory.
+Decoding lives in :mod:`mmcls.data.jpeg` (JPEG frames) and :mod:`mmcls.data.mp4` (mp4 header, PyAV fallback). For
+mp4, decord at the native size + torch resize was as fast as decord's resize-on-decode (measured on this project's
+2-core CPU, one thread, 8 frames per video); the decode size comes from the mp4 header. Every resize goes through
+:func:`~mmcls.data.transforms.resize_shorter_side`, which caps frames at 4:1 (centre crop) so a very thin frame
+cannot blow up in memory.
 
 A truncated or partly undecodable mp4 is read deterministically: when its sample table points past the end of the
 file, or decord fails on it, PyAV decodes it sequentially up to the first error and the sample is drawn from the
@@ -30,140 +29,25 @@ from __future__ import annotations
 import io
 import logging
 import os
-import queue
-import re
-import struct
-import threading
-import warnings
 import zipfile
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar, Literal, NamedTuple, TypeVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
-from torchvision.transforms.v2 import functional as F
 
 from mmcls.config import DataConfig
+from mmcls.data.jpeg import JPEG_SUFFIXES, NotJPEGError, decode_jpeg_frame, stack_frames
+from mmcls.data.mp4 import Mp4Info, _probe_size, decode_sequentially, mp4_info
 from mmcls.data.sampling import SamplingMode, sample_frame_indices
+from mmcls.data.timeout import call_with_timeout
 from mmcls.data.transforms import resize_shorter_side, resolve_resize_size, shorter_side_size
+from mmcls.data.video_error import FailureKind, VideoError, _describe
 
 logger = logging.getLogger("mmcls.data")
-
-try:  # deprecated since torchvision 0.29 (in favour of torchcodec) but still the fastest JPEG decoder here
-    from torchvision.io import ImageReadMode, decode_jpeg
-
-    warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                            category=DeprecationWarning)
-except ImportError:  # removed in a later torchvision: PIL decodes everything
-    decode_jpeg = None  # type: ignore[assignment]
-
-T = TypeVar("T")
-FailureKind = Literal["missing", "empty", "corrupt", "decode", "timeout"]
-JPEG_SUFFIXES = (".jpg", ".jpeg")
-MAX_REASON_CHARS = 300
-_NOISE = re.compile(r"\[\d\d:\d\d:\d\d\] \S+:\d+: |\[Errno -?\d+\] ")  # decord log prefixes, PyAV errnos
-
-
-def _shorten(text: str, limit: int) -> str:
-    """``text`` on one line (whitespace collapsed), at most ``limit`` characters (middle elided)."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    head = (limit - 5) * 2 // 3
-    return f"{text[:head]} ... {text[len(text) - (limit - 5 - head):]}"
-
-
-def _describe(exc: BaseException, limit: int = 120) -> str:
-    """``Type: first line of the message``, short (decord messages carry log prefixes and C++ stack traces)."""
-    lines = str(exc).strip().splitlines()
-    text = _NOISE.sub("", lines[0]) if lines else ""
-    return _shorten(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, limit)
-
-
-class VideoError(Exception):
-    """A video that cannot be read; ``kind`` is one of missing, empty, corrupt, decode, timeout.
-
-    ``reason`` is kept to one short line (at most :data:`MAX_REASON_CHARS`).
-    """
-
-    def __init__(self, video_id: str, reason: str, kind: FailureKind = "decode") -> None:
-        reason = _shorten(reason, MAX_REASON_CHARS)
-        self.video_id, self.reason, self.kind = video_id, reason, kind
-        super().__init__(f"video {video_id}: {kind}: {reason}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return type(self), (self.video_id, self.reason, self.kind)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# JPEG decoding
-
-
-_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """``(width, height)`` from a JPEG's frame header without decoding; ``None`` if ``data`` is not a JPEG."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    i, n = 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-            i += 2
-            continue
-        if marker == 0xDA:  # start of scan before any frame header
-            return None
-        if marker in _SOF_MARKERS:
-            if i + 9 > n:
-                return None
-            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
-        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
-    return None
-
-
-class NotJPEGError(ValueError):
-    """Bytes that do not start like a JPEG."""
-
-
-def decode_jpeg_frame(data: bytes, short_side: int | None = None) -> torch.Tensor:
-    """JPEG bytes -> uint8 ``[3, H, W]`` RGB, resized so the shorter side is ``short_side`` (``None``: native).
-
-    Frames at least twice the target size are decoded by PIL with ``draft`` (libjpeg scales by 1/2, 1/4, 1/8 in the
-    DCT, much cheaper than decoding in full); the rest by ``torchvision.io.decode_jpeg`` (PIL when torchvision no
-    longer has it). Both finish with an antialiased bilinear resize to the exact size.
-    """
-    size = jpeg_size(data)
-    if size is None:
-        raise NotJPEGError("not a JPEG")
-    width, height = size
-    downscale = short_side is not None and min(width, height) >= 2 * short_side
-    if decode_jpeg is not None and not downscale:
-        frame = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
-    else:
-        image = Image.open(io.BytesIO(data))
-        if downscale:
-            target_h, target_w = shorter_side_size(height, width, short_side)  # type: ignore[arg-type]
-            image.draft("RGB", (target_w, target_h))
-        frame = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
-    return resize_shorter_side(frame, short_side)
-
-
-def stack_frames(frames: list[torch.Tensor]) -> torch.Tensor:
-    """Stack ``[3, H, W]`` frames; a frame whose size differs from the first is resized to it."""
-    size = list(frames[0].shape[-2:])
-    return torch.stack([f if list(f.shape[-2:]) == size else F.resize(f, size, antialias=True) for f in frames])
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -350,197 +234,6 @@ class JpegDirFrameSource(FrameSource):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# mp4 header (ISO BMFF ``moov`` box) and PyAV sequential decoding
-
-
-MAX_MOOV_BYTES = 64 << 20
-MAX_TOP_LEVEL_BOXES = 64
-MAX_SAMPLES = 1 << 24  # more frames than any real video (a week at 25 fps): the header is garbage
-_BOX = struct.Struct(">I4s")
-
-
-class Mp4Info(NamedTuple):
-    """What an mp4's ``moov`` box says about its first video track."""
-
-    width: int  # coded size from the sample description (0: unknown)
-    height: int
-    frames: int  # samples in the track (0 for a fragmented mp4)
-    data_end: int | None  # byte offset just past the track's last sample (None: no sample table)
-    file_size: int
-
-    @property
-    def truncated(self) -> bool:
-        """Whether the track's samples run past the end of the file (the file was cut)."""
-        return self.data_end is not None and self.data_end > self.file_size
-
-
-def mp4_info(path: Path) -> Mp4Info | None:
-    """Parse the ``moov`` box of an mp4/mov file; ``None`` if it is not one, or has no (readable) video track."""
-    try:
-        with open(path, "rb") as f:
-            file_size = os.fstat(f.fileno()).st_size
-            moov = _read_top_level_box(f, b"moov", file_size)
-            return None if moov is None else _video_track_info(moov, file_size)
-    except (OSError, ValueError, IndexError, struct.error):
-        return None
-
-
-def _read_top_level_box(f: io.BufferedReader, kind: bytes, file_size: int) -> bytes | None:
-    """The payload of the first top-level box ``kind``, seeking over the others (e.g. ``mdat``).
-
-    Gives up (``None``) on a box type that is not printable ASCII (not an mp4) or after :data:`MAX_TOP_LEVEL_BOXES`.
-    """
-    pos = 0
-    for _ in range(MAX_TOP_LEVEL_BOXES):
-        if pos + 8 > file_size:
-            return None
-        f.seek(pos)
-        head = f.read(16)
-        size, box = _BOX.unpack_from(head)
-        if not all(32 <= c < 127 for c in box):
-            return None
-        header = 8
-        if size == 1:
-            size, header = struct.unpack_from(">Q", head, 8)[0], 16
-        elif size == 0:
-            size = file_size - pos
-        if size < header:
-            return None
-        if box == kind:
-            if size > MAX_MOOV_BYTES or pos + size > file_size:
-                return None
-            f.seek(pos + header)
-            return f.read(size - header)
-        pos += size
-    return None
-
-
-def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
-    """``(type, payload_start, payload_end)`` of the boxes in ``data[start:end]``; ValueError if malformed."""
-    pos = start
-    while pos + 8 <= end:
-        size, box = _BOX.unpack_from(data, pos)
-        header = 8
-        if size == 1:
-            size, header = struct.unpack_from(">Q", data, pos + 8)[0], 16
-        elif size == 0:
-            size = end - pos
-        if size < header or pos + size > end:
-            raise ValueError(f"malformed {box!r} box")
-        yield box, pos + header, pos + size
-        pos += size
-
-
-def _children(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]:
-    """The first child box of each type inside ``data[start:end]``."""
-    found: dict[bytes, tuple[int, int]] = {}
-    for box, s, e in _boxes(data, start, end):
-        found.setdefault(box, (s, e))
-    return found
-
-
-def _video_track_info(moov: bytes, file_size: int) -> Mp4Info | None:
-    """:class:`Mp4Info` of the first ``trak`` whose handler is ``vide``."""
-    for box, s, e in _boxes(moov, 0, len(moov)):
-        if box != b"trak" or (mdia := _children(moov, s, e).get(b"mdia")) is None:
-            continue
-        parts = _children(moov, *mdia)
-        if b"hdlr" not in parts or moov[parts[b"hdlr"][0] + 8:parts[b"hdlr"][0] + 12] != b"vide":
-            continue
-        stbl = _children(moov, *parts[b"minf"]).get(b"stbl") if b"minf" in parts else None
-        return None if stbl is None else _sample_table_info(moov, _children(moov, *stbl), file_size)
-    return None
-
-
-def _sample_table_info(data: bytes, stbl: dict[bytes, tuple[int, int]], file_size: int) -> Mp4Info:
-    """Size (``stsd``), sample count (``stsz``) and end of sample data (``stsz``+``stsc``+``stco``/``co64``)."""
-    width = height = 0
-    stsd = stbl.get(b"stsd")
-    if stsd is not None and stsd[1] - stsd[0] >= 8 + 36 and struct.unpack_from(">I", data, stsd[0] + 4)[0] > 0:
-        width, height = struct.unpack_from(">HH", data, stsd[0] + 8 + 32)  # VisualSampleEntry fields
-    frames, sizes = _sample_sizes(data, stbl[b"stsz"]) if b"stsz" in stbl else (0, None)
-    data_end = None
-    offsets_box = stbl.get(b"co64", stbl.get(b"stco"))
-    if frames and sizes is not None and offsets_box is not None and b"stsc" in stbl:
-        offsets = _table(data, offsets_box, ">u8" if b"co64" in stbl else ">u4", 1)[:, 0].astype(np.int64)
-        data_end = _data_end(offsets, _table(data, stbl[b"stsc"], ">u4", 3), sizes)
-    return Mp4Info(int(width), int(height), frames, data_end, file_size)
-
-
-def _table(data: bytes, box: tuple[int, int], dtype: str, columns: int) -> np.ndarray:
-    """A full box's ``entry_count``-row table of ``columns`` big-endian integers."""
-    start, end = box
-    count = struct.unpack_from(">I", data, start + 4)[0]
-    size = count * columns * np.dtype(dtype).itemsize
-    if start + 8 + size > end:
-        raise ValueError("sample table runs past its box")
-    return np.frombuffer(data, dtype, count * columns, start + 8).reshape(count, columns)
-
-
-def _sample_sizes(data: bytes, box: tuple[int, int]) -> tuple[int, np.ndarray]:
-    """``(sample_count, sizes)`` from ``stsz`` (one constant size expanded)."""
-    start, end = box
-    constant, count = struct.unpack_from(">II", data, start + 4)
-    if count > MAX_SAMPLES:
-        raise ValueError(f"stsz claims {count} samples")
-    if constant:
-        return count, np.full(count, constant, dtype=np.int64)
-    if start + 12 + 4 * count > end:
-        raise ValueError("stsz runs past its box")
-    return count, np.frombuffer(data, ">u4", count, start + 12).astype(np.int64)
-
-
-def _data_end(offsets: np.ndarray, stsc: np.ndarray, sizes: np.ndarray) -> int | None:
-    """The largest ``chunk offset + bytes of its samples``; ``None`` if the tables disagree."""
-    first_chunks = stsc[:, 0].astype(np.int64)
-    if len(offsets) == 0 or len(first_chunks) == 0 or first_chunks[0] != 1 or np.any(np.diff(first_chunks) <= 0):
-        return None
-    runs = np.diff(np.append(np.minimum(first_chunks, len(offsets) + 1), len(offsets) + 1))
-    per_chunk = np.repeat(stsc[:, 1].astype(np.int64), np.maximum(runs, 0))
-    ends = np.cumsum(per_chunk)
-    if len(per_chunk) != len(offsets) or ends[-1] != len(sizes):
-        return None
-    cumulative = np.concatenate([[0], np.cumsum(sizes)])
-    return int(np.max(offsets + cumulative[ends] - cumulative[ends - per_chunk]))
-
-
-class PyAVDecode(NamedTuple):
-    """Result of :func:`decode_sequentially`."""
-
-    count: int  # frames decoded before the first error (or before stopping)
-    frames: dict[int, torch.Tensor]  # the wanted ones, uint8 [3, H, W], already resized
-    error: str | None  # what ended decoding early (None: the end of the stream, or ``stop``)
-
-
-def decode_sequentially(path: Path, wanted: Iterable[int] = (), short_side: int | None = None,
-                        stop: int | None = None) -> PyAVDecode:
-    """Decode the first video stream of ``path`` with PyAV, single-threaded, in order, until the first error.
-
-    Keeps the frames whose index is in ``wanted`` (shorter side resized to ``short_side``); stops after frame
-    ``stop``. Deterministic: the same file always gives the same frames. Never raises.
-    """
-    import av
-
-    keep, kept, count = set(wanted), dict[int, torch.Tensor](), 0
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                return PyAVDecode(0, {}, "no video stream")
-            stream = container.streams.video[0]
-            stream.thread_type, stream.thread_count = "NONE", 1
-            for frame in container.decode(stream):
-                if count in keep:
-                    image = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)
-                    kept[count] = resize_shorter_side(image, short_side)
-                count += 1
-                if stop is not None and count > stop:
-                    break
-    except Exception as exc:  # av.FFmpegError and friends: the frames so far are the usable head
-        return PyAVDecode(count, kept, _describe(exc))
-    return PyAVDecode(count, kept, None)
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # mp4 source
 
 
@@ -676,18 +369,6 @@ class Mp4FrameSource(FrameSource):
     def _decode(self, reader: Any, indices: list[int]) -> torch.Tensor:
         array = reader.get_batch(indices).asnumpy()  # [T, H, W, 3] at the decode size
         return resize_shorter_side(torch.from_numpy(array).permute(0, 3, 1, 2), self.resize_size)
-
-
-def _probe_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` from PyAV's probe of a container the mp4 parser does not read; ``(0, 0)`` on failure."""
-    try:
-        import av
-
-        with av.open(str(path)) as container:
-            context = container.streams.video[0].codec_context
-            return int(context.width or 0), int(context.height or 0)
-    except Exception:
-        return 0, 0
 
 
 class FeatsFrameSource(FrameSource):
@@ -840,96 +521,6 @@ def build_frame_source(cfg: DataConfig, split: str) -> FrameSource:
         logger.warning("frame source %s: %s does not exist; every video of split %r will fail to load",
                        source.name, source.location, split)
     return source
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# timeout: one long-lived daemon thread per (process, calling thread)
-
-
-class _DecodeThread:
-    """A daemon thread that runs submitted calls one at a time; abandoned (never joined) when a call hangs."""
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.tasks: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
-        self.thread = threading.Thread(target=self._loop, name="mmcls-decode", daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while (task := self.tasks.get()) is not None:
-            fn, future = task
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn())
-            except BaseException as exc:  # delivered to the waiting caller
-                future.set_exception(exc)
-
-    def submit(self, fn: Callable[[], T]) -> Future[T]:
-        future: Future[T] = Future()
-        self.tasks.put((fn, future))
-        return future
-
-    def abandon(self) -> None:
-        """Let the thread exit once its hung call returns (if ever); it is a daemon, so it never blocks exit."""
-        self.tasks.put(None)
-
-
-_local = threading.local()
-_abandoned: list[threading.Thread] = []
-MAX_ABANDONED_THREADS = 4
-_alarmed_pid: int | None = None  # the process that already logged the too-many-abandoned-threads error
-
-
-def _decode_thread() -> _DecodeThread:
-    """This (process, thread)'s decode thread, created on first use and again after a fork or an abandon."""
-    runner: _DecodeThread | None = getattr(_local, "runner", None)
-    if runner is None or runner.pid != os.getpid() or not runner.thread.is_alive():
-        runner = _local.runner = _DecodeThread()
-    return runner
-
-
-def abandoned_decode_threads() -> int:
-    """How many abandoned decode threads of this process are still running (stuck in a hung call)."""
-    return sum(t.is_alive() for t in _abandoned)
-
-
-def call_with_timeout(fn: Callable[[], T], timeout: float) -> T:
-    """``fn()`` on this thread's decode thread, raising :class:`TimeoutError` after ``timeout`` seconds.
-
-    On timeout the thread is abandoned (it keeps running the hung call as a daemon) and replaced for the next call;
-    once more than :data:`MAX_ABANDONED_THREADS` of them still run, an error is logged (once per process).
-    ``timeout <= 0`` calls ``fn`` directly. This works for hangs inside C code that releases the GIL (decord and
-    zlib via ctypes/C, libjpeg via PIL and torchvision); a hang that holds the GIL can only be caught by the
-    DataLoader's own ``timeout``.
-    """
-    if timeout <= 0:
-        return fn()
-    runner = _decode_thread()
-    future = runner.submit(fn)
-    try:
-        return future.result(timeout=timeout)
-    except FutureTimeout:
-        future.cancel()
-        runner.abandon()
-        _local.runner = None
-        _abandoned.append(runner.thread)
-        _abandoned[:] = [t for t in _abandoned if t.is_alive()]
-        logger.warning("abandoned a decode thread that hung for %.1fs (%d abandoned threads still running)",
-                       timeout, len(_abandoned))
-        _alarm_if_too_many_abandoned()
-        raise TimeoutError(f"decode did not finish within {timeout:g}s") from None
-
-
-def _alarm_if_too_many_abandoned() -> None:
-    """Log an error, once per process, when more than :data:`MAX_ABANDONED_THREADS` hung threads still run."""
-    global _alarmed_pid
-    if len(_abandoned) <= MAX_ABANDONED_THREADS or _alarmed_pid == os.getpid():
-        return
-    _alarmed_pid = os.getpid()
-    logger.error("%d hung decode threads are still running in process %d, each holding memory and CPU; check the "
-                 "videos named in the timeout warnings (e.g. with tools/check_data.py) or restart with a lower "
-                 "data.num_workers", len(_abandoned), os.getpid())
 
 
 # ----------------------------------------------------------------------------------------------------------------
