@@ -132,14 +132,120 @@ class DataConfig:
             raise ConfigError(f"{prefix}max_text_len: must leave room for [CLS] and one [SEP] per field")
 
 
+ScalarValue = bool | int | float | str
+
+
+@dataclass
+class VisionConfig:
+    """The frame encoder (DESIGN.md section 3). Ignored when frames come as features (data.frame_source=feats)."""
+
+    kind: Literal["clip", "timm"] = option(
+        "clip", "Frame encoder family: clip (open-clip-torch ViT) or timm (any timm backbone).")
+    name: str = option("ViT-B-16", "Model name: an open_clip model config (ViT-B-16, ViT-B-32 ...) or a timm model.")
+    pretrained: str | None = option(
+        None, "Local weights file (open_clip checkpoint or timm .safetensors/.pth); null = random init.")
+    overrides: dict[str, ScalarValue] = option(
+        {}, "Architecture overrides: open_clip vision_cfg keys (width, layers, patch_size, image_size ...) or timm "
+        "create_model kwargs (embed_dim, depth, num_heads, img_size ...); used for tiny test/demo towers.")
+    normalization: Literal["auto", "clip", "imagenet"] = option(
+        "auto", "Pixel mean/std applied on the device: auto = clip for CLIP towers, the timm model's own otherwise.")
+
+
+@dataclass
+class TextConfig:
+    """The BERT that embeds the text and, VisualBERT-style, fuses text and frames in its encoder."""
+
+    pretrained: str | None = option(
+        None, "Local directory of a transformers BERT saved with save_pretrained (+ tokenizer); null = build from "
+        "the sizes below with the tokenizer's vocabulary.")
+    hidden_size: int = option(768, "Hidden width when building from config (ignored with model.text.pretrained).")
+    num_layers: int = option(12, "Encoder layers when building from config.")
+    num_heads: int = option(12, "Attention heads when building from config.")
+    intermediate_size: int = option(3072, "Feed-forward width when building from config.")
+    max_positions: int = option(512, "Position table size when building from config (>= data.max_text_len).")
+    attn_implementation: Literal["sdpa", "eager"] = option(
+        "sdpa", "Attention kernel: sdpa (PyTorch fused scaled-dot-product attention) or eager.")
+
+
+@dataclass
+class ModelConfig:
+    """The multimodal classifier: towers, fusion, pooling and heads."""
+
+    vision: VisionConfig = field(default_factory=VisionConfig, metadata={"help": "Frame encoder."})
+    text: TextConfig = field(default_factory=TextConfig, metadata={"help": "Text encoder and fusion transformer."})
+    mode: Literal["fusion", "text", "video"] = option(
+        "fusion", "Inputs used: fusion (text + frames), text only, or video only (same model, for ablations).")
+    pooling: Literal["cls", "mean"] = option(
+        "mean", "How the fused sequence becomes one vector: the [CLS] state, or the masked mean of all states.")
+    dropout: float = option(0.1, "Dropout before the classifier heads.")
+    lv1_head: bool = option(True, "Add a level-1 classifier head (auxiliary loss; predictions use level 2).")
+    lv1_loss_weight: float = option(0.3, "Weight of the level-1 loss.")
+    aux_video_weight: float = option(
+        0.3, "Weight of the auxiliary video-only classifier loss on the pooled frame features (0 = off).")
+
+    def validate(self, prefix: str) -> None:
+        """Value checks; ``prefix`` is this section's dotted path."""
+        for name in ("dropout",):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{prefix}{name}: must be in [0, 1), got {value}")
+        for name in ("lv1_loss_weight", "aux_video_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and evaluation schedule of finetuning (counted in optimizer updates)."""
+
+    epochs: int = option(5, "Passes over the training split (train.max_steps > 0 stops earlier).")
+    max_steps: int = option(0, "Stop after this many optimizer updates (0 = run all epochs).")
+    batch_size: int = option(32, "Training videos per process per forward pass.")
+    eval_batch_size: int = option(64, "Videos per process per batch in evaluation and prediction.")
+    grad_accum_steps: int = option(1, "Forward passes per optimizer update (global batch = processes x batch x this).")
+    lr: float = option(5e-4, "Learning rate of the fusion-specific layers and heads.")
+    lr_text: float = option(5e-5, "Learning rate of the BERT (embeddings and encoder).")
+    lr_vision: float = option(5e-6, "Learning rate of the frame encoder.")
+    weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases, norms and embedding tables).")
+    schedule: Literal["cosine", "linear", "constant"] = option(
+        "cosine", "Learning-rate decay after warm-up, per optimizer update.")
+    warmup_ratio: float = option(0.06, "Warm-up length as a fraction of all updates (train.warmup_steps wins if > 0).")
+    warmup_steps: int = option(0, "Warm-up length in optimizer updates (0 = use train.warmup_ratio).")
+    min_lr_ratio: float = option(0.0, "Final learning rate as a fraction of the peak.")
+    max_grad_norm: float = option(1.0, "Gradient clipping by global norm (0 = off).")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = option(
+        "auto", "Autocast precision: auto = bf16 where the device supports it (else fp16 on CUDA, no on CPU).")
+    eval_every: int = option(0, "Also evaluate every N optimizer updates (0 = only at the end of each epoch).")
+    log_every: int = option(10, "Log training loss and learning rate every N optimizer updates.")
+
+    def validate(self, prefix: str) -> None:
+        """Value checks; ``prefix`` is this section's dotted path."""
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
+                    "grad_accum_steps": self.grad_accum_steps, "log_every": self.log_every}
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{prefix}{name}: must be >= 1, got {value}")
+        for name in ("max_steps", "warmup_steps", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "lr_text", "lr_vision", "weight_decay", "max_grad_norm"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("warmup_ratio", "min_lr_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{prefix}{name}: must be in [0, 1], got {getattr(self, name)}")
+
+
 @dataclass
 class Config:
-    """A whole run. Later sections (model, train, pretrain, predict) join as the features land."""
+    """A whole run: where it writes, its seed, and the data, model and training sections."""
 
     output_dir: str = option("runs/default", "Run directory: config.yaml, metrics.csv, train.log, checkpoints/, best/.")
     seed: int = option(
         42, "Random seed: model init, shuffling, and (with epoch and index) each sample's frames and augmentation.")
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data options (see DataConfig)."})
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Model options (see ModelConfig)."})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Training options (see TrainConfig)."})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -295,9 +401,18 @@ def parse_override(item: str, cls: type = Config) -> tuple[list[str], Any]:
         value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    if _accepts_str(tp) and not isinstance(value, str) and value is not None:
+    if _accepts_str(tp) and not isinstance(value, str) and value is not None and not _fits(value, tp):
         value = raw  # e.g. data.root=2022 stays the string "2022"
     return path, value
+
+
+def _fits(value: Any, tp: Any) -> bool:
+    """Whether ``value`` passes the type check of ``tp`` as it is."""
+    try:
+        _coerce(value, tp, "", validate=False)
+    except ConfigError:
+        return False
+    return True
 
 
 def _nest(path: list[str], value: Any) -> dict[str, Any]:
