@@ -1,0 +1,1 @@
+"""Training and inference engine: optimisation, losses, evaluation, checkpoints, finetuning and prediction loops."""

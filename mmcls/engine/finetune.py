@@ -1,0 +1,194 @@
+"""Finetuning: setup, the training loop, evaluation and saving, as plain functions (no runner, no hooks).
+
+Read top to bottom: :func:`finetune` builds everything from the config, then loops over epochs and batches.
+accelerate handles devices, mixed precision, gradient accumulation and multiple processes. The learning-rate
+schedule counts optimizer updates and is stepped once per update (it is deliberately not passed through
+``accelerator.prepare``, which would step it once per process).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm import tqdm
+
+from mmcls.config import Config
+from mmcls.data.categories import CategorySpace
+from mmcls.data.dataset import build_dataloader, build_dataset
+from mmcls.data.splits import build_tokenizer, load_labelled_splits
+from mmcls.engine.checkpoint import save_portable
+from mmcls.engine.inference import model_inputs, run_inference
+from mmcls.engine.losses import classification_losses
+from mmcls.engine.optim import build_optimizer, build_scheduler
+from mmcls.engine.rundir import RunDir, replace_dir
+from mmcls.metrics import mean_f1_from_indices
+from mmcls.models.builders import build_model, model_summary, named_parameter_parts
+
+
+def resolve_mixed_precision(setting: str) -> str:
+    """``auto``: bf16 on GPUs that support it, fp16 on other GPUs, none on CPU."""
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def make_accelerator(cfg: Config) -> Accelerator:
+    """The accelerator for a run: precision and accumulation from ``cfg.train``."""
+    return Accelerator(mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision),
+                       gradient_accumulation_steps=cfg.train.grad_accum_steps)
+
+
+def evaluate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg: Config,
+             categories: CategorySpace) -> dict[str, float]:
+    """Validation loss and WBDC mean-F1 (level 1 derived from the level-2 prediction, as in the competition)."""
+    result = run_inference(model, loader, accelerator, cfg.model, desc="validate")
+    scores = mean_f1_from_indices(result.labels, result.logits.argmax(axis=1), categories.lv1_index_of_lv2())
+    return {**scores, "val_loss": result.loss, "video_failures": result.video_failures}
+
+
+@dataclass
+class TrainState:
+    """Counters of the loop (what a resumable checkpoint must restore besides the tensors)."""
+
+    epoch: int = 0
+    update: int = 0
+    best_score: float = -1.0
+    best_update: int = -1
+    eval_seconds: float = 0.0
+
+
+def finetune(cfg: Config) -> dict[str, float]:
+    """Train the classifier of ``cfg``; returns the best validation scores. Writes the run directory."""
+    accelerator = make_accelerator(cfg)
+    set_seed(cfg.seed)
+    run = RunDir(cfg.output_dir, accelerator.is_main_process)
+    log = run.setup_logging()
+    run.save_config(cfg)
+
+    # ---- data -------------------------------------------------------------------------------------------------
+    tokenizer = build_tokenizer(cfg.data, cfg.model.text.pretrained)
+    train_split, val_split, categories = load_labelled_splits(cfg.data, cfg.seed)
+    with_frames, with_text = cfg.model.mode != "text", True
+    train_set = build_dataset(cfg.data, train_split, tokenizer, categories, train=True, with_frames=with_frames,
+                              with_text=with_text, seed=cfg.seed)
+    val_set = build_dataset(cfg.data, val_split, tokenizer, categories, train=False, with_frames=with_frames,
+                            with_text=with_text, seed=cfg.seed)
+    train_loader = build_dataloader(train_set, cfg.data, cfg.train.batch_size, shuffle=True, drop_last=True,
+                                    generator=torch.Generator().manual_seed(cfg.seed))
+    val_loader = build_dataloader(val_set, cfg.data, cfg.train.eval_batch_size)
+    log.info("data: %d train / %d val videos, %d categories (%d level-1)", len(train_set), len(val_set),
+             categories.num_lv2, categories.num_lv1)
+
+    # ---- model and optimisation -------------------------------------------------------------------------------
+    model = build_model(cfg, categories.num_lv2, categories.num_lv1, tokenizer)
+    log.info("model:\n%s", model_summary(model))
+    optimizer = build_optimizer(named_parameter_parts(model), cfg.train)
+    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    updates_per_epoch = max(1, math.ceil(len(train_loader) / cfg.train.grad_accum_steps))
+    total_updates = cfg.train.max_steps or cfg.train.epochs * updates_per_epoch
+    epochs = math.ceil(total_updates / updates_per_epoch)
+    scheduler = build_scheduler(optimizer, cfg.train, total_updates)
+    accelerator.register_for_checkpointing(scheduler)
+    log.info("training: %d updates (%d epochs x %d), %d process(es), global batch %d, precision %s",
+             total_updates, epochs, updates_per_epoch, accelerator.num_processes,
+             cfg.train.batch_size * cfg.train.grad_accum_steps * accelerator.num_processes,
+             accelerator.mixed_precision)
+
+    # ---- loop -------------------------------------------------------------------------------------------------
+    state = TrainState()
+    start = time.perf_counter()
+    best_scores: dict[str, float] = {}
+
+    def validate_and_save(train_loss: float | None) -> None:
+        nonlocal best_scores
+        eval_start = time.perf_counter()
+        scores = evaluate(model, val_loader, accelerator, cfg, categories)
+        row = {"step": state.update, "epoch": state.epoch, "train_loss": train_loss,
+               "lr": scheduler.get_last_lr()[0], **scores, "elapsed_s": round(time.perf_counter() - start, 1)}
+        run.append_metrics(row)
+        log.info("update %d epoch %d: mean_f1 %.4f (lv1 %.4f/%.4f lv2 %.4f/%.4f) val_loss %s video failures %d",
+                 state.update, state.epoch, scores["mean_f1"], scores["lv1_micro_f1"], scores["lv1_macro_f1"],
+                 scores["lv2_micro_f1"], scores["lv2_macro_f1"], _fmt(scores["val_loss"]), scores["video_failures"])
+        if scores["mean_f1"] > state.best_score:
+            state.best_score, state.best_update = scores["mean_f1"], state.update
+            best_scores = {**scores, "update": state.update}
+            if accelerator.is_main_process:
+                save_portable(run.best, accelerator.unwrap_model(model), cfg, categories, tokenizer)
+            log.info("new best mean_f1 %.4f -> %s", state.best_score, run.best)
+        save_last_checkpoint(accelerator, run)
+        state.eval_seconds += time.perf_counter() - eval_start
+
+    model.train()
+    for epoch in range(epochs):
+        state.epoch = epoch
+        train_set.set_epoch(epoch)
+        if hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(epoch)
+        running, running_n, failures = 0.0, 0, 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", dynamic_ncols=True,
+                   disable=not accelerator.is_local_main_process)
+        for batch in bar:
+            with accelerator.accumulate(model):
+                outputs = model(**model_inputs(batch))
+                losses = classification_losses(outputs, batch, cfg.model)
+                accelerator.backward(losses["loss"])
+                if accelerator.sync_gradients and cfg.train.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            running += float(losses["loss"].detach())
+            running_n += 1
+            failures += sum(e is not None for e in batch["video_errors"])
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            state.update += 1
+            if state.update % cfg.train.log_every == 0:
+                lr = scheduler.get_last_lr()[0]
+                bar.set_postfix(loss=f"{running / running_n:.4f}", lr=f"{lr:.2e}")
+                run.scalar("train/loss", running / running_n, state.update)
+                run.scalar("train/lr", lr, state.update)
+            if cfg.train.eval_every and state.update % cfg.train.eval_every == 0:
+                validate_and_save(running / max(1, running_n))
+            if state.update >= total_updates:
+                break
+        bar.close()
+        log.info("epoch %d done: train loss %.4f, %d unreadable videos seen by this process", epoch + 1,
+                 running / max(1, running_n), failures)
+        if not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
+            validate_and_save(running / max(1, running_n))
+        if state.update >= total_updates:
+            break
+
+    accelerator.wait_for_everyone()
+    elapsed = time.perf_counter() - start
+    log.info("done in %.1f s: best mean_f1 %.4f at update %d -> %s", elapsed, state.best_score, state.best_update,
+             run.best)
+    run.close()
+    accelerator.end_training()
+    videos = state.update * cfg.train.batch_size * cfg.train.grad_accum_steps * accelerator.num_processes
+    return {**best_scores, "seconds": elapsed,
+            "train_videos_per_s": videos / max(elapsed - state.eval_seconds, 1e-9)}
+
+
+def save_last_checkpoint(accelerator: Accelerator, run: RunDir) -> None:
+    """``checkpoints/last``: the full training state (model, optimizer, scheduler, RNG), swapped in atomically."""
+    tmp = run.checkpoints / "last.tmp"
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        replace_dir(tmp, run.checkpoints / "last")
+    accelerator.wait_for_everyone()
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+

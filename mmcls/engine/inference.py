@@ -1,0 +1,69 @@
+"""Batched inference over a prepared DataLoader: logits and labels gathered across processes, in sample order.
+
+Used by validation during finetuning and by ``tools/predict.py``. ``gather_for_metrics`` drops the samples that
+the distributed sampler duplicated to even out the last batch, so every sample is counted exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from mmcls.config import ModelConfig
+from mmcls.engine.losses import classification_losses
+
+
+@dataclass
+class InferenceResult:
+    """Per-sample outputs in loader order (on every process)."""
+
+    ids: list[str] = field(default_factory=list)
+    logits: np.ndarray | None = None  # float32 [N, num_lv2]
+    labels: np.ndarray | None = None  # int64 [N], -100 where unlabelled
+    loss: float | None = None
+    video_failures: int = 0
+
+
+def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
+    """The tensors the model's forward takes."""
+    return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+            "frames": batch.get("frames"), "frame_mask": batch.get("frame_mask")}
+
+
+@torch.no_grad()
+def run_inference(model: torch.nn.Module, loader: Any, accelerator: Any, model_cfg: ModelConfig | None = None,
+                  desc: str = "eval") -> InferenceResult:
+    """Run ``model`` over ``loader``; with ``model_cfg`` also the mean validation loss over labelled samples."""
+    was_training = model.training
+    model.eval()
+    ids: list[str] = []
+    logits, labels = [], []
+    loss_sum = torch.zeros((), device=accelerator.device)
+    loss_count = torch.zeros((), device=accelerator.device)
+    failures = 0
+    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
+                      disable=not accelerator.is_local_main_process):
+        outputs = model(**model_inputs(batch))
+        if model_cfg is not None and (batch["labels"] >= 0).any():
+            n = (batch["labels"] >= 0).sum()
+            loss_sum += classification_losses(outputs, batch, model_cfg)["loss_lv2"].float() * n
+            loss_count += n
+        batch_logits, batch_labels = accelerator.gather_for_metrics((outputs["logits"].float(), batch["labels"]))
+        ids.extend(accelerator.gather_for_metrics(batch["ids"], use_gather_object=True))
+        failures += sum(error is not None for error in batch["video_errors"])
+        logits.append(batch_logits.cpu())
+        labels.append(batch_labels.cpu())
+    model.train(was_training)
+    totals = accelerator.reduce(torch.stack([loss_sum, loss_count,
+                                             torch.tensor(float(failures), device=accelerator.device)]), "sum")
+    return InferenceResult(
+        ids=ids,
+        logits=torch.cat(logits).numpy() if logits else np.zeros((0, 0), np.float32),
+        labels=torch.cat(labels).numpy() if labels else np.zeros((0,), np.int64),
+        loss=float(totals[0] / totals[1]) if totals[1] > 0 else None,
+        video_failures=int(totals[2]),
+    )

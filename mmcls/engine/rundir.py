@@ -1,0 +1,115 @@
+"""The run directory (DESIGN.md section 4): config.yaml, metrics.csv, train.log, TensorBoard, best/ and checkpoints/.
+
+Only the main process writes. Every file that readers may see half-written is written atomically: the config and
+portable weights go to a temporary sibling first and are renamed into place.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mmcls.config import Config, save_config
+
+METRIC_COLUMNS = ("step", "epoch", "train_loss", "lr", "val_loss", "lv1_micro_f1", "lv1_macro_f1", "lv2_micro_f1",
+                  "lv2_macro_f1", "mean_f1", "video_failures", "elapsed_s")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class RunDir:
+    """Paths and writers of one run; every writer is a no-op off the main process."""
+
+    def __init__(self, output_dir: str | Path, is_main: bool) -> None:
+        self.path = Path(output_dir)
+        self.is_main = is_main
+        self._tensorboard = None
+        if is_main:
+            self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def best(self) -> Path:
+        return self.path / "best"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.path / "metrics.csv"
+
+    def save_config(self, cfg: Config) -> None:
+        if self.is_main:
+            save_config(cfg, self.path / "config.yaml")
+
+    def setup_logging(self) -> logging.Logger:
+        """Log ``mmcls.*`` to ``train.log`` and stderr on the main process (warnings only elsewhere)."""
+        logger = logging.getLogger("mmcls")
+        logger.setLevel(logging.INFO if self.is_main else logging.WARNING)
+        for handler in list(logger.handlers):
+            if getattr(handler, "_mmcls_run", False):
+                logger.removeHandler(handler)
+                handler.close()
+        handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+        if self.is_main:
+            handlers.append(logging.FileHandler(self.path / "train.log", encoding="utf-8"))
+        for handler in handlers:
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
+            handler._mmcls_run = True  # type: ignore[attr-defined]
+            logger.addHandler(handler)
+        logger.propagate = False
+        return logger
+
+    def append_metrics(self, row: Mapping[str, Any]) -> None:
+        """One row of metrics.csv (header written with the first row); also sent to TensorBoard."""
+        if not self.is_main:
+            return
+        new = not self.metrics_csv.exists()
+        with self.metrics_csv.open("a", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
+        step = int(row.get("step", 0))
+        for key, value in row.items():
+            if key not in ("step", "epoch") and isinstance(value, (int, float)):
+                self.scalar(f"val/{key}" if key not in ("train_loss", "lr") else f"train/{key}", value, step)
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        """A TensorBoard scalar (the writer is created on first use, main process only)."""
+        if not self.is_main:
+            return
+        if self._tensorboard is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tensorboard = SummaryWriter(str(self.path / "tensorboard"))
+        self._tensorboard.add_scalar(tag, value, step)
+
+    def close(self) -> None:
+        if self._tensorboard is not None:
+            self._tensorboard.close()
+            self._tensorboard = None
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value
+
+
+def replace_dir(tmp: Path, dest: Path) -> None:
+    """Move the finished folder ``tmp`` to ``dest``, replacing it; ``dest`` is never missing a complete copy
+    for longer than one rename (the old copy is renamed aside first, then removed)."""
+    old = dest.with_name(dest.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    if old.exists():
+        shutil.rmtree(old)

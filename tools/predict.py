@@ -1,0 +1,57 @@
+#!/usr/bin/env python
+"""Predict a split with one model or a weighted ensemble and write the submission CSV.
+
+Examples:
+    python tools/predict.py --model runs/demo/best --output result.csv
+    python tools/predict.py --model runs/a/best --model runs/b/best --weights 2 1 --output result.csv \\
+        --logits result_logits.npy data.root=/data/wbdc data.test=annotations/test_b.json
+    accelerate launch tools/predict.py --model runs/base/best --output result.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mmcls.cli import run_main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", required=True, help="A RUN/best folder (repeat for an ensemble).")
+    parser.add_argument("--weights", nargs="+", type=float, help="Ensemble weights, one per --model (default equal).")
+    parser.add_argument("--split", default="test", choices=["test", "unlabeled", "train", "val"],
+                        help="Which annotation file of the config to predict (default test = data.test).")
+    parser.add_argument("--output", required=True, help="Submission CSV to write (atomically).")
+    parser.add_argument("--logits", help="Also save logits as .npy (ids in the same order in <name>.ids.txt).")
+    parser.add_argument("--batch-size", type=int, help="Videos per batch per process (default train.eval_batch_size).")
+    parser.add_argument("--precision", default="auto", choices=["auto", "no", "bf16", "fp16"],
+                        help="Autocast precision (auto: bf16/fp16 on GPUs, none on CPU).")
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                        help="Config overrides for every model, e.g. data.root=... data.test=...")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from accelerate import Accelerator
+
+    from mmcls.engine.finetune import resolve_mixed_precision
+    from mmcls.engine.predict import predict, write_prediction
+
+    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(args.precision))
+    prediction = predict(args.model, args.split, args.weights, args.overrides, args.batch_size,
+                         accelerator=accelerator)
+    if accelerator.is_main_process:
+        write_prediction(prediction, args.output, args.logits)
+        print(f"wrote {len(prediction.ids)} predictions -> {args.output}"
+              + (f" ({prediction.video_failures} videos unreadable, predicted from text)"
+                 if prediction.video_failures else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
