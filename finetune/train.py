@@ -24,7 +24,7 @@ from mmcls.config import add_config_arguments, config_from_args
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, required=True)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     cfg = config_from_args(args)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -14,6 +14,7 @@ import argparse
 import copy
 import dataclasses
 import re
+import threading
 import types
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -45,7 +46,9 @@ class DataConfig:
     root: str = option("data/synthetic", "Dataset root in the WBDC layout (annotations/, zip_frames/, videos/ ...).")
     train: str | None = option("annotations/labeled.json", "Labelled annotation file, relative to data.root.")
     val: str | None = option(None, "Validation annotation file; null = hold out data.val_fraction of data.train.")
-    val_fraction: float = option(0.1, "Fraction of data.train held out for validation when data.val is null.")
+    val_fraction: float = option(
+        0.1, "Fraction of data.train held out for validation when data.val is null (stratified: every class with "
+        "two or more samples puts at least one in validation).")
     test: str | None = option("annotations/test.json", "Test annotation file (predictions are written for it).")
     unlabeled: str | None = option("annotations/unlabeled.json", "Unlabelled annotation file (pretraining).")
     category_file: str | None = option(
@@ -114,8 +117,8 @@ class DataConfig:
             raise ConfigError(f"{prefix}hflip: must be in [0, 1], got {self.hflip}")
         if self.num_workers < 0:
             raise ConfigError(f"{prefix}num_workers: must be >= 0, got {self.num_workers}")
-        if self.decode_timeout < 0:
-            raise ConfigError(f"{prefix}decode_timeout: must be >= 0, got {self.decode_timeout}")
+        if not 0 <= self.decode_timeout <= threading.TIMEOUT_MAX:  # also rejects nan and inf
+            raise ConfigError(f"{prefix}decode_timeout: must be a number of seconds >= 0, got {self.decode_timeout}")
         lo_hi = self.train_crop_scale
         if len(lo_hi) != 2 or not 0.0 < lo_hi[0] <= lo_hi[1] <= 1.0:
             raise ConfigError(f"{prefix}train_crop_scale: must be [min, max] with 0 < min <= max <= 1, got {lo_hi}")
@@ -247,6 +250,13 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Model options (see ModelConfig)."})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Training options (see TrainConfig)."})
 
+    def validate(self, prefix: str) -> None:
+        """Value checks of the top-level keys."""
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"{prefix}seed: must be in [0, 2**32), got {self.seed}")
+        if not self.output_dir.strip():
+            raise ConfigError(f"{prefix}output_dir: must not be empty")
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # YAML with YAML 1.2 numbers: PyYAML (YAML 1.1) reads ``1e-4`` as a string, which every learning rate hits.
@@ -265,6 +275,16 @@ _Loader.add_implicit_resolver(
                    |\.(?:nan|NaN|NAN))$""", re.X),
     list("-+0123456789."),
 )
+
+
+class _Dumper(yaml.SafeDumper):
+    """Safe dumper that quotes strings the loader would read as numbers (``"1e3"``), so dumps reload identically."""
+
+
+for _first, _resolvers in _Loader.yaml_implicit_resolvers.items():
+    for _tag, _regexp in _resolvers:
+        if _tag == "tag:yaml.org,2002:float":
+            _Dumper.add_implicit_resolver(_tag, _regexp, [_first])
 
 
 def parse_yaml(text: str) -> Any:
@@ -470,7 +490,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
 def dump_config(cfg: Any) -> str:
     """YAML text of a config; :func:`load_config` on it gives back an equal object."""
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False, allow_unicode=True)
+    return yaml.dump(to_dict(cfg), Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
@@ -481,7 +501,10 @@ def save_config(cfg: Any, path: str | Path) -> None:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False) -> None:
-    """Add ``--config`` and the positional ``key.sub=value`` overrides to a parser."""
+    """Add ``--config`` and the positional ``key.sub=value`` overrides to a parser.
+
+    Parse with ``parser.parse_intermixed_args`` so overrides may come before or after the options.
+    """
     parser.add_argument("--config", required=required, help="YAML config file (see configs/).")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help="Config overrides, applied after the YAML file, e.g. data.max_frames=16.")

@@ -247,6 +247,17 @@ def read_submission(path: str | Path, expected_ids: Sequence[str] | None = None,
     return result
 
 
+def csv_field_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an id or category of a header-less ``id,category_id`` CSV (None if it can)."""
+    if not value:
+        return "empty"
+    if any(ch in value for ch in ",\r\n"):
+        return "contains a comma or a line break"
+    if value != value.strip():
+        return "leading or trailing white space"
+    return None
+
+
 def write_submission(path: str | Path, ids: Sequence[str], category_ids: Sequence[str]) -> None:
     """Write ``id,category_id`` lines (no header) atomically, in the given order."""
     if len(ids) != len(category_ids):
@@ -256,8 +267,10 @@ def write_submission(path: str | Path, ids: Sequence[str], category_ids: Sequenc
     for index, (sample_id, category) in enumerate(zip(ids, category_ids, strict=True)):
         sample_id, category = str(sample_id), str(category)
         for name, value in (("id", sample_id), ("category_id", category)):
-            if not value or any(ch in value for ch in ",\r\n") or value != value.strip():
-                raise DataError(f"{name} {value!r} cannot be written to a CSV submission", record=index, field=name)
+            problem = csv_field_problem(value)
+            if problem:
+                raise DataError(f"{name} {value!r} cannot be written to a CSV submission: {problem}", record=index,
+                                field=name)
         if sample_id in seen:
             raise DataError(f"duplicate id {sample_id!r}", record=index, field="id")
         seen.add(sample_id)

@@ -48,3 +48,20 @@ def test_missing_root_and_bad_annotation_are_one_line_errors(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'annotations' / 'labeled.json'}: record 1: expected a JSON object, got list"]
+
+
+def test_readme_command_with_config_and_overrides(synthetic_root):
+    config = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+    proc = run(synthetic_root, "--config", config, "data.max_frames=4", "--max-bad-fraction", "0.5",
+               "data.num_workers=0")
+    assert proc.returncode == 0, proc.stderr
+    assert "frames per video" in proc.stdout
+
+
+def test_label_outside_the_category_file_is_reported_as_training_would(tmp_path):
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "annotations" / "labeled.json").write_text('[{"id": "1", "category_id": "0101"}]')
+    (tmp_path / "category_ids.txt").write_text("0102\n")
+    proc = run(tmp_path, "data.category_file=category_ids.txt", "--no-videos")
+    assert proc.returncode == 2
+    assert "record 0: field 'category_id': unknown category '0101'" in proc.stderr

@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from mmcls.config import Config, DataConfig, build_config, dump_config, load_config, save_config
+from mmcls.config import Config, DataConfig, build_config, dump_config, load_config, parse_yaml, save_config
 from mmcls.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,3 +155,19 @@ def test_config_reference_is_current_and_complete():
     assert {"output_dir", "seed"} <= keys
     text = (ROOT / "docs" / "CONFIG.md").read_text(encoding="utf-8")
     assert all(f"`{key}`" in text for key in keys)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("seed=-1", r"^seed: must be in \[0, 2\*\*32\)"),
+    ("data.decode_timeout=.nan", r"^data\.decode_timeout: must be a number of seconds >= 0"),
+    ("data.decode_timeout=.inf", r"^data\.decode_timeout: must be a number of seconds >= 0"),
+])
+def test_seed_and_timeout_ranges(override, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config({}, [override])
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1).filter(str.strip))
+def test_any_string_value_survives_dump_and_reload(text):
+    cfg = build_config({"output_dir": text, "data": {"root": text}})
+    assert build_config(parse_yaml(dump_config(cfg))) == cfg

@@ -168,3 +168,22 @@ def test_feats_batches_have_a_fixed_width_even_when_every_video_fails(tmp_path, 
         assert batch["frames"].shape == (1, 4, 16) and batch["frames"].dtype == torch.float16
     masks = {b["ids"][0]: int(b["frame_mask"].sum()) for b in batches}
     assert masks == {"v1": 4, "v2": 3, "odd": 0, "gone": 0}  # wrong width and missing: masked, never a crash
+
+
+def test_dataset_pickles_and_copies_and_spawned_workers_follow_set_epoch(synthetic_root):
+    import copy
+    import pickle
+
+    cfg = data_cfg(synthetic_root, "data.num_workers=1", "data.worker_start=spawn")
+    train, _, categories = load_labelled_splits(cfg, seed=0)
+    dataset = build_dataset(cfg, train, build_tokenizer(cfg), categories, train=True, seed=3)
+    dataset.set_epoch(2)
+    assert pickle.loads(pickle.dumps(dataset)).epoch == 2 and copy.deepcopy(dataset).epoch == 2
+    loader = build_dataloader(dataset, cfg, batch_size=4)
+    assert loader.multiprocessing_context.get_start_method() == "spawn"
+    first = next(iter(loader))
+    dataset.set_epoch(3)
+    second = next(iter(loader))  # the persistent spawned worker sees the new epoch
+    dataset.set_epoch(2)
+    again = next(iter(loader))
+    assert torch.equal(first["frames"], again["frames"]) and not torch.equal(first["frames"], second["frames"])

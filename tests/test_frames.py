@@ -289,14 +289,10 @@ def test_feats_probe_outvotes_an_odd_first_member_and_skips_broken_ones(tmp_path
     assert "feat_dim" in caplog.text
 
 
-def test_feats_from_config_reads_feat_dim_when_the_config_has_it(tmp_path):
-    from types import SimpleNamespace
-
+def test_feats_from_config_reads_feat_dim(tmp_path):
     write_feats(tmp_path, {"a": feat_rows(3, 6)})
-    plain = SimpleNamespace(root=str(tmp_path), max_frames=4, resize_size=None, frame_size=224, frame_dir=None)
-    assert FeatsFrameSource.from_config(plain, SPLIT).feature_dim() == 6  # type: ignore[arg-type]
-    with_dim = SimpleNamespace(**vars(plain), feat_dim=12)
-    assert FeatsFrameSource.from_config(with_dim, SPLIT).feature_dim() == 12  # type: ignore[arg-type]
+    assert FeatsFrameSource.from_config(config(tmp_path, "feats"), SPLIT).feature_dim() == 6  # probed
+    assert FeatsFrameSource.from_config(config(tmp_path, "feats", feat_dim=12), SPLIT).feature_dim() == 12
 
 
 def test_feats_source_reopens_after_pickling(tmp_path):

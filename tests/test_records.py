@@ -151,3 +151,16 @@ def test_more_bad_files(tmp_path, raw, message):
 def test_null_and_missing_ocr_time_both_mean_zero(tmp_path):
     path = write_json(tmp_path / "x.json", [{"id": "1", "ocr": [{"time": None, "text": "a"}, {"text": "b"}]}])
     assert load_records(path)[0].ocr == [(0, "a"), (0, "b")]
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ('[{"id": "a,b"}]', r"record 0: field 'id': id 'a,b' cannot go into a submission CSV: contains a comma"),
+    ('[{"id": " a"}]', r"field 'id': id ' a' cannot go into a submission CSV: leading or trailing white space"),
+    ('[{"id": "a", "category_id": ""}]', r"field 'category_id': category id '' is unusable: empty"),
+    ('{\n  "id": "a"\n}', r"expected a JSON list of records \(or one object per line\), got one JSON object"),
+])
+def test_ids_and_categories_must_fit_a_submission(tmp_path, raw, message):
+    path = tmp_path / "x.json"
+    path.write_text(raw, encoding="utf-8")
+    with pytest.raises(DataError, match=message):
+        load_records(path)

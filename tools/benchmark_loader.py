@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batches", type=int, default=20, help="Timed batches per setting (default 20).")
     parser.add_argument("--quick", action="store_true", help="Few batches, for a smoke run.")
     parser.add_argument("--json", help="Write the figures here as JSON.")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     cfg = config_from_args(args)
     batches = 3 if args.quick else args.batches
     rows = []

@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-bad-fraction", type=float, default=0.05,
                         help="Fatal when more than this fraction of a split's videos is unreadable (default 0.05).")
     parser.add_argument("--no-videos", action="store_true", help="Skip the video scan.")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     args.overrides = [f"data.root={args.root}", *args.overrides]
     cfg = config_from_args(args).data
     logging.getLogger("mmcls.data").setLevel(logging.ERROR)  # unreadable videos are listed below instead
@@ -89,9 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n" + category_summary(categories, Counter(r.category_id for r in labelled)))
 
     tok_path = tokenizer_dir(cfg)
-    if tok_path.is_dir():
+    train = next((rep for rep in reports if rep.which == "train"), None)
+    if train is None:
+        pass  # no labelled file: already fatal above
+    elif tok_path.is_dir():
         tokenizer = load_tokenizer(tok_path)
-        train = next(rep for rep in reports if rep.which == "train")
         print(f"\ntext tokens per field ({train.which}; tokenizer {tok_path}; max_text_len {cfg.max_text_len}):")
         for name, lengths, cut in text_length_summary(cfg, tokenizer, train.records):
             print(f"  {name:9s} {percentile_row(lengths)}   cut in {cut:5.1%}")

@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Autocast precision (auto: bf16/fp16 on GPUs, none on CPU).")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help="Config overrides for every model, e.g. data.root=... data.test=...")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from accelerate import Accelerator

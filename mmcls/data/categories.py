@@ -103,14 +103,18 @@ class CategorySpace:
 
     @classmethod
     def from_labels(cls, labels: Iterable[str], lv1_prefix_len: int = 2,
-                    hierarchy: Mapping[str, str] | None = None, category_file: str | Path | None = None
-                    ) -> CategorySpace:
-        """Order from ``category_file`` when given, else the sorted distinct labels; counts from the labels."""
-        counts = Counter(labels)
-        ids = read_category_file(category_file) if category_file is not None else sorted(counts)
-        unknown = sorted(set(counts) - set(ids))
+                    hierarchy: Mapping[str, str] | None = None, category_file: str | Path | None = None,
+                    counted: Iterable[str] | None = None) -> CategorySpace:
+        """Order from ``category_file`` when given, else the sorted distinct labels.
+
+        Counts come from ``counted`` when given (e.g. the training labels only), else from ``labels``.
+        """
+        labels = list(labels)
+        ids = read_category_file(category_file) if category_file is not None else sorted(set(labels))
+        unknown = sorted(set(labels) - set(ids))
         if unknown:
             raise DataError(f"label {unknown[0]!r} is not in the category file", path=str(category_file))
+        counts = Counter(labels if counted is None else counted)
         return cls.build(ids, lv1_prefix_len, hierarchy, {c: counts.get(c, 0) for c in ids})
 
     # --- lookups ------------------------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from mmcls.config import DataConfig
-from mmcls.data.categories import CategorySpace
+from mmcls.data.categories import CategorySpace, read_category_file
 from mmcls.data.frames import FrameLoader
 from mmcls.data.records import VideoRecord, load_records, split_name
-from mmcls.data.splits import Split
+from mmcls.data.splits import Split, data_path
 from mmcls.data.text import TextEncoder, allocate_budgets
 from mmcls.data.timeout import call_with_timeout
 from mmcls.data.video_error import VideoError
@@ -41,8 +41,11 @@ class SplitReport:
 
     @classmethod
     def load(cls, which: str, cfg: DataConfig, path: Path) -> SplitReport:
-        labelled = True if which in ("train", "val") else None
-        return cls(which, str(getattr(cfg, which)), Split(split_name(path), load_records(path, labelled=labelled)))
+        """Load with the same validation training applies (labels required and known in train/val)."""
+        labelled = which in ("train", "val")
+        known = set(read_category_file(data_path(cfg, cfg.category_file))) if cfg.category_file and labelled else None
+        records = load_records(path, labelled=True if labelled else None, categories=known)
+        return cls(which, str(getattr(cfg, which)), Split(split_name(path), records))
 
 
 def category_summary(categories: CategorySpace, counts: Counter) -> str:
@@ -60,10 +63,10 @@ def category_summary(categories: CategorySpace, counts: Counter) -> str:
     for c, n in zip(categories.lv2_ids, per_class, strict=True):
         lv1[categories.lv1_of[c]] += n
     lines.append("  level 1: " + ", ".join(f"{k} {lv1[k]}" for k in categories.lv1_ids))
-    ranked = sorted(zip(categories.lv2_ids, per_class, strict=True), key=lambda item: (-item[1], item[0]))
-    show = ranked if len(ranked) <= 12 else ranked[:6] + ranked[-6:]
-    lines.append("  level 2 (largest first): " + ", ".join(f"{c} {n}" for c, n in show[: len(show) // 2 or 1])
-                 + (" ... " if len(ranked) > 12 else ", ") + ", ".join(f"{c} {n}" for c, n in show[len(show) // 2:]))
+    ranked = [f"{c} {n}" for c, n in sorted(zip(categories.lv2_ids, per_class, strict=True),
+                                             key=lambda item: (-item[1], item[0]))]
+    shown = ", ".join(ranked) if len(ranked) <= 12 else ", ".join(ranked[:6]) + " ... " + ", ".join(ranked[-6:])
+    lines.append("  level 2 (largest first): " + shown)
     return "\n".join(lines)
 
 

@@ -7,7 +7,6 @@ worker process hit them. Nothing here ever substitutes another sample.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from mmcls.config import DataConfig
 from mmcls.data.categories import CategorySpace
 from mmcls.data.frames import FrameLoader
 from mmcls.data.records import VideoRecord
+from mmcls.data.sampling import sampling_mode
 from mmcls.data.splits import Split
 from mmcls.data.text import TextEncoder
 from mmcls.data.transforms import build_video_transform
@@ -31,17 +31,19 @@ class VideoTextDataset(Dataset):
 
     def __init__(self, records: Sequence[VideoRecord], text_encoder: TextEncoder | None,
                  frame_loader: FrameLoader | None, transform: Callable | None,
-                 categories: CategorySpace | None, train: bool, sampling: str = "random",
+                 categories: CategorySpace | None, train: bool, sampling: str = "uniform",
                  sampling_offset: int = 0, seed: int = 0) -> None:
         self.records = list(records)
         self.seed = seed
-        self._epoch = multiprocessing.RawValue("q", 0)  # shared memory: persistent workers see set_epoch too
+        # Shared memory, so persistent workers see set_epoch too; a torch tensor (not multiprocessing.Value) so the
+        # dataset still pickles and deep-copies, and shares through fork, forkserver and spawn alike.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.text_encoder = text_encoder
         self.frame_loader = frame_loader
         self.transform = transform
         self.categories = categories
         self.train = train
-        self.sampling = sampling if train else "uniform"
+        self.sampling = sampling
         self.sampling_offset = sampling_offset
 
     def __len__(self) -> int:
@@ -49,11 +51,13 @@ class VideoTextDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose augmentations :meth:`__getitem__` draws (call before iterating the loader)."""
-        self._epoch.value = epoch
+        if epoch < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch}")
+        self._epoch.fill_(epoch)
 
     @property
     def epoch(self) -> int:
-        return int(self._epoch.value)
+        return int(self._epoch)
 
     def sample_seed(self, index: int) -> int:
         """Random state of one sample: a function of (seed, epoch, index) only.
@@ -157,10 +161,10 @@ def build_dataset(cfg: DataConfig, split: Split, tokenizer: Any, categories: Cat
                   seed: int = 0) -> VideoTextDataset:
     """A dataset over ``split`` with the config's text encoder, frame source and transforms."""
     loader = FrameLoader.from_config(cfg, split.name) if with_frames else None
-    transform = build_video_transform(cfg, train) if with_frames and cfg.frame_source != "feats" else None
+    transform = build_video_transform(cfg, train) if with_frames else None
     encoder = TextEncoder(tokenizer, cfg) if with_text else None
     return VideoTextDataset(split.records, encoder, loader, transform, categories, train,
-                            sampling=cfg.train_sampling, sampling_offset=sampling_offset, seed=seed)
+                            sampling=sampling_mode(cfg, train), sampling_offset=sampling_offset, seed=seed)
 
 
 def _seed_worker(worker_id: int) -> None:

@@ -170,6 +170,17 @@ def frame_names(video_id: str, where: str, names: Iterable[str]) -> list[str]:
     return jpegs
 
 
+MAX_FRAME_BYTES = 64 << 20  # a JPEG frame claiming more is a corrupt (or hostile) zip, not a frame
+
+
+def _read_member(video_id: str, zf: zipfile.ZipFile, name: str) -> bytes:
+    """One zip member, refusing sizes no video frame has (a zip bomb would exhaust the worker's memory)."""
+    size = zf.getinfo(name).file_size
+    if size > MAX_FRAME_BYTES:
+        raise VideoError(video_id, f"frame {name} claims {size} bytes (> {MAX_FRAME_BYTES})", "corrupt")
+    return zf.read(name)
+
+
 class ZipFrameSource(FrameSource):
     """``<root>/zip_frames/<split>/<id[-3:]>/<id>.zip``: JPEG members in sorted-name order; decodes only the sample."""
 
@@ -196,7 +207,7 @@ class ZipFrameSource(FrameSource):
             with self._open(video_id) as zf:
                 names = self._frame_names(video_id, zf)
                 picked = [names[i] for i in self._indices(len(names), mode, rng, offset)]
-                blobs = [zf.read(name) for name in picked]
+                blobs = [_read_member(video_id, zf, name) for name in picked]
         except zipfile.BadZipFile as exc:  # e.g. a CRC error in a member
             raise VideoError(video_id, f"{self.path(video_id)}: bad zip: {exc}", "corrupt") from None
         return self._decode_jpegs(video_id, picked, blobs)
@@ -398,7 +409,7 @@ class FeatsFrameSource(FrameSource):
     @classmethod
     def from_config(cls, cfg: DataConfig, split: str) -> FrameSource:
         return cls(cfg.root, split, cfg.max_frames, resolve_resize_size(cfg), cfg.frame_dir,
-                   getattr(cfg, "feat_dim", None))
+                   cfg.feat_dim)
 
     @property
     def zip_path(self) -> Path:
@@ -562,8 +573,6 @@ class FrameLoader:
             self.source.reset()
             return self._fail(video_id, "timeout", str(exc))
         return FrameResult(frames, None)
-
-    __call__ = load
 
     def _fail(self, video_id: str, kind: FailureKind, reason: str) -> FrameResult:
         self.failures[kind] += 1

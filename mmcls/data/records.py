@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmcls.errors import DataError
+from mmcls.metrics import csv_field_problem
 
 UNSAFE_ID_CHARS = ("/", "\\", "\0")  # ids name frame files: they must stay one path component
 
@@ -65,6 +66,9 @@ def _iter_raw_records(path: Path) -> Iterator[tuple[str, Any]]:
             except RecursionError:
                 raise DataError("malformed JSON: nested too deeply", path=str(path), record=f"line {line_no}") from None
             except json.JSONDecodeError as exc:
+                if line_no == 1 and _is_single_object(text):
+                    raise DataError("expected a JSON list of records (or one object per line), got one JSON object",
+                                    path=str(path)) from None
                 raise DataError(f"malformed JSON: {exc.msg} (column {exc.colno})", path=str(path),
                                 record=f"line {line_no}") from None
             yield f"line {line_no}", raw
@@ -72,6 +76,14 @@ def _iter_raw_records(path: Path) -> Iterator[tuple[str, Any]]:
     if not stripped:
         raise DataError("no records in the file", path=str(path))
     raise DataError("expected a JSON list of records or JSON Lines (one object per line)", path=str(path))
+
+
+def _is_single_object(text: str) -> bool:
+    """Whether ``text`` is one (pretty-printed) JSON object rather than JSON Lines."""
+    try:
+        return isinstance(json.loads(text), dict)
+    except (json.JSONDecodeError, RecursionError):
+        return False
 
 
 def _text_field(raw: dict, name: str, path: Path, where: str) -> str:
@@ -124,6 +136,10 @@ def parse_record(raw: Any, path: Path, where: str, labelled: bool | None) -> Vid
                         field="id")
     if not video_id.strip():
         raise DataError("empty id", path=str(path), record=where, field="id")
+    problem = csv_field_problem(video_id)
+    if problem:
+        raise DataError(f"id {video_id!r} cannot go into a submission CSV: {problem}", path=str(path), record=where,
+                        field="id")
     if video_id in (".", "..") or any(c in video_id for c in UNSAFE_ID_CHARS):
         raise DataError(f"id {video_id!r} is not usable as a file name (no '/', '\\', NUL, '.' or '..')",
                         path=str(path), record=where, field="id")
@@ -136,6 +152,9 @@ def parse_record(raw: Any, path: Path, where: str, labelled: bool | None) -> Vid
             hint = " (write category ids as strings, e.g. \"0103\")" if isinstance(category_id, int) else ""
             raise DataError(f"expected a string, got {type(category_id).__name__}{hint}", path=str(path),
                             record=where, field="category_id")
+        if category_id is not None and csv_field_problem(category_id):
+            raise DataError(f"category id {category_id!r} is unusable: {csv_field_problem(category_id)}",
+                            path=str(path), record=where, field="category_id")
     return VideoRecord(
         id=video_id,
         title=_text_field(raw, "title", path, where),

@@ -7,7 +7,7 @@ counts from the training split only.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,10 +76,9 @@ def build_categories(cfg: DataConfig, labelled: Sequence[VideoRecord],
     """
     category_file = data_path(cfg, cfg.category_file) if cfg.category_file else None
     hierarchy = read_hierarchy(data_path(cfg, cfg.hierarchy_file)) if cfg.hierarchy_file else None
-    ids = read_category_file(category_file) if category_file is not None else sorted(
-        {r.category_id for r in labelled if r.category_id is not None})
-    counts = Counter(r.category_id for r in (labelled if counted is None else counted) if r.category_id is not None)
-    return CategorySpace.build(ids, cfg.lv1_prefix_len, hierarchy, {c: counts.get(c, 0) for c in ids})
+    labels = [r.category_id for r in labelled if r.category_id is not None]
+    counted_labels = None if counted is None else [r.category_id for r in counted if r.category_id is not None]
+    return CategorySpace.from_labels(labels, cfg.lv1_prefix_len, hierarchy, category_file, counted_labels)
 
 
 @dataclass

@@ -14,7 +14,7 @@ from mmcls.config import DataConfig
 from mmcls.data.records import VideoRecord
 
 OCR_JOINER = " "
-CHARS_PER_TOKEN_CAP = 32
+CHARS_PER_TOKEN_CAP = 64
 
 
 def ocr_text(ocr: Sequence[tuple[float, str]]) -> str:
@@ -104,8 +104,9 @@ class TextEncoder:
         self.capacity = self.max_len - 1 - len(self.fields)  # room left after [CLS] and one [SEP] per field
         self.cls_id, self.sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
         self.pad_id = tokenizer.pad_token_id
-        # Very long fields are tokenised from their two ends only: CHARS_PER_TOKEN_CAP characters per kept token
-        # at each end covers any real text (WordPiece tokens, even [UNK] words, are far shorter on average).
+        # Fields longer than 2 x char_cap characters are tokenised from their two ends only (a guard against
+        # megabyte-long transcripts). Shorter fields, e.g. any field under 32k characters at max_text_len 256, are
+        # tokenised whole, so truncation is exact; beyond that it stays exact unless tokens average > 64 characters.
         self.char_cap = CHARS_PER_TOKEN_CAP * self.max_len
 
     def _tokenize(self, text: str, cap: bool = True) -> list[int]:
