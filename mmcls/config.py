@@ -287,6 +287,15 @@ for _first, _resolvers in _Loader.yaml_implicit_resolvers.items():
             _Dumper.add_implicit_resolver(_tag, _regexp, [_first])
 
 
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    """Double-quote strings with YAML 1.1 line breaks (NEL, LS, PS), which plain or single-quoted style would fold."""
+    style = '"' if any(ch in data for ch in "\x85\u2028\u2029") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
 def parse_yaml(text: str) -> Any:
     """Parse YAML text safely (no object construction), with YAML 1.2 floats."""
     return yaml.load(text, Loader=_Loader)

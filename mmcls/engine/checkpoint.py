@@ -55,7 +55,7 @@ def load_portable(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     """Rebuild a model saved by :func:`save_portable`; ``overrides`` (e.g. ``data.root=...``) redirect its data."""
     from transformers import BertConfig
 
-    from mmcls.models.builders import build_model
+    from mmcls.models import build_model
 
     path = Path(path)
     missing = [name for name in ("config.yaml", "categories.json", MODEL_FILE, BERT_CONFIG_FILE)

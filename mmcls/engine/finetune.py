@@ -15,20 +15,20 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from tqdm import tqdm
 
-from mmcls.config import Config
+from mmcls.config import Config, build_config, to_dict
 from mmcls.data.categories import CategorySpace
 from mmcls.data.dataset import build_dataloader, build_dataset
 from mmcls.data.splits import build_tokenizer, load_labelled_splits
 from mmcls.engine.checkpoint import save_portable
 from mmcls.engine.inference import model_inputs, run_inference
 from mmcls.engine.losses import classification_losses
-from mmcls.engine.optim import build_optimizer, build_scheduler
+from mmcls.engine.optim import build_optimizer, build_scheduler, named_parts
 from mmcls.engine.rundir import RunDir, replace_dir
 from mmcls.metrics import mean_f1_from_indices
-from mmcls.models.builders import build_model, model_summary, named_parameter_parts
+from mmcls.models import build_model, model_summary, parameter_groups
 
 
 def resolve_mixed_precision(setting: str) -> str:
@@ -41,9 +41,22 @@ def resolve_mixed_precision(setting: str) -> str:
 
 
 def make_accelerator(cfg: Config) -> Accelerator:
-    """The accelerator for a run: precision and accumulation from ``cfg.train``."""
+    """The accelerator for a run: precision and accumulation from ``cfg.train``.
+
+    DDP is told that some parameters may get no gradient in a step: a batch whose videos all failed to decode
+    skips the vision tower and the video head.
+    """
     return Accelerator(mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision),
-                       gradient_accumulation_steps=cfg.train.grad_accum_steps)
+                       gradient_accumulation_steps=cfg.train.grad_accum_steps,
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def base_lr(optimizer: torch.optim.Optimizer) -> float:
+    """Current learning rate of the fusion layers and heads (``train.lr``), the one logged as ``lr``."""
+    for group in optimizer.param_groups:
+        if group.get("name", "").split(".")[0] in ("heads", "fusion"):
+            return float(group["lr"])
+    return float(optimizer.param_groups[0]["lr"])
 
 
 def evaluate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg: Config,
@@ -63,6 +76,7 @@ class TrainState:
     best_score: float = -1.0
     best_update: int = -1
     eval_seconds: float = 0.0
+    last_lr: float = 0.0
 
 
 def finetune(cfg: Config) -> dict[str, float]:
@@ -88,9 +102,13 @@ def finetune(cfg: Config) -> dict[str, float]:
              categories.num_lv2, categories.num_lv1)
 
     # ---- model and optimisation -------------------------------------------------------------------------------
+    if cfg.data.frame_source == "feats" and with_frames and cfg.data.feat_dim is None:
+        feat_dim = train_set.frame_loader.source.feature_dim()
+        cfg = build_config(to_dict(cfg), [f"data.feat_dim={feat_dim}"])  # saved with the model: predict needs it
+        run.save_config(cfg)
     model = build_model(cfg, categories.num_lv2, categories.num_lv1, tokenizer)
     log.info("model:\n%s", model_summary(model))
-    optimizer = build_optimizer(named_parameter_parts(model), cfg.train)
+    optimizer = build_optimizer(named_parts(model, parameter_groups(model)), cfg.train)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     updates_per_epoch = max(1, math.ceil(len(train_loader) / cfg.train.grad_accum_steps))
     total_updates = cfg.train.max_steps or cfg.train.epochs * updates_per_epoch
@@ -112,7 +130,7 @@ def finetune(cfg: Config) -> dict[str, float]:
         eval_start = time.perf_counter()
         scores = evaluate(model, val_loader, accelerator, cfg, categories)
         row = {"step": state.update, "epoch": state.epoch, "train_loss": train_loss,
-               "lr": scheduler.get_last_lr()[0], **scores, "elapsed_s": round(time.perf_counter() - start, 1)}
+               "lr": state.last_lr, **scores, "elapsed_s": round(time.perf_counter() - start, 1)}
         run.append_metrics(row)
         log.info("update %d epoch %d: mean_f1 %.4f (lv1 %.4f/%.4f lv2 %.4f/%.4f) val_loss %s video failures %d",
                  state.update, state.epoch, scores["mean_f1"], scores["lv1_micro_f1"], scores["lv1_macro_f1"],
@@ -149,10 +167,11 @@ def finetune(cfg: Config) -> dict[str, float]:
             failures += sum(e is not None for e in batch["video_errors"])
             if not accelerator.sync_gradients:
                 continue
+            lr = base_lr(optimizer)  # the rate this update used
             scheduler.step()
             state.update += 1
+            state.last_lr = lr
             if state.update % cfg.train.log_every == 0:
-                lr = scheduler.get_last_lr()[0]
                 bar.set_postfix(loss=f"{running / running_n:.4f}", lr=f"{lr:.2e}")
                 run.scalar("train/loss", running / running_n, state.update)
                 run.scalar("train/lr", lr, state.update)

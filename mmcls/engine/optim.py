@@ -40,6 +40,13 @@ def param_groups(named_parts: Mapping[str, Iterable[tuple[str, nn.Parameter]]], 
     return groups
 
 
+def named_parts(model: nn.Module, parts: Mapping[str, Iterable[nn.Parameter]]
+                ) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """Attach each parameter's name (from ``model.named_parameters()``) to a ``{part: [params]}`` grouping."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    return {part: [(names[id(p)], p) for p in params] for part, params in parts.items()}
+
+
 def build_optimizer(named_parts: Mapping[str, Iterable[tuple[str, nn.Parameter]]], cfg: TrainConfig
                     ) -> torch.optim.Optimizer:
     """AdamW over :func:`param_groups` (the fused CUDA kernel when every parameter is on a GPU)."""

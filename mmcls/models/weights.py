@@ -1,0 +1,100 @@
+"""Reading local weight files and loading them strictly, with errors that name the config key and the file.
+
+Library loaders tend to log missing keys and carry on with random weights; here a checkpoint that does not fit the
+module it is meant for is a :class:`~mmcls.errors.ConfigError`, raised before any training starts.
+"""
+
+from __future__ import annotations
+
+import warnings
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mmcls.errors import ConfigError
+
+# Checkpoint wrappers written by common trainers (open_clip, timm, accelerate ...): the weights sit under one key.
+_WRAPPER_KEYS = ("state_dict", "model", "module")
+_SHOWN_KEYS = 3  # example keys quoted in an error message
+
+
+def read_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
+    """Tensors of a local ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` file (``key`` names the config option).
+
+    Pickled files are read with ``weights_only=True``; TorchScript archives give their module's state dict.
+    Unwraps ``{"state_dict": ...}``-style checkpoints and strips the ``module.`` prefix of DDP-wrapped models.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{key}: weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            checkpoint = load_file(str(path), device="cpu")
+        else:
+            checkpoint = _torch_load(path)
+    except Exception as exc:  # any reader failure is the file's fault: report it as one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{key}: cannot read weights from {path}: {first}") from None
+    while isinstance(checkpoint, Mapping) and not _is_tensor_dict(checkpoint):
+        inner = next((checkpoint[k] for k in _WRAPPER_KEYS if isinstance(checkpoint.get(k), Mapping)), None)
+        if inner is None:
+            break
+        checkpoint = inner
+    if not isinstance(checkpoint, Mapping) or not _is_tensor_dict(checkpoint) or not checkpoint:
+        raise ConfigError(f"{key}: {path} holds no state dict of tensors")
+    state = {str(k): v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)}
+    if all(k.startswith("module.") for k in state):
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return state
+
+
+def _torch_load(path: Path) -> object:
+    """``torch.load`` without unpickling code; TorchScript archives (OpenAI's CLIP ``.pt`` files) via jit.load."""
+    if _is_torchscript(path):
+        with warnings.catch_warnings():  # jit is deprecated, but these files exist and only it reads them
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu").state_dict()
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _is_torchscript(path: Path) -> bool:
+    """A TorchScript archive is a zip whose records include ``constants.pkl`` (plain checkpoints have none)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.rsplit("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+
+
+def _is_tensor_dict(obj: Mapping) -> bool:
+    return any(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Entries under ``prefix`` (e.g. ``visual.`` of a whole CLIP model) with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def load_exact(module: nn.Module, state: Mapping[str, torch.Tensor], key: str, path: str | Path) -> None:
+    """Load ``state`` into ``module``; every parameter and buffer must be present with its exact shape.
+
+    Raises ConfigError quoting a few missing, unexpected or mis-shaped keys, so a checkpoint of another model (or
+    of another size) never loads silently into random weights.
+    """
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mis_shaped = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
+                  if k in state and state[k].shape != v.shape]
+    problems = []
+    for name, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
+        if keys:
+            shown = ", ".join(keys[:_SHOWN_KEYS]) + (" ..." if len(keys) > _SHOWN_KEYS else "")
+            problems.append(f"{len(keys)} {name} ({shown})")
+    if problems:
+        raise ConfigError(f"{key}: weights in {path} do not match the model: {'; '.join(problems)}")
+    module.load_state_dict(dict(state), strict=True)

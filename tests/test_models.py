@@ -1,0 +1,448 @@
+"""Models: tiny open_clip / timm towers, a tiny BERT, the fusion classifier, builders and parameter groups.
+
+Everything is built from configs with random weights; "pretrained" files are written to tmp_path first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from mmcls.config import Config
+from mmcls.data.transforms import NORMALIZATIONS
+from mmcls.errors import ConfigError
+from mmcls.models import (
+    MultimodalClassifier,
+    build_bert,
+    build_model,
+    build_vision_tower,
+    model_summary,
+    parameter_groups,
+)
+
+SIZE = 32  # frame side in px
+FRAMES = 4
+TINY_CLIP = {"width": 32, "layers": 2, "heads": 2, "patch_size": 8, "embed_dim": 24}
+TINY_TIMM = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8}
+NUM_LV2, NUM_LV1 = 7, 3
+
+
+def make_cfg(kind: str = "clip", mode: str = "fusion", **model: object) -> Config:
+    """A tiny config: 2-layer 32-wide BERT, 32 px frames, 4 frames per video."""
+    cfg = Config()
+    cfg.data.frame_size, cfg.data.max_frames, cfg.data.max_text_len = SIZE, FRAMES, 16
+    cfg.model.text = dataclasses.replace(cfg.model.text, hidden_size=32, num_layers=2, num_heads=2,
+                                         intermediate_size=64, max_positions=32)
+    if kind == "clip":
+        cfg.model.vision.overrides = dict(TINY_CLIP)
+    else:
+        cfg.model.vision.kind, cfg.model.vision.name = "timm", "vit_tiny_patch16_224"
+        cfg.model.vision.overrides = dict(TINY_TIMM)
+    cfg.model.mode = mode
+    for key, value in model.items():
+        setattr(cfg.model, key, value)
+    return cfg
+
+
+def make_batch(tokenizer, batch: int = 3, frames: int = FRAMES, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Token ids with right padding, uint8 frames and a frame mask with a short video and a video-less sample."""
+    g = torch.Generator().manual_seed(seed)
+    length = 10
+    input_ids = torch.randint(5, len(tokenizer), (batch, length), generator=g)
+    input_ids[:, 0] = tokenizer.cls_token_id
+    attention_mask = torch.ones(batch, length, dtype=torch.long)
+    attention_mask[0, 6:] = 0
+    input_ids[0, 6:] = tokenizer.pad_token_id
+    pixels = torch.randint(0, 256, (batch, frames, 3, SIZE, SIZE), dtype=torch.uint8, generator=g)
+    frame_mask = torch.ones(batch, frames, dtype=torch.bool)
+    frame_mask[0, 2:] = False  # a short video
+    frame_mask[-1] = False  # a broken video: no frames at all
+    pixels[~frame_mask] = 0
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "frames": pixels, "frame_mask": frame_mask}
+
+
+def build(tokenizer, cfg: Config, **kwargs: object) -> MultimodalClassifier:
+    torch.manual_seed(0)
+    return build_model(cfg, NUM_LV2, NUM_LV1, tokenizer, **kwargs).eval()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# vision towers
+
+
+def test_clip_tower_follows_frame_size_and_overrides():
+    cfg = make_cfg("clip").model.vision
+    tower = build_vision_tower(cfg, SIZE)
+    assert tower.out_dim == 24 and (tower.mean, tower.std) == NORMALIZATIONS["clip"]
+    assert tuple(tower.backbone.image_size) == (SIZE, SIZE)
+    assert len(tower.backbone.transformer.resblocks) == 2
+    assert tower(torch.randn(5, 3, SIZE, SIZE)).shape == (5, 24)
+    assert build_vision_tower(cfg, 48).backbone.grid_size == (6, 6)  # the image size follows data.frame_size
+
+
+def test_clip_quick_gelu_follows_the_model_name_or_override():
+    from open_clip.transformer import QuickGELU
+
+    def has_quick_gelu(tower):
+        return any(isinstance(m, QuickGELU) for m in tower.modules())
+
+    cfg = make_cfg("clip").model.vision
+    assert not has_quick_gelu(build_vision_tower(cfg, SIZE))
+    cfg.name = "ViT-B-16-quickgelu"  # the activation OpenAI's weights were trained with
+    assert has_quick_gelu(build_vision_tower(cfg, SIZE))
+    cfg.name, cfg.overrides = "ViT-B-16", {**TINY_CLIP, "quick_gelu": True}
+    assert has_quick_gelu(build_vision_tower(cfg, SIZE))
+
+
+def test_timm_tower_takes_img_size_and_its_own_stats():
+    cfg = make_cfg("timm").model.vision
+    tower = build_vision_tower(cfg, SIZE)
+    assert tower.out_dim == 32 and tower.mean == (0.5, 0.5, 0.5)  # vit_tiny's pretrained_cfg
+    assert tower(torch.randn(2, 3, SIZE, SIZE)).shape == (2, 32)
+    cfg.normalization = "imagenet"
+    assert (build_vision_tower(cfg, SIZE).mean, build_vision_tower(cfg, SIZE).std) == NORMALIZATIONS["imagenet"]
+
+
+def test_timm_convnet_without_img_size():
+    cfg = make_cfg("timm").model.vision
+    cfg.name, cfg.overrides = "resnet10t", {}
+    tower = build_vision_tower(cfg, SIZE)
+    assert tower(torch.randn(2, 3, SIZE, SIZE)).shape == (2, tower.out_dim)
+
+
+@pytest.mark.parametrize(("kind", "overrides", "match"), [
+    ("clip", {"depth": 2}, "model.vision.overrides.depth"),
+    ("clip", {"image_size": 64}, "model.vision.overrides.image_size"),
+    ("clip", {"width": 30, "heads": 4}, "model.vision.overrides.heads"),
+    ("timm", {"img_size": 64}, "model.vision.overrides.img_size"),
+    ("timm", {"layers": 2}, "model.vision.overrides"),
+])
+def test_bad_vision_overrides(kind, overrides, match):
+    cfg = make_cfg(kind).model.vision
+    cfg.overrides = {**cfg.overrides, **overrides}
+    with pytest.raises(ConfigError, match=match):
+        build_vision_tower(cfg, SIZE)
+
+
+@pytest.mark.parametrize("kind", ["clip", "timm"])
+def test_unknown_vision_model_name(kind):
+    cfg = make_cfg(kind).model.vision
+    cfg.name = "no-such-model"
+    with pytest.raises(ConfigError, match=r"model.vision.name"):
+        build_vision_tower(cfg, SIZE)
+
+
+def _tiny_open_clip(image_size: int):
+    """A whole tiny open_clip CLIP (vision + text) with the TINY_CLIP vision tower."""
+    import open_clip
+
+    vision_cfg = {"width": 32, "layers": 2, "head_width": 16, "patch_size": 8, "image_size": image_size}
+    text_cfg = {"context_length": 8, "vocab_size": 50, "width": 16, "heads": 2, "layers": 1}
+    torch.manual_seed(1)
+    return open_clip.CLIP(embed_dim=24, vision_cfg=vision_cfg, text_cfg=text_cfg)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+@pytest.mark.parametrize("fmt", ["open_clip", "torchscript"])
+def test_clip_checkpoint_of_whole_model_loads_visual_weights(tmp_path, fmt):
+    clip = _tiny_open_clip(SIZE).eval()
+    path = tmp_path / "clip.pt"
+    if fmt == "open_clip":  # open_clip training checkpoint: {"state_dict": ...} of a DDP model
+        torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in clip.state_dict().items()}}, path)
+    else:  # OpenAI's released CLIP files are TorchScript archives
+        torch.jit.script(clip).save(str(path))
+    cfg = make_cfg("clip").model.vision
+    cfg.pretrained = str(path)
+    tower = build_vision_tower(cfg, SIZE)
+    for key, value in clip.visual.state_dict().items():
+        assert torch.equal(tower.backbone.state_dict()[key], value), key
+    resized = build_vision_tower(cfg, 48)  # trained at 32 px, used at 48 px: position grid 4x4 -> 6x6
+    assert resized.backbone.positional_embedding.shape == (37, 32)
+    assert torch.equal(resized.backbone.proj, clip.visual.proj)
+
+
+def test_clip_vision_only_safetensors_and_no_load(tmp_path):
+    clip = _tiny_open_clip(SIZE)
+    path = tmp_path / "visual.safetensors"
+    save_file(clip.visual.state_dict(), str(path))
+    cfg = make_cfg("clip").model.vision
+    cfg.pretrained = str(path)
+    assert torch.equal(build_vision_tower(cfg, SIZE).backbone.conv1.weight, clip.visual.conv1.weight)
+    cfg.pretrained = str(tmp_path / "missing.pt")
+    tower = build_vision_tower(cfg, SIZE, load_weights=False)  # rebuilding a trained model needs no file
+    assert tower.out_dim == 24
+
+
+def test_clip_checkpoint_mismatch_and_bad_files(tmp_path):
+    cfg = make_cfg("clip").model.vision
+    cfg.overrides = {**TINY_CLIP, "width": 64}
+    clip = _tiny_open_clip(SIZE)
+    path = tmp_path / "clip.pt"
+    torch.save(clip.state_dict(), path)
+    cfg.pretrained = str(path)
+    with pytest.raises(ConfigError, match=r"model.vision.pretrained: .*clip.pt.*wrong shape"):
+        build_vision_tower(cfg, SIZE)
+    cfg.pretrained = str(tmp_path / "missing.pt")
+    with pytest.raises(ConfigError, match=r"model.vision.pretrained: .*not found.*missing.pt"):
+        build_vision_tower(cfg, SIZE)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    cfg.pretrained = str(garbage)
+    with pytest.raises(ConfigError, match=r"cannot read weights"):
+        build_vision_tower(cfg, SIZE)
+    other = tmp_path / "other.safetensors"
+    save_file({"encoder.weight": torch.zeros(2, 2)}, str(other))
+    cfg.overrides, cfg.pretrained = dict(TINY_CLIP), str(other)
+    with pytest.raises(ConfigError, match=r"missing"):
+        build_vision_tower(cfg, SIZE)
+
+
+def test_timm_weights_file_loads_backbone_and_drops_classifier(tmp_path):
+    import timm
+
+    torch.manual_seed(2)
+    source = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5, img_size=SIZE, **TINY_TIMM)
+    path = tmp_path / "model.safetensors"
+    save_file(source.state_dict(), str(path))
+    cfg = make_cfg("timm").model.vision
+    cfg.pretrained = str(path)
+    tower = build_vision_tower(cfg, SIZE)
+    loaded = tower.backbone.state_dict()
+    assert "head.weight" not in loaded
+    for key, value in loaded.items():
+        assert torch.equal(value, source.state_dict()[key]), key
+    cfg.overrides = {**TINY_TIMM, "depth": 3}
+    with pytest.raises(ConfigError, match=r"model.vision.pretrained: .*model.safetensors.*missing"):
+        build_vision_tower(cfg, SIZE)
+    cfg.overrides, cfg.pretrained = dict(TINY_TIMM), str(tmp_path / "nope.safetensors")
+    with pytest.raises(ConfigError, match=r"model.vision.pretrained"):
+        build_vision_tower(cfg, SIZE)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# text tower
+
+
+def test_bert_from_pretrained_dir(tmp_path, tiny_tokenizer):
+    cfg = make_cfg().model.text
+    torch.manual_seed(3)
+    source = build_bert(cfg, len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+    source.save_pretrained(tmp_path / "bert")
+    tiny_tokenizer.save_pretrained(tmp_path / "bert")
+    cfg.pretrained = str(tmp_path / "bert")
+    cfg.attn_implementation = "eager"
+    bert = build_bert(cfg, len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+    assert bert.config._attn_implementation == "eager" and bert.pooler is None
+    for key, value in source.state_dict().items():
+        assert torch.equal(bert.state_dict()[key], value), key
+    rebuilt = build_bert(cfg, len(tiny_tokenizer), 0, config=bert.config)  # from a run dir: weights not read
+    assert not torch.equal(rebuilt.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight)
+    assert bert.config._attn_implementation == "eager"  # the given config is not modified
+
+
+def test_bert_bad_pretrained_dirs(tmp_path, tiny_tokenizer):
+    cfg = make_cfg().model.text
+    cases = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "roberta": tmp_path / "roberta"}
+    cases["empty"].mkdir()
+    cases["roberta"].mkdir()
+    (cases["roberta"] / "config.json").write_text('{"model_type": "roberta", "vocab_size": 10}')
+    for path in cases.values():
+        cfg.pretrained = str(path)
+        with pytest.raises(ConfigError, match=r"model.text.pretrained"):
+            build_bert(cfg, len(tiny_tokenizer), 0)
+    nobert = tmp_path / "config_only"
+    build_bert(make_cfg().model.text, len(tiny_tokenizer), 0).config.save_pretrained(nobert)
+    cfg.pretrained = str(nobert)
+    with pytest.raises(ConfigError, match=r"cannot load BERT weights"):
+        build_bert(cfg, len(tiny_tokenizer), 0)
+    cfg.pretrained = None
+    small = build_bert(cfg, 10, 0).config  # a 10-token vocabulary: smaller than the tokenizer's
+    with pytest.raises(ConfigError, match=r"model.text: the tokenizer has"):
+        build_bert(cfg, len(tiny_tokenizer), 0, config=small)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# classifier
+
+
+@pytest.mark.parametrize("kind", ["clip", "timm"])
+def test_outputs_shapes_and_broken_video(tiny_tokenizer, kind):
+    model = build(tiny_tokenizer, make_cfg(kind))
+    batch = make_batch(tiny_tokenizer)
+    out = model(**batch)
+    assert out["logits"].shape == (3, NUM_LV2) and out["logits_lv1"].shape == (3, NUM_LV1)
+    assert out["logits_video"].shape == (3, NUM_LV2) and out["pooled"].shape == (3, 32)
+    assert all(torch.isfinite(v).all() for v in out.values())
+    # the video-less sample's video head sees the mean of zero frames = zeros, i.e. its bias
+    assert torch.allclose(out["logits_video"][-1], model.video_head.fc.bias)
+    batch["frame_mask"][:] = False  # a whole batch without frames
+    out = model(**batch)
+    assert all(torch.isfinite(v).all() for v in out.values())
+    assert model(batch["input_ids"], batch["attention_mask"])["logits_video"] is None
+
+
+def test_padded_frames_do_not_change_the_output(tiny_tokenizer):
+    model = build(tiny_tokenizer, make_cfg("clip"))
+    batch = make_batch(tiny_tokenizer)
+    ref = model(**batch)
+    garbage = dict(batch, frames=batch["frames"].clone())
+    noise = torch.randint(0, 256, garbage["frames"].shape, dtype=torch.uint8)
+    garbage["frames"][~batch["frame_mask"]] = noise[~batch["frame_mask"]]
+    out = model(**garbage)
+    for key in ("logits", "logits_lv1", "logits_video", "pooled"):
+        torch.testing.assert_close(out[key], ref[key])
+    # the short video alone, with only its 2 real frames (no padding slots at all), gives the same logits
+    alone = model(batch["input_ids"][:1], batch["attention_mask"][:1], batch["frames"][:1, :2],
+                  batch["frame_mask"][:1, :2])
+    torch.testing.assert_close(alone["logits"], ref["logits"][:1], atol=1e-5, rtol=1e-4)
+
+
+def test_vision_tower_sees_only_valid_frames(tiny_tokenizer):
+    model = build(tiny_tokenizer, make_cfg("clip"))
+    batch = make_batch(tiny_tokenizer)
+    seen = []
+    model.vision.register_forward_hook(lambda module, args, output: seen.append(args[0].shape))
+    model(**batch)
+    assert seen == [(int(batch["frame_mask"].sum()), 3, SIZE, SIZE)]  # one flat batch of the real frames
+
+
+def test_eager_and_sdpa_agree(tiny_tokenizer):
+    sdpa = build(tiny_tokenizer, make_cfg("clip"))
+    eager_cfg = make_cfg("clip")
+    eager_cfg.model.text.attn_implementation = "eager"
+    eager = build(tiny_tokenizer, eager_cfg)
+    eager.load_state_dict(sdpa.state_dict())
+    batch = make_batch(tiny_tokenizer)
+    torch.testing.assert_close(eager(**batch)["logits"], sdpa(**batch)["logits"], atol=1e-5, rtol=1e-4)
+
+
+def test_gradients_reach_both_towers_and_the_projection(tiny_tokenizer):
+    model = build(tiny_tokenizer, make_cfg("clip")).train()
+    out = model(**make_batch(tiny_tokenizer))
+    (out["logits"].sum() + out["logits_lv1"].sum() + out["logits_video"].sum()).backward()
+    parts = {"vision": model.vision.backbone.conv1.weight,
+             "word embeddings": model.bert.embeddings.word_embeddings.weight,
+             "encoder": model.bert.encoder.layer[0].attention.self.query.weight,
+             "projection": model.frame_embedder.proj.weight, "frame positions": model.frame_embedder.position.weight,
+             "frame token type": model.bert.embeddings.token_type_embeddings.weight}
+    for name, param in parts.items():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_text_mode_has_no_vision_and_ignores_frames(tiny_tokenizer):
+    cfg = make_cfg("clip", mode="text")
+    cfg.model.vision.pretrained = "/nonexistent/clip.pt"  # never read: no tower is built
+    model = build(tiny_tokenizer, cfg)
+    assert model.vision is None and model.frame_embedder is None and model.video_head is None
+    batch = make_batch(tiny_tokenizer)
+    out = model(**batch)
+    assert out["logits_video"] is None
+    other = dict(batch, frames=torch.randint(0, 256, batch["frames"].shape, dtype=torch.uint8))
+    torch.testing.assert_close(model(**other)["logits"], out["logits"])
+    torch.testing.assert_close(model(batch["input_ids"], batch["attention_mask"])["logits"], out["logits"])
+    assert not parameter_groups(model)["vision"] and not parameter_groups(model)["fusion"]
+
+
+def test_video_mode_ignores_the_text(tiny_tokenizer):
+    model = build(tiny_tokenizer, make_cfg("clip", mode="video"))
+    batch = make_batch(tiny_tokenizer)
+    ref = model(**batch)["logits"]
+    other = make_batch(tiny_tokenizer, seed=5)
+    text_changed = dict(batch, input_ids=other["input_ids"], attention_mask=torch.ones_like(batch["attention_mask"]))
+    torch.testing.assert_close(model(**text_changed)["logits"], ref)
+    frames_changed = dict(batch, frames=other["frames"])
+    assert not torch.allclose(model(**frames_changed)["logits"][:2], ref[:2])
+
+
+def test_feature_input(tiny_tokenizer):
+    cfg = make_cfg("clip")
+    cfg.data.frame_source = "feats"
+    with pytest.raises(ConfigError, match=r"data.feat_dim"):
+        build(tiny_tokenizer, cfg)
+    model = build(tiny_tokenizer, cfg, feat_dim=20)
+    assert model.vision is None and model.frame_embedder.proj.in_features == 20
+    cfg.data.feat_dim = 20
+    model = build(tiny_tokenizer, cfg).train()
+    batch = make_batch(tiny_tokenizer)
+    feats = torch.randn(3, FRAMES, 20).half()
+    feats[~batch["frame_mask"]] = float("nan")  # garbage in the padding must not leak
+    out = model(batch["input_ids"], batch["attention_mask"], feats, batch["frame_mask"])
+    assert all(torch.isfinite(v).all() for v in out.values())
+    out["logits"].sum().backward()
+    assert model.frame_embedder.proj.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_pooling(tiny_tokenizer, pooling):
+    model = build(tiny_tokenizer, make_cfg("clip", pooling=pooling))
+    batch = make_batch(tiny_tokenizer)
+    fused = model.encode(**batch)
+    assert fused.hidden.shape == (3, 10 + FRAMES, 32) and fused.num_text == 10
+    pooled = model(**batch)["pooled"]
+    if pooling == "cls":
+        torch.testing.assert_close(pooled, fused.hidden[:, 0])
+    else:
+        n = fused.mask.sum(1, keepdim=True)
+        torch.testing.assert_close(pooled, (fused.hidden * fused.mask[..., None]).sum(1) / n)
+
+
+def test_optional_heads(tiny_tokenizer):
+    model = build(tiny_tokenizer, make_cfg("clip", lv1_head=False, aux_video_weight=0.0))
+    out = model(**make_batch(tiny_tokenizer))
+    assert out["logits_lv1"] is None and out["logits_video"] is None
+
+
+@pytest.mark.parametrize(("kind", "mode", "source"), [
+    ("clip", "fusion", "zip"), ("timm", "video", "zip"), ("clip", "text", "zip"), ("clip", "fusion", "feats")])
+def test_parameter_groups_partition_all_parameters(tiny_tokenizer, kind, mode, source):
+    cfg = make_cfg(kind, mode=mode)
+    cfg.data.frame_source, cfg.data.feat_dim = source, 16
+    model = build(tiny_tokenizer, cfg)
+    groups = parameter_groups(model)
+    assert set(groups) == {"vision", "text", "fusion", "heads"}
+    ids = [id(p) for params in groups.values() for p in params]
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {id(p) for p in model.parameters()}
+    assert all(groups[name] for name in ("text", "heads"))
+    assert bool(groups["vision"]) == (mode != "text" and source != "feats")
+    assert model.param_groups().keys() == groups.keys()
+    summary = model_summary(model)
+    assert "vision" in summary and "total" in summary
+
+
+def test_rebuild_from_run_dir_without_pretrained_files(tiny_tokenizer, tmp_path):
+    model = build(tiny_tokenizer, make_cfg("clip"))
+    cfg = make_cfg("clip")
+    cfg.model.vision.pretrained = str(tmp_path / "gone.pt")
+    cfg.model.text.pretrained = str(tmp_path / "gone_bert")
+    rebuilt = build(tiny_tokenizer, cfg, bert_config=model.bert.config, load_pretrained=False)
+    rebuilt.load_state_dict(model.state_dict())
+    batch = make_batch(tiny_tokenizer)
+    torch.testing.assert_close(rebuilt(**batch)["logits"], model(**batch)["logits"])
+
+
+def test_grad_checkpointing_gives_the_same_gradients(tiny_tokenizer):
+    batch = make_batch(tiny_tokenizer)
+    grads = []
+    for enable in (False, True):
+        model = build(tiny_tokenizer, make_cfg("clip", dropout=0.0))
+        model.set_grad_checkpointing(enable)
+        assert model.bert.encoder.layer[0].gradient_checkpointing is enable
+        assert model.vision.backbone.transformer.grad_checkpointing is enable
+        model.train()
+        for module in model.modules():  # no dropout: both passes compute the same function
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        model(**batch)["logits"].sum().backward()
+        grads.append(model.vision.backbone.conv1.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_max_text_len_beyond_positions(tiny_tokenizer):
+    cfg = make_cfg("clip")
+    cfg.data.max_text_len = 64
+    with pytest.raises(ConfigError, match=r"data.max_text_len"):
+        build(tiny_tokenizer, cfg)
