@@ -11,7 +11,7 @@ RUN := PYTHONPATH=$(CURDIR) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY)
 .PHONY: env demo test test-all lint bench-loader clean-data help
 
 help:
-	@echo "make demo          build the synthetic dataset and run the pipeline end to end"
+	@echo "make demo          synthetic data -> finetune -> predict -> evaluate (prints mean-F1)"
 	@echo "make test          run the test suite (fast tests, CPU, offline) and ruff"
 	@echo "make test-all      also the slow tests"
 	@echo "make bench-loader  loader throughput (frames/s) for zip and mp4 sources"
@@ -29,9 +29,13 @@ $(DEMO_DATA)/annotations/labeled.json: | $(STAMP)
 $(DEMO_DATA)/tokenizer/tokenizer.json: $(DEMO_DATA)/annotations/labeled.json
 	$(RUN) tools/build_tokenizer.py --root $(DEMO_DATA) --out $(DEMO_DATA)/tokenizer
 
+DEMO_RUN ?= runs/demo
+
 demo: $(STAMP) $(DEMO_DATA)/tokenizer/tokenizer.json
-	$(RUN) tools/check_data.py $(DEMO_DATA) --config configs/demo.yaml
-	$(RUN) tools/benchmark_loader.py --config configs/demo.yaml data.root=$(DEMO_DATA) --quick
+	$(RUN) tools/check_data.py $(DEMO_DATA) --config configs/demo.yaml --no-videos
+	$(RUN) finetune/train.py --config configs/demo.yaml data.root=$(DEMO_DATA) output_dir=$(DEMO_RUN)
+	$(RUN) tools/predict.py --model $(DEMO_RUN)/best --output $(DEMO_RUN)/result.csv data.root=$(DEMO_DATA)
+	$(RUN) tools/evaluate.py --pred $(DEMO_RUN)/result.csv --truth $(DEMO_DATA)/annotations/test_truth.csv
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check mmcls tools tests

@@ -85,6 +85,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     set_seed(cfg.seed)
     run = RunDir(cfg.output_dir, accelerator.is_main_process)
     log = run.setup_logging()
+    run.start_fresh()
     run.save_config(cfg)
 
     # ---- data -------------------------------------------------------------------------------------------------

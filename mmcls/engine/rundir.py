@@ -43,6 +43,11 @@ class RunDir:
     def metrics_csv(self) -> Path:
         return self.path / "metrics.csv"
 
+    def start_fresh(self) -> None:
+        """Forget the metrics of an earlier run in the same folder (its best/ stays until a better one replaces it)."""
+        if self.is_main and self.metrics_csv.exists():
+            self.metrics_csv.unlink()
+
     def save_config(self, cfg: Config) -> None:
         if self.is_main:
             save_config(cfg, self.path / "config.yaml")
