@@ -31,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mmcls.engine.finetune import finetune
 
     scores = finetune(cfg)
-    print(f"best mean_f1 {scores.get('mean_f1', float('nan')):.4f} -> {Path(cfg.output_dir) / 'best'}")
+    print(f"best validation mean_f1 {scores.get('mean_f1', float('nan')):.4f} -> {Path(cfg.output_dir) / 'best'} "
+          f"({scores['train_videos_per_s']:.1f} training videos/s)")
     return 0
 
 

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if accelerator.is_main_process:
         write_prediction(prediction, args.output, args.logits)
         print(f"wrote {len(prediction.ids)} predictions -> {args.output}"
-              + (f" ({prediction.video_failures} videos unreadable, predicted from text)"
+              + (f" ({prediction.video_failures} videos unreadable: predicted without their frames)"
                  if prediction.video_failures else ""))
     return 0
 

@@ -190,13 +190,13 @@ def finetune(cfg: Config) -> dict[str, float]:
 
     accelerator.wait_for_everyone()
     elapsed = time.perf_counter() - start
-    log.info("done in %.1f s: best mean_f1 %.4f at update %d -> %s", elapsed, state.best_score, state.best_update,
-             run.best)
+    videos = state.update * cfg.train.batch_size * cfg.train.grad_accum_steps * accelerator.num_processes
+    speed = videos / max(elapsed - state.eval_seconds, 1e-9)
+    log.info("done in %.1f s (training %.1f videos/s): best mean_f1 %.4f at update %d -> %s", elapsed, speed,
+             state.best_score, state.best_update, run.best)
     run.close()
     accelerator.end_training()
-    videos = state.update * cfg.train.batch_size * cfg.train.grad_accum_steps * accelerator.num_processes
-    return {**best_scores, "seconds": elapsed,
-            "train_videos_per_s": videos / max(elapsed - state.eval_seconds, 1e-9)}
+    return {**best_scores, "seconds": elapsed, "train_videos_per_s": speed}
 
 
 def save_last_checkpoint(accelerator: Accelerator, run: RunDir) -> None:
