@@ -49,6 +49,9 @@ class DataConfig:
     val_fraction: float = option(
         0.1, "Fraction of data.train held out for validation when data.val is null (stratified: every class with "
         "two or more samples puts at least one in validation).")
+    folds_file: str | None = option(
+        None, "K-fold assignment (id,fold CSV from tools/make_folds.py) used with data.fold, relative to data.root.")
+    fold: int | None = option(None, "Validate on this fold of data.folds_file and train on the others.")
     test: str | None = option("annotations/test.json", "Test annotation file (predictions are written for it).")
     unlabeled: str | None = option("annotations/unlabeled.json", "Unlabelled annotation file (pretraining).")
     category_file: str | None = option(
@@ -111,6 +114,8 @@ class DataConfig:
                 raise ConfigError(f"{prefix}{name}: must be >= 1, got {value}")
         if self.resize_size is not None and self.resize_size < self.frame_size:
             raise ConfigError(f"{prefix}resize_size: must be >= frame_size ({self.frame_size}), got {self.resize_size}")
+        if self.fold is not None and (self.folds_file is None or self.val is not None or self.fold < 0):
+            raise ConfigError(f"{prefix}fold: needs data.folds_file, no data.val, and a fold >= 0")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"{prefix}val_fraction: must be in [0, 1), got {self.val_fraction}")
         if not 0.0 <= self.hflip <= 1.0:

@@ -17,6 +17,7 @@ import numpy as np
 
 from mmcls.config import DataConfig
 from mmcls.data.categories import CategorySpace, read_category_file, read_hierarchy
+from mmcls.data.folds import read_folds, split_by_fold
 from mmcls.data.records import VideoRecord, load_records, split_name
 from mmcls.data.tokenizer import load_tokenizer
 from mmcls.errors import ConfigError
@@ -90,13 +91,18 @@ class Split:
 
 
 def load_labelled_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, CategorySpace]:
-    """Train and validation splits (``data.val`` file, or a stratified ``data.val_fraction`` hold-out)."""
+    """Train and validation splits: fold ``data.fold`` of ``data.folds_file``, the ``data.val`` file, or a
+    stratified ``data.val_fraction`` hold-out."""
     if not cfg.train:
         raise ConfigError("data.train: no labelled annotation file set")
     known = set(read_category_file(data_path(cfg, cfg.category_file))) if cfg.category_file else None
     train_path = data_path(cfg, cfg.train)
     train_records = load_records(train_path, labelled=True, categories=known)
-    if cfg.val:
+    if cfg.fold is not None:
+        folds_path = data_path(cfg, cfg.folds_file)
+        kept, held = split_by_fold(train_records, read_folds(folds_path), cfg.fold, str(folds_path))
+        train, val = Split(split_name(train_path), kept), Split(split_name(train_path), held)
+    elif cfg.val:
         val_path = data_path(cfg, cfg.val)
         val = Split(split_name(val_path), load_records(val_path, labelled=True, categories=known))
         train = Split(split_name(train_path), train_records)
