@@ -36,3 +36,4 @@ def test_call_with_timeout_returns_raises_and_can_be_disabled():
         call_with_timeout(lambda: {}["x"], 5.0)
     first = call_with_timeout(threading.get_ident, 5.0)
     assert call_with_timeout(threading.get_ident, 5.0) == first  # one long-lived thread, reused
+
