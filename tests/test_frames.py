@@ -23,6 +23,7 @@ from PIL import Image
 
 from mmcls.config import DataConfig
 from mmcls.data import frames as frames_module
+from mmcls.data.dataset import ForkSafeDataLoader, init_worker
 from mmcls.data.frames import (
     FRAME_SOURCES,
     FeatsFrameSource,
@@ -622,8 +623,45 @@ def test_sources_work_in_forked_workers_after_use_in_the_parent(tmp_path, source
         write_feats(tmp_path, {video_id: feat_rows(3 + i, 4) for i, video_id in enumerate(ids[:-1])})
     loader = FrameLoader.from_config(config(tmp_path, source_name, max_frames=4, frame_size=16), SPLIT)
     assert loader.load(ids[0]).error is None  # handles and the decode thread now exist in the parent
-    data = torch.utils.data.DataLoader(_LoaderDataset(loader, ids), batch_size=None, num_workers=2,
-                                       multiprocessing_context="fork")
+    data = ForkSafeDataLoader(_LoaderDataset(loader, ids), batch_size=None, num_workers=2,
+                                       multiprocessing_context="fork", worker_init_fn=init_worker)
     rows = sorted(data)
     assert [count for _, count, _ in rows] == [3, 4, 4, 4, 4, -1]
     assert rows[-1][2].startswith("missing: ")
+
+
+class _CollectingDataset(torch.utils.data.Dataset):
+    """Each item runs the garbage collector in the worker, as a long-running worker eventually does."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int) -> int:
+        import gc
+
+        gc.collect()
+        return index
+
+
+def test_forked_workers_never_destroy_decord_readers_left_as_garbage_in_the_parent(tmp_path):
+    """A decord reader destroyed in a forked child joins threads that do not exist there: the worker would hang."""
+    import decord
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("needs fork")
+    path = write_mp4(mp4_path(tmp_path, "g"), n=4, height=32, width=32)
+    import gc
+
+    gc.disable()  # keep the cycle below uncollected until the fork, as a busy parent process may
+    try:
+        reader = decord.VideoReader(str(path))
+        reader.get_batch([0]).asnumpy()
+        cycle: list = [reader]
+        cycle.append(cycle)  # a reference cycle: garbage only the cyclic collector frees
+        del reader, cycle
+        loader = ForkSafeDataLoader(_CollectingDataset(), batch_size=None, num_workers=1,
+                                             multiprocessing_context="fork", worker_init_fn=init_worker, timeout=60)
+        assert sorted(loader) == [0, 1]
+    finally:
+        gc.enable()
+        gc.collect()

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from mmcls.config import DataConfig
 from mmcls.data.categories import CategorySpace, read_category_file
+from mmcls.data.dataset import ForkSafeDataLoader, init_worker
 from mmcls.data.frames import FrameLoader
 from mmcls.data.records import VideoRecord, load_records, split_name
 from mmcls.data.splits import Split, data_path
@@ -128,7 +129,8 @@ def scan_split(cfg: DataConfig, split: Split, max_videos: int = 0, progress: boo
         ids = [ids[int(i * step)] for i in range(max_videos)]
     loader = FrameLoader.from_config(cfg, split.name)
     dataset = _ScanDataset(loader, ids, cfg.decode_timeout)
-    batches = DataLoader(dataset, batch_size=16, num_workers=cfg.num_workers, collate_fn=list)
+    batches = ForkSafeDataLoader(dataset, batch_size=16, num_workers=cfg.num_workers, collate_fn=list,
+                         worker_init_fn=init_worker if cfg.num_workers > 0 else None)
     scan = VideoScan()
     for batch in tqdm(batches, desc=f"videos {split.name}", unit="batch", disable=not progress, leave=False):
         for video_id, count, error in batch:

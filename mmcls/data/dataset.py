@@ -7,6 +7,7 @@ worker process hit them. Nothing here ever substitutes another sample.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -167,10 +168,27 @@ def build_dataset(cfg: DataConfig, split: Split, tokenizer: Any, categories: Cat
                             sampling=sampling_mode(cfg, train), sampling_offset=sampling_offset, seed=seed)
 
 
-def _seed_worker(worker_id: int) -> None:
-    """Seed NumPy and Python's RNG in each worker from torch's per-worker seed."""
+class ForkSafeDataLoader(DataLoader):
+    """A DataLoader that collects the parent's garbage before starting workers.
+
+    A decord reader left as uncollected garbage (in a reference cycle) in the parent would otherwise be destroyed
+    in a forked worker, where its destructor joins decoder threads that do not exist after a fork: the worker
+    hangs for ever. Collecting first destroys such readers in the parent, where that is safe; :func:`init_worker`
+    then freezes whatever the worker inherited.
+    """
+
+    def _get_iterator(self):
+        if self.num_workers > 0:
+            gc.collect()
+        return super()._get_iterator()
+
+
+def init_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: freeze inherited objects (see :class:`ForkSafeDataLoader`) and seed NumPy /
+    Python from torch's per-worker seed."""
     import random
 
+    gc.freeze()
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -184,7 +202,7 @@ def build_dataloader(dataset: VideoTextDataset, cfg: DataConfig, batch_size: int
         pad_id = dataset.text_encoder.pad_id if dataset.text_encoder is not None else 0
     shape, dtype = frame_shape(cfg, dataset.frame_loader)
     workers = cfg.num_workers
-    return DataLoader(
+    return ForkSafeDataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle if sampler is None else False,
@@ -195,7 +213,7 @@ def build_dataloader(dataset: VideoTextDataset, cfg: DataConfig, batch_size: int
         pin_memory=cfg.pin_memory and torch.cuda.is_available(),
         persistent_workers=cfg.persistent_workers and workers > 0,
         prefetch_factor=cfg.prefetch_factor if workers > 0 else None,
-        worker_init_fn=_seed_worker if workers > 0 else None,
+        worker_init_fn=init_worker if workers > 0 else None,
         multiprocessing_context=worker_start_method(cfg) if workers > 0 else None,
         generator=generator,
     )
