@@ -21,7 +21,7 @@ def test_fusion_beats_each_modality_alone(tmp_path):
     from tools.build_tokenizer import corpus
 
     data = tmp_path / "data"
-    make_synthetic(data, SyntheticSpec(num_labeled=900, num_unlabeled=0, num_test=300, seed=1), progress=False)
+    make_synthetic(data, SyntheticSpec(num_labeled=900, num_unlabeled=50, num_test=300, seed=1), progress=False)
     train_wordpiece(corpus(sorted((data / "annotations").glob("*.json")))).save_pretrained(data / "tokenizer")
     truth = read_submission(data / "annotations" / "test_truth.csv")
     scores = {}
