@@ -406,3 +406,12 @@ def test_cli_help_runs_as_a_script():
     result = subprocess.run([sys.executable, "tools/make_synthetic.py", "--help"], cwd=REPO, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0 and "example:" in result.stdout and "--no-faults" in result.stdout
+
+
+def test_an_empty_split_is_left_out_rather_than_written_empty(tmp_path):
+    from mmcls.data.records import load_records
+
+    make_synthetic(tmp_path, SyntheticSpec(num_labeled=30, num_unlabeled=0, num_test=5, size=16, min_frames=2,
+                                           max_frames=3, workers=1, write_mp4=False), progress=False)
+    assert not (tmp_path / "annotations" / "unlabeled.json").exists()
+    assert len(load_records(tmp_path / "annotations" / "labeled.json")) == 30

@@ -687,6 +687,8 @@ def _write_annotations(root: Path, spec: SyntheticSpec, plans: dict[str, list[Sa
     """Write the annotation files, the test truth, the category list and the oracle."""
     ann = root / "annotations"
     for split, items in plans.items():
+        if not items:  # an empty annotation file is an error for the loader: leave the split out instead
+            continue
         records = [make_record(spec, plan, labeled=split == "labeled") for plan in items]
         atomic_write_text(ann / f"{split}.json", _json_list(records))
     atomic_write_text(ann / "test_truth.csv", "".join(f"{p.id},{p.category_id}\n" for p in plans["test"]))
