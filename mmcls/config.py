@@ -193,10 +193,8 @@ class ModelConfig:
 
     def validate(self, prefix: str) -> None:
         """Value checks; ``prefix`` is this section's dotted path."""
-        for name in ("dropout",):
-            value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ConfigError(f"{prefix}{name}: must be in [0, 1), got {value}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{prefix}dropout: must be in [0, 1), got {self.dropout}")
         for name in ("lv1_loss_weight", "aux_video_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")

@@ -91,11 +91,11 @@ def finetune(cfg: Config) -> dict[str, float]:
     # ---- data -------------------------------------------------------------------------------------------------
     tokenizer = build_tokenizer(cfg.data, cfg.model.text.pretrained)
     train_split, val_split, categories = load_labelled_splits(cfg.data, cfg.seed)
-    with_frames, with_text = cfg.model.mode != "text", True
+    with_frames = cfg.model.mode != "text"  # video mode still needs [CLS] [SEP] from the text side
     train_set = build_dataset(cfg.data, train_split, tokenizer, categories, train=True, with_frames=with_frames,
-                              with_text=with_text, seed=cfg.seed)
+                              seed=cfg.seed)
     val_set = build_dataset(cfg.data, val_split, tokenizer, categories, train=False, with_frames=with_frames,
-                            with_text=with_text, seed=cfg.seed)
+                            seed=cfg.seed)
     train_loader = build_dataloader(train_set, cfg.data, cfg.train.batch_size, shuffle=True, drop_last=True,
                                     generator=torch.Generator().manual_seed(cfg.seed))
     val_loader = build_dataloader(val_set, cfg.data, cfg.train.eval_batch_size)
