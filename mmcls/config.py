@@ -186,6 +186,8 @@ class ModelConfig:
     pooling: Literal["cls", "mean"] = option(
         "mean", "How the fused sequence becomes one vector: the [CLS] state, or the masked mean of all states.")
     dropout: float = option(0.1, "Dropout before the classifier heads.")
+    dropout_samples: int = option(
+        1, "Multi-sample dropout: average the heads' logits over this many dropout masks in training (1 = plain).")
     lv1_head: bool = option(True, "Add a level-1 classifier head (auxiliary loss; predictions use level 2).")
     lv1_loss_weight: float = option(0.3, "Weight of the level-1 loss.")
     aux_video_weight: float = option(
@@ -195,9 +197,137 @@ class ModelConfig:
         """Value checks; ``prefix`` is this section's dotted path."""
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{prefix}dropout: must be in [0, 1), got {self.dropout}")
+        if self.dropout_samples < 1:
+            raise ConfigError(f"{prefix}dropout_samples: must be >= 1, got {self.dropout_samples}")
         for name in ("lv1_loss_weight", "aux_video_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
+
+
+def _check_range(prefix: str, name: str, value: float, low: float, high: float, *, open_high: bool = False) -> None:
+    """ConfigError unless ``low <= value <= high`` (``< high`` with ``open_high``)."""
+    if not (low <= value < high if open_high else low <= value <= high):
+        bracket = ")" if open_high else "]"
+        raise ConfigError(f"{prefix}{name}: must be in [{low}, {high}{bracket}, got {value}")
+
+
+@dataclass
+class EmaConfig:
+    """Exponential moving average of the weights (timm ModelEmaV3), evaluated and exported when on."""
+
+    decay: float = option(0.0, "EMA decay per optimizer update, e.g. 0.999 (0 = EMA off).")
+    warmup: bool = option(
+        True, "Warm the decay up as 1 - (1 + update)^(-2/3), capped at train.ema.decay, so early averages are not "
+        "dominated by the random initialisation.")
+    evaluate: bool = option(
+        True, "Validate (and export to best/) the EMA weights instead of the raw ones.")
+
+    def validate(self, prefix: str) -> None:
+        """Value checks; ``prefix`` is this section's dotted path."""
+        _check_range(prefix, "decay", self.decay, 0.0, 1.0, open_high=True)
+
+
+@dataclass
+class AdversarialConfig:
+    """Adversarial training on the word embeddings (FGM, or PGD with K steps), optionally also on frame features.
+
+    The attack passes reuse the frame features of the clean pass (no second trip through the vision tower)."""
+
+    method: Literal["none", "fgm", "pgd"] = option("none", "none, fgm (one step) or pgd (train.adversarial.steps).")
+    epsilon: float = option(0.5, "Radius of the perturbation (L2 norm over the word-embedding table).")
+    alpha: float = option(0.3, "PGD step size (each step moves alpha along the normalised gradient).")
+    steps: int = option(3, "PGD steps per update (each costs one extra forward and backward of the fusion).")
+    frames: bool = option(False, "Also perturb the frame features fed to the fusion (same epsilon, per video).")
+    weight: float = option(1.0, "Weight of the adversarial loss added to the clean loss.")
+
+    def validate(self, prefix: str) -> None:
+        """Value checks; ``prefix`` is this section's dotted path."""
+        for name in ("epsilon", "alpha", "weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
+        if self.steps < 1:
+            raise ConfigError(f"{prefix}steps: must be >= 1, got {self.steps}")
+
+
+@dataclass
+class LossConfig:
+    """Classification loss: class weights for imbalance, focal loss, label smoothing, R-Drop."""
+
+    class_weights: Literal["none", "inverse", "effective"] = option(
+        "none", "Per-class loss weights: none, inverse (n^-power) or effective (effective number of samples, "
+        "(1 - beta) / (1 - beta^n)); normalised to average 1 over the training samples.")
+    class_weight_power: float = option(0.5, "Exponent of train.loss.class_weights=inverse (1 = fully inverse).")
+    effective_beta: float = option(0.999, "beta of train.loss.class_weights=effective.")
+    focal_gamma: float = option(0.0, "Focal loss exponent gamma (0 = plain cross-entropy).")
+    label_smoothing: float = option(0.0, "Label smoothing epsilon: targets (1 - eps) one-hot + eps / classes.")
+    rdrop_alpha: float = option(
+        0.0, "R-Drop: weight of the symmetric KL between two dropout passes of the same batch (0 = off; doubles "
+        "the batch in the forward pass).")
+
+    def validate(self, prefix: str) -> None:
+        """Value checks; ``prefix`` is this section's dotted path."""
+        for name in ("class_weight_power", "focal_gamma", "rdrop_alpha"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
+        _check_range(prefix, "effective_beta", self.effective_beta, 0.0, 1.0, open_high=True)
+        _check_range(prefix, "label_smoothing", self.label_smoothing, 0.0, 1.0, open_high=True)
+
+
+@dataclass
+class MixConfig:
+    """Mixup / CutMix on the frames of a batch: one mix per video (same for all its frames), labels mixed alike."""
+
+    mixup_alpha: float = option(0.0, "Beta(alpha, alpha) of the mixup coefficient (0 = no mixup).")
+    cutmix_alpha: float = option(0.0, "Beta(alpha, alpha) of the CutMix area (0 = no CutMix).")
+    prob: float = option(1.0, "Probability that a batch is mixed at all.")
+    switch_prob: float = option(0.5, "With both on: probability of CutMix instead of mixup for a batch.")
+
+    def validate(self, prefix: str) -> None:
+        """Value checks; ``prefix`` is this section's dotted path."""
+        for name in ("mixup_alpha", "cutmix_alpha"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
+        for name in ("prob", "switch_prob"):
+            _check_range(prefix, name, getattr(self, name), 0.0, 1.0)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any mixing happens."""
+        return self.prob > 0 and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
+
+
+@dataclass
+class SwaConfig:
+    """Stochastic weight averaging during training: the average is validated, saved to swa/, and replaces best/
+    when it scores higher."""
+
+    mode: Literal["none", "last", "topk"] = option(
+        "none", "none; last = average the weights at the end of the last train.swa.count epochs; topk = average "
+        "the train.swa.count best-validated weights.")
+    count: int = option(3, "Epochs (mode last) or checkpoints (mode topk) to average.")
+
+    def validate(self, prefix: str) -> None:
+        """Value checks; ``prefix`` is this section's dotted path."""
+        if self.count < 1:
+            raise ConfigError(f"{prefix}count: must be >= 1, got {self.count}")
+
+
+@dataclass
+class FreezeConfig:
+    """Freeze a tower (or its lower layers) for the first updates, then train it."""
+
+    towers: list[Literal["vision", "text"]] = option([], "Towers to freeze: any of vision, text.")
+    layers: int = option(
+        0, "0 = the whole tower; k > 0 = its embeddings and its lowest k blocks (the rest trains throughout).")
+    updates: int = option(0, "Unfreeze after this many optimizer updates (0 = frozen for the whole run).")
+
+    def validate(self, prefix: str) -> None:
+        """Value checks; ``prefix`` is this section's dotted path."""
+        for name in ("layers", "updates"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
+        if len(set(self.towers)) != len(self.towers):
+            raise ConfigError(f"{prefix}towers: repeated tower in {self.towers}")
 
 
 @dataclass
@@ -212,9 +342,21 @@ class TrainConfig:
     lr: float = option(5e-4, "Learning rate of the fusion-specific layers and heads.")
     lr_text: float = option(5e-5, "Learning rate of the BERT (embeddings and encoder).")
     lr_vision: float = option(5e-6, "Learning rate of the frame encoder.")
-    weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases, norms and embedding tables).")
-    schedule: Literal["cosine", "linear", "constant"] = option(
-        "cosine", "Learning-rate decay after warm-up, per optimizer update.")
+    layer_decay: float = option(
+        1.0, "Layer-wise learning-rate decay inside the towers: the top layer keeps its tower's rate and each layer "
+        "below gets this times the rate above it, down to the embeddings (1 = off; e.g. 0.975).")
+    weight_decay: float = option(0.01, "Weight decay (not applied to biases, norms and embedding tables).")
+    optimizer: Literal["adamw", "sgd", "radam", "ranger"] = option(
+        "adamw", "adamw; sgd (Nesterov, train.momentum); radam; ranger = RAdam + Lookahead (k=6, alpha=0.5).")
+    momentum: float = option(0.9, "SGD momentum.")
+    sam_rho: float = option(
+        0.0, "Sharpness-aware minimisation around the optimizer: neighbourhood radius rho, e.g. 0.05 (0 = off; "
+        "costs a second forward and backward per update; needs train.grad_accum_steps=1 and no fp16).")
+    schedule: Literal["cosine", "linear", "constant", "cosine_restarts"] = option(
+        "cosine", "Learning-rate decay after warm-up, per optimizer update; cosine_restarts = SGDR with "
+        "train.cycles equal cycles.")
+    cycles: int = option(2, "Cosine cycles of schedule=cosine_restarts.")
+    cycle_decay: float = option(1.0, "Peak multiplier from one SGDR cycle to the next.")
     warmup_ratio: float = option(0.06, "Warm-up length as a fraction of all updates (train.warmup_steps wins if > 0).")
     warmup_steps: int = option(0, "Warm-up length in optimizer updates (0 = use train.warmup_ratio).")
     min_lr_ratio: float = option(0.0, "Final learning rate as a fraction of the peak.")
@@ -223,23 +365,40 @@ class TrainConfig:
         "auto", "Autocast precision: auto = bf16 where the device supports it (else fp16 on CUDA, no on CPU).")
     eval_every: int = option(0, "Also evaluate every N optimizer updates (0 = only at the end of each epoch).")
     log_every: int = option(10, "Log training loss and learning rate every N optimizer updates.")
+    early_stopping_patience: int = option(
+        0, "Stop after this many validations in a row without a better mean-F1 (0 = never).")
+    grad_checkpointing: bool = option(False, "Recompute activations of both towers in the backward pass (less memory).")
+    ema: EmaConfig = field(default_factory=EmaConfig, metadata={"help": "Weight EMA (see EmaConfig)."})
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig,
+                                           metadata={"help": "FGM / PGD (see AdversarialConfig)."})
+    loss: LossConfig = field(default_factory=LossConfig, metadata={"help": "Loss options (see LossConfig)."})
+    mix: MixConfig = field(default_factory=MixConfig, metadata={"help": "Mixup / CutMix (see MixConfig)."})
+    swa: SwaConfig = field(default_factory=SwaConfig, metadata={"help": "Weight averaging (see SwaConfig)."})
+    freeze: FreezeConfig = field(default_factory=FreezeConfig,
+                                 metadata={"help": "Tower freezing (see FreezeConfig)."})
 
     def validate(self, prefix: str) -> None:
         """Value checks; ``prefix`` is this section's dotted path."""
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
-                    "grad_accum_steps": self.grad_accum_steps, "log_every": self.log_every}
+                    "grad_accum_steps": self.grad_accum_steps, "log_every": self.log_every, "cycles": self.cycles}
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{prefix}{name}: must be >= 1, got {value}")
-        for name in ("max_steps", "warmup_steps", "eval_every"):
+        for name in ("max_steps", "warmup_steps", "eval_every", "early_stopping_patience"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "lr_text", "lr_vision", "weight_decay", "max_grad_norm"):
+        for name in ("lr", "lr_text", "lr_vision", "weight_decay", "max_grad_norm", "sam_rho"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
-        for name in ("warmup_ratio", "min_lr_ratio"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{prefix}{name}: must be in [0, 1], got {getattr(self, name)}")
+        for name in ("warmup_ratio", "min_lr_ratio", "momentum", "cycle_decay"):
+            _check_range(prefix, name, getattr(self, name), 0.0, 1.0)
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise ConfigError(f"{prefix}layer_decay: must be in (0, 1], got {self.layer_decay}")
+        if self.sam_rho > 0 and self.grad_accum_steps > 1:
+            raise ConfigError(f"{prefix}sam_rho: SAM needs {prefix}grad_accum_steps=1 (its second pass re-runs the "
+                              "batch of the update)")
+        if self.sam_rho > 0 and self.mixed_precision == "fp16":
+            raise ConfigError(f"{prefix}sam_rho: SAM does not work with fp16 loss scaling; use bf16 or no")
 
 
 @dataclass
@@ -259,6 +418,11 @@ class Config:
             raise ConfigError(f"{prefix}seed: must be in [0, 2**32), got {self.seed}")
         if not self.output_dir.strip():
             raise ConfigError(f"{prefix}output_dir: must not be empty")
+        if self.train.mix.enabled and self.model.mode == "text":
+            raise ConfigError(f"{prefix}train.mix: mixup/CutMix mix frames, but model.mode=text uses none")
+        if self.train.mix.cutmix_alpha > 0 and self.data.frame_source == "feats":
+            raise ConfigError(f"{prefix}train.mix.cutmix_alpha: CutMix cuts pixels; frame features "
+                              "(data.frame_source=feats) can only be mixed with mixup")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -139,10 +139,36 @@ def test_mappings_merge_in_yaml_and_overrides_alike(tmp_path):
     ("seed=-1", r"^seed: must be in \[0, 2\*\*32\)"),
     ("data.decode_timeout=.nan", r"^data\.decode_timeout: must be a number of seconds >= 0"),
     ("data.decode_timeout=.inf", r"^data\.decode_timeout: must be a number of seconds >= 0"),
+    ("model.dropout_samples=0", r"^model\.dropout_samples: must be >= 1"),
+    ("train.layer_decay=0", r"^train\.layer_decay: must be in \(0, 1\]"),
+    ("train.momentum=1.5", r"^train\.momentum: must be in \[0.0, 1.0\]"),
+    ("train.cycles=0", r"^train\.cycles: must be >= 1"),
+    ("train.optimizer=lamb", r"^train\.optimizer: expected one of"),
+    ("train.ema.decay=1.0", r"^train\.ema\.decay: must be in \[0.0, 1.0\)"),
+    ("train.adversarial.steps=0", r"^train\.adversarial\.steps: must be >= 1"),
+    ("train.adversarial.epsilon=-1", r"^train\.adversarial\.epsilon: must be >= 0"),
+    ("train.loss.label_smoothing=1", r"^train\.loss\.label_smoothing: must be in \[0.0, 1.0\)"),
+    ("train.loss.class_weights=sqrt", r"^train\.loss\.class_weights: expected one of"),
+    ("train.mix.prob=2", r"^train\.mix\.prob: must be in \[0.0, 1.0\]"),
+    ("train.swa.count=0", r"^train\.swa\.count: must be >= 1"),
+    ("train.freeze.towers=[audio]", r"^train\.freeze\.towers\[0\]: expected one of"),
+    ("train.early_stopping_patience=-1", r"^train\.early_stopping_patience: must be >= 0"),
 ])
 def test_value_checks(override, message):
     with pytest.raises(ConfigError, match=message):
         build_config({}, [override])
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["train.sam_rho=0.05", "train.grad_accum_steps=2"], r"^train\.sam_rho: SAM needs train\.grad_accum_steps=1"),
+    (["train.sam_rho=0.05", "train.mixed_precision=fp16"], r"^train\.sam_rho: SAM does not work with fp16"),
+    (["train.mix.mixup_alpha=0.4", "model.mode=text"], r"^train\.mix: mixup/CutMix mix frames"),
+    (["train.mix.cutmix_alpha=1", "data.frame_source=feats"], r"^train\.mix\.cutmix_alpha: CutMix cuts pixels"),
+])
+def test_recipe_cross_key_checks(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config({}, overrides)
+    build_config({}, overrides[:1])  # each switch alone is fine
 
 
 def test_config_reference_is_current_and_complete():

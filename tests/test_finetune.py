@@ -81,6 +81,54 @@ def test_learning_rate_is_pinned_per_update(synthetic_root, tmp_path):
     assert lrs == pytest.approx([1e-3 * lr_factor(u, 6, 2, "linear", 0.0) for u in range(6)], rel=1e-5)
 
 
+def test_finetune_with_the_recipe_switched_on(synthetic_root, tmp_path):
+    """Every trick at once on a tiny run: it trains, validates the EMA, averages top-k snapshots, logs each part."""
+    from mmcls.engine.finetune import finetune
+
+    run = tmp_path / "run"
+    cfg = build_config({}, tiny_overrides(
+        synthetic_root, run, "train.max_steps=6", "train.eval_every=2", "train.log_every=1",
+        "train.layer_decay=0.8", "train.optimizer=ranger", "train.schedule=cosine_restarts",
+        "train.ema.decay=0.9", "train.adversarial.method=pgd", "train.adversarial.steps=2",
+        "train.adversarial.frames=true", "train.loss.class_weights=effective", "train.loss.focal_gamma=1.0",
+        "train.loss.label_smoothing=0.1", "train.loss.rdrop_alpha=0.5", "model.dropout_samples=2",
+        "train.mix.mixup_alpha=0.4", "train.mix.cutmix_alpha=1.0", "train.swa.mode=topk", "train.swa.count=2",
+        "train.freeze.towers=[vision]", "train.freeze.layers=1", "train.freeze.updates=3",
+        "train.grad_checkpointing=true"))
+    scores = finetune(cfg)
+    rows = read_metrics(run)
+    assert [r["weights"] for r in rows] == ["ema", "ema", "ema", "swa"]
+    assert 0.0 <= scores["mean_f1"] <= 1.0
+    for name in ("best/model.safetensors", "swa/model.safetensors"):
+        assert (run / name).is_file(), name
+    log = (run / "train.log").read_text(encoding="utf-8")
+    assert "SWA of 2 snapshots" in log
+    assert "update 3:" in log  # the vision tower's lower layers unfroze at update 3
+    tags = _tensorboard_tags(run)
+    assert {"train/loss_lv2", "train/loss_rdrop", "train/loss_adv"} <= tags
+
+
+def test_early_stopping_stops_after_patience(synthetic_root, tmp_path):
+    from mmcls.engine.finetune import finetune
+
+    run = tmp_path / "run"
+    # a zero learning rate can never improve on the first validation: patience 2 stops at the third
+    cfg = build_config({}, tiny_overrides(synthetic_root, run, "train.max_steps=20", "train.eval_every=1",
+                                          "train.lr=0", "train.lr_text=0", "train.lr_vision=0",
+                                          "train.early_stopping_patience=2"))
+    finetune(cfg)
+    assert [int(r["step"]) for r in read_metrics(run)] == [1, 2, 3]
+    assert "early stopping" in (run / "train.log").read_text(encoding="utf-8")
+
+
+def _tensorboard_tags(run: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return set(events.Tags()["scalars"])
+
+
 def launch_two_processes(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """``accelerate launch --multi_gpu --num_processes 2`` on CPU: two real gloo processes."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT),
@@ -96,11 +144,16 @@ def test_two_processes_finetune_and_predict(synthetic_root, tmp_path):
     proc = launch_two_processes("finetune/train.py", [
         "--config", str(ROOT / "configs" / "demo.yaml"),
         *tiny_overrides(synthetic_root, run, "train.max_steps=4", "train.eval_every=2", "train.warmup_steps=1",
-                        "train.schedule=linear", "train.lr=1e-3")], tmp_path)
+                        "train.schedule=linear", "train.lr=1e-3",
+                        # the tricks with extra passes or extra state must keep the replicas identical
+                        "train.adversarial.method=fgm", "train.ema.decay=0.9", "train.loss.rdrop_alpha=0.5",
+                        "train.mix.mixup_alpha=0.4", "train.swa.mode=topk", "train.freeze.towers=[vision]",
+                        "train.freeze.updates=2")], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (run / "train.log").read_text(encoding="utf-8")
     assert "2 process(es)" in log  # really two processes, not one
-    lrs = [float(r["lr"]) for r in read_metrics(run)]
+    assert "weights identical on all 2 processes" in log
+    lrs = [float(r["lr"]) for r in read_metrics(run) if r["weights"] != "swa"]
     assert lrs == pytest.approx([1e-3 * lr_factor(u, 4, 1, "linear", 0.0) for u in (1, 3)], rel=1e-5)
 
     out = tmp_path / "result2.csv"

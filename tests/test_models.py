@@ -446,3 +446,61 @@ def test_max_text_len_beyond_positions(tiny_tokenizer):
     cfg.data.max_text_len = 64
     with pytest.raises(ConfigError, match=r"data.max_text_len"):
         build(tiny_tokenizer, cfg)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# multi-sample dropout, repeats (R-Drop), returned frame features
+
+
+def test_multi_sample_dropout_averages_independent_masks(tiny_tokenizer):
+    from mmcls.models.heads import ClassifierHeads
+
+    torch.manual_seed(0)
+    heads = ClassifierHeads(8, 5, 3, dropout=0.5, dropout_samples=4).train()
+    pooled = torch.randn(6, 8)
+    torch.manual_seed(1)
+    lv2, lv1 = heads(pooled)
+    torch.manual_seed(1)  # the same masks by hand: dropout of the [K, B, H] stack, then the mean of the K logits
+    masked = torch.nn.functional.dropout(pooled.unsqueeze(0).expand(4, 6, 8), 0.5, training=True)
+    assert torch.allclose(lv2, heads.lv2(masked).mean(0), atol=1e-6)
+    assert torch.allclose(lv1, heads.lv1(masked).mean(0), atol=1e-6)
+    single = ClassifierHeads(8, 5, 3, dropout=0.5, dropout_samples=1).train()
+    single.load_state_dict(heads.state_dict())
+    torch.manual_seed(1)
+    assert not torch.allclose(single(pooled)[0], lv2)  # one mask differs from the average of four
+    heads.eval()
+    assert torch.equal(heads(pooled)[0], heads.lv2(pooled))  # evaluation: dropout is the identity, one pass
+
+    model = build(tiny_tokenizer, make_cfg(dropout_samples=3))
+    assert model.heads.dropout_samples == 3
+
+
+def test_repeats_encode_the_batch_twice_with_one_vision_pass(tiny_tokenizer):
+    model = build(tiny_tokenizer, make_cfg())
+    batch = make_batch(tiny_tokenizer)
+    calls = []
+    model.vision.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    single = model(**batch)
+    doubled = model(**batch, repeats=2)
+    assert len(calls) == 2 and calls[0] == calls[1]  # the vision tower ran once per forward, on the same frames
+    assert doubled["logits"].shape == (6, NUM_LV2)
+    # in eval mode (no dropout) both copies equal the single pass
+    assert torch.allclose(doubled["logits"][:3], single["logits"], atol=1e-5)
+    assert torch.allclose(doubled["logits"][3:], single["logits"], atol=1e-5)
+    model.train()
+    torch.manual_seed(0)
+    train_doubled = model(**batch, repeats=2)["logits"]
+    assert not torch.allclose(train_doubled[:3], train_doubled[3:])  # independent dropout in the two copies
+
+
+def test_frame_features_fed_back_skip_the_vision_tower(tiny_tokenizer):
+    model = build(tiny_tokenizer, make_cfg())
+    batch = make_batch(tiny_tokenizer)
+    out = model(**batch)
+    features = out["frame_features"]
+    assert features.shape == (3, FRAMES, model.vision.out_dim)
+    calls = []
+    model.vision.register_forward_hook(lambda *args: calls.append(1))
+    again = model(**{**batch, "frames": features})
+    assert not calls
+    assert torch.allclose(again["logits"], out["logits"], atol=1e-5)

@@ -4,10 +4,16 @@ Read top to bottom: :func:`finetune` builds everything from the config, then loo
 accelerate handles devices, mixed precision, gradient accumulation and multiple processes. The learning-rate
 schedule counts optimizer updates and is stepped once per update (it is deliberately not passed through
 ``accelerator.prepare``, which would step it once per process).
+
+The competition tricks are config switches (docs/RECIPES.md): what happens inside one micro-batch (mixup,
+R-Drop, FGM/PGD, SAM) lives in :mod:`mmcls.engine.step`; around it this loop freezes and unfreezes towers, keeps
+the EMA, validates (the EMA weights when on), keeps SWA snapshots and stops early.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -22,13 +28,17 @@ from mmcls.config import Config, build_config, to_dict
 from mmcls.data.categories import CategorySpace
 from mmcls.data.dataset import build_dataloader, build_dataset
 from mmcls.data.splits import build_tokenizer, load_labelled_splits
+from mmcls.engine.averaging import WeightAverager
 from mmcls.engine.checkpoint import save_portable
-from mmcls.engine.inference import model_inputs, run_inference
-from mmcls.engine.losses import classification_losses
-from mmcls.engine.optim import build_optimizer, build_scheduler, named_parts
+from mmcls.engine.ema import build_ema
+from mmcls.engine.freeze import TowerFreezer
+from mmcls.engine.inference import run_inference
+from mmcls.engine.losses import Criterion
+from mmcls.engine.optim import build_scheduler, optimizer_for
 from mmcls.engine.rundir import RunDir, replace_dir
+from mmcls.engine.step import TrainStep
 from mmcls.metrics import mean_f1_from_indices
-from mmcls.models import build_model, model_summary, parameter_groups
+from mmcls.models import build_model, model_summary
 
 
 def resolve_mixed_precision(setting: str) -> str:
@@ -60,9 +70,14 @@ def base_lr(optimizer: torch.optim.Optimizer) -> float:
 
 
 def evaluate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg: Config,
-             categories: CategorySpace) -> dict[str, float]:
-    """Validation loss and WBDC mean-F1 (level 1 derived from the level-2 prediction, as in the competition)."""
-    result = run_inference(model, loader, accelerator, cfg.model, desc="validate")
+             categories: CategorySpace, desc: str = "validate") -> dict[str, float]:
+    """Validation loss and WBDC mean-F1 (level 1 derived from the level-2 prediction, as in the competition).
+
+    ``model`` may be the prepared model or an unprepared copy on the same device (EMA, SWA average): inference
+    runs under the run's autocast either way.
+    """
+    with accelerator.autocast():
+        result = run_inference(model, loader, accelerator, cfg.model, desc=desc)
     scores = mean_f1_from_indices(result.labels, result.logits.argmax(axis=1), categories.lv1_index_of_lv2())
     return {**scores, "val_loss": result.loss, "video_failures": result.video_failures}
 
@@ -75,8 +90,10 @@ class TrainState:
     update: int = 0
     best_score: float = -1.0
     best_update: int = -1
+    evals_since_best: int = 0
     eval_seconds: float = 0.0
     last_lr: float = 0.0
+    stopped_early: bool = False
 
 
 def finetune(cfg: Config) -> dict[str, float]:
@@ -108,14 +125,26 @@ def finetune(cfg: Config) -> dict[str, float]:
         cfg = build_config(to_dict(cfg), [f"data.feat_dim={feat_dim}"])  # saved with the model: predict needs it
         run.save_config(cfg)
     model = build_model(cfg, categories.num_lv2, categories.num_lv1, tokenizer)
+    if cfg.train.grad_checkpointing:
+        model.set_grad_checkpointing(True)
     log.info("model:\n%s", model_summary(model))
-    optimizer = build_optimizer(named_parts(model, parameter_groups(model)), cfg.train)
+    criterion = Criterion.from_config(cfg, categories).to(accelerator.device)
+    optimizer = optimizer_for(model, cfg.train)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    core = accelerator.unwrap_model(model)
     updates_per_epoch = max(1, math.ceil(len(train_loader) / cfg.train.grad_accum_steps))
     total_updates = cfg.train.max_steps or cfg.train.epochs * updates_per_epoch
     epochs = math.ceil(total_updates / updates_per_epoch)
     scheduler = build_scheduler(optimizer, cfg.train, total_updates)
     accelerator.register_for_checkpointing(scheduler)
+    # after prepare: DDP must see every parameter trainable when it is built
+    freezer = TowerFreezer(core, cfg.train.freeze) if cfg.train.freeze.towers else None
+    ema = build_ema(core, cfg.train.ema)
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+    averager = (WeightAverager(run.checkpoints / "swa", cfg.train.swa.mode, cfg.train.swa.count,
+                               write=accelerator.is_main_process) if cfg.train.swa.mode != "none" else None)
+    train_step = TrainStep(cfg, model, core, criterion, accelerator, cfg.seed)
     log.info("training: %d updates (%d epochs x %d), %d process(es), global batch %d, precision %s",
              total_updates, epochs, updates_per_epoch, accelerator.num_processes,
              cfg.train.batch_size * cfg.train.grad_accum_steps * accelerator.num_processes,
@@ -126,22 +155,37 @@ def finetune(cfg: Config) -> dict[str, float]:
     start = time.perf_counter()
     best_scores: dict[str, float] = {}
 
+    def evaluated_model() -> torch.nn.Module:
+        """The weights that are validated and exported: the EMA when it is on and evaluated, else the model."""
+        return ema.module if ema is not None and cfg.train.ema.evaluate else model
+
+    weights_name = "ema" if ema is not None and cfg.train.ema.evaluate else "model"
+
     def validate_and_save(train_loss: float | None) -> None:
         nonlocal best_scores
         eval_start = time.perf_counter()
-        scores = evaluate(model, val_loader, accelerator, cfg, categories)
-        row = {"step": state.update, "epoch": state.epoch, "train_loss": train_loss,
-               "lr": state.last_lr, **scores, "elapsed_s": round(time.perf_counter() - start, 1)}
+        scores = evaluate(evaluated_model(), val_loader, accelerator, cfg, categories)
+        row = {"step": state.update, "epoch": state.epoch, "train_loss": train_loss, "lr": state.last_lr, **scores,
+               "elapsed_s": round(time.perf_counter() - start, 1), "weights": weights_name}
         run.append_metrics(row)
         log.info("update %d epoch %d: mean_f1 %.4f (lv1 %.4f/%.4f lv2 %.4f/%.4f) val_loss %s video failures %d",
                  state.update, state.epoch, scores["mean_f1"], scores["lv1_micro_f1"], scores["lv1_macro_f1"],
                  scores["lv2_micro_f1"], scores["lv2_macro_f1"], _fmt(scores["val_loss"]), scores["video_failures"])
         if scores["mean_f1"] > state.best_score:
-            state.best_score, state.best_update = scores["mean_f1"], state.update
+            state.best_score, state.best_update, state.evals_since_best = scores["mean_f1"], state.update, 0
             best_scores = {**scores, "update": state.update}
             if accelerator.is_main_process:
-                save_portable(run.best, accelerator.unwrap_model(model), cfg, categories, tokenizer)
+                save_portable(run.best, accelerator.unwrap_model(evaluated_model()), cfg, categories, tokenizer)
             log.info("new best mean_f1 %.4f -> %s", state.best_score, run.best)
+        else:
+            state.evals_since_best += 1
+        if averager is not None and cfg.train.swa.mode == "topk":
+            averager.offer(accelerator.unwrap_model(evaluated_model()), update=state.update, score=scores["mean_f1"])
+        patience = cfg.train.early_stopping_patience
+        if patience and state.evals_since_best >= patience:
+            state.stopped_early = True
+            log.info("early stopping: no better mean_f1 in %d validations (best %.4f at update %d)", patience,
+                     state.best_score, state.best_update)
         save_last_checkpoint(accelerator, run)
         state.eval_seconds += time.perf_counter() - eval_start
 
@@ -155,15 +199,15 @@ def finetune(cfg: Config) -> dict[str, float]:
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", dynamic_ncols=True,
                    disable=not accelerator.is_local_main_process)
         for batch in bar:
+            if freezer is not None and (message := freezer.update(state.update)):
+                log.info("update %d: %s", state.update, message)
             with accelerator.accumulate(model):
-                outputs = model(**model_inputs(batch))
-                losses = classification_losses(outputs, batch, cfg.model)
-                accelerator.backward(losses["loss"])
+                losses = train_step(batch)
                 if accelerator.sync_gradients and cfg.train.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-            running += float(losses["loss"].detach())
+            running += float(losses["loss"])
             running_n += 1
             failures += sum(e is not None for e in batch["video_errors"])
             if not accelerator.sync_gradients:
@@ -172,22 +216,33 @@ def finetune(cfg: Config) -> dict[str, float]:
             scheduler.step()
             state.update += 1
             state.last_lr = lr
+            if ema is not None:
+                ema.update(core, step=state.update)
             if state.update % cfg.train.log_every == 0:
                 bar.set_postfix(loss=f"{running / running_n:.4f}", lr=f"{lr:.2e}")
                 run.scalar("train/loss", running / running_n, state.update)
                 run.scalar("train/lr", lr, state.update)
+                for name, value in losses.items():
+                    if name != "loss":
+                        run.scalar(f"train/{name}", float(value), state.update)
             if cfg.train.eval_every and state.update % cfg.train.eval_every == 0:
                 validate_and_save(running / max(1, running_n))
-            if state.update >= total_updates:
+            if state.update >= total_updates or state.stopped_early:
                 break
         bar.close()
         log.info("epoch %d done: train loss %.4f, %d unreadable videos seen by this process", epoch + 1,
                  running / max(1, running_n), failures)
-        if not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
+        if not state.stopped_early and not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
             validate_and_save(running / max(1, running_n))
-        if state.update >= total_updates:
+        if averager is not None and cfg.train.swa.mode == "last":
+            averager.offer(accelerator.unwrap_model(evaluated_model()), update=state.update, score=None)
+        if state.update >= total_updates or state.stopped_early:
             break
 
+    if averager is not None:
+        best_scores = validate_average(averager, core, val_loader, accelerator, cfg, categories, tokenizer, run,
+                                       state, best_scores)
+    check_replicas_in_sync(core, accelerator)
     accelerator.wait_for_everyone()
     elapsed = time.perf_counter() - start
     videos = state.update * cfg.train.batch_size * cfg.train.grad_accum_steps * accelerator.num_processes
@@ -197,6 +252,47 @@ def finetune(cfg: Config) -> dict[str, float]:
     run.close()
     accelerator.end_training()
     return {**best_scores, "seconds": elapsed, "train_videos_per_s": speed}
+
+
+def validate_average(averager: WeightAverager, core: torch.nn.Module, loader: Any, accelerator: Accelerator,
+                     cfg: Config, categories: CategorySpace, tokenizer: Any, run: RunDir, state: TrainState,
+                     best_scores: dict[str, float]) -> dict[str, float]:
+    """SWA: validate the average of the kept snapshots, save it to ``swa/``, and make it ``best/`` if it wins."""
+    log = logging.getLogger("mmcls")
+    accelerator.wait_for_everyone()  # the main process has written every snapshot
+    averaged = averager.average()
+    if averaged is None:
+        return best_scores
+    swa_model = copy.deepcopy(core)
+    swa_model.load_state_dict(averaged)
+    scores = evaluate(swa_model, loader, accelerator, cfg, categories, desc="validate swa")
+    run.append_metrics({"step": state.update, "epoch": state.epoch, "train_loss": None, "lr": None,
+                        **scores, "elapsed_s": None, "weights": "swa"})
+    log.info("SWA of %d snapshots: mean_f1 %.4f (best single %.4f)", len(averager.kept), scores["mean_f1"],
+             state.best_score)
+    if accelerator.is_main_process:
+        save_portable(run.path / "swa", swa_model, cfg, categories, tokenizer)
+        if scores["mean_f1"] > state.best_score:
+            save_portable(run.best, swa_model, cfg, categories, tokenizer)
+    if scores["mean_f1"] > state.best_score:
+        state.best_score, state.best_update = scores["mean_f1"], state.update
+        best_scores = {**scores, "update": state.update, "swa": 1.0}
+        log.info("the SWA average is the new best -> %s", run.best)
+    accelerator.wait_for_everyone()
+    return best_scores
+
+
+@torch.no_grad()
+def check_replicas_in_sync(model: torch.nn.Module, accelerator: Accelerator) -> None:
+    """Every process must end with the same weights; a silent divergence (a parameter that DDP did not reduce)
+    would make the saved model depend on which process saved it. Compares float64 checksums across processes."""
+    if accelerator.num_processes == 1:
+        return
+    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    sums = accelerator.gather(checksum.to(accelerator.device))
+    if not torch.all(sums == sums[0]):
+        raise RuntimeError(f"the processes' weights diverged (checksums {sums.tolist()}); please report this")
+    logging.getLogger("mmcls").info("weights identical on all %d processes", accelerator.num_processes)
 
 
 def save_last_checkpoint(accelerator: Accelerator, run: RunDir) -> None:

@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from mmcls.config import ModelConfig
-from mmcls.engine.losses import classification_losses
+from mmcls.engine.losses import validation_loss
 
 
 @dataclass
@@ -50,7 +50,7 @@ def run_inference(model: torch.nn.Module, loader: Any, accelerator: Any, model_c
         outputs = model(**model_inputs(batch))
         if model_cfg is not None and (batch["labels"] >= 0).any():
             n = (batch["labels"] >= 0).sum()
-            loss_sum += classification_losses(outputs, batch, model_cfg)["loss_lv2"].float() * n
+            loss_sum += validation_loss(outputs, batch) * n
             loss_count += n
         batch_logits, batch_labels = accelerator.gather_for_metrics((outputs["logits"].float(), batch["labels"]))
         ids.extend(accelerator.gather_for_metrics(batch["ids"], use_gather_object=True))

@@ -1,36 +1,209 @@
-"""Training losses: level-2 cross-entropy, plus the weighted level-1 and auxiliary video-only losses."""
+"""Training losses: class-weighted, label-smoothed, focal, mixable soft-target cross-entropy; R-Drop; logit adjustment.
+
+:class:`Criterion` is built once per run and turns model outputs and a batch into ``loss`` (what is optimised) and
+its parts. Everything works on soft targets ``[B, C]``, so label smoothing, mixup/CutMix labels and distillation
+targets share one code path; with every option off it is plain cross-entropy.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmcls.config import ModelConfig
+from mmcls.config import Config, LossConfig, ModelConfig
+from mmcls.data.categories import CategorySpace
 from mmcls.data.dataset import IGNORE_INDEX
 
 
-def classification_losses(outputs: dict[str, Any], batch: dict[str, Any], cfg: ModelConfig) -> dict[str, torch.Tensor]:
-    """``loss`` (the sum that is optimised) and its parts ``loss_lv2``, ``loss_lv1``, ``loss_video``.
+def _check_counts(counts: Sequence[int]) -> np.ndarray:
+    """Counts as float64 ``[C]``; ValueError when empty or negative."""
+    n = np.asarray(counts, dtype=np.float64)
+    if n.ndim != 1 or n.size == 0:
+        raise ValueError(f"class counts must be a non-empty list, got shape {n.shape}")
+    if (n < 0).any() or not np.isfinite(n).all():
+        raise ValueError(f"class counts must be finite and >= 0, got {n.min()}")
+    return n
 
-    Samples without a label (-100) are ignored; the video loss only counts samples that have at least one frame.
+
+def class_weights(counts: Sequence[int], mode: str, power: float = 0.5, beta: float = 0.999) -> torch.Tensor | None:
+    """Per-class loss weights ``[C]`` for imbalance, or None for ``mode="none"``.
+
+    ``inverse``: ``n_c^-power``; ``effective``: ``(1 - beta) / (1 - beta^n_c)`` (Cui et al. 2019). Normalised so the
+    average weight over the training samples is 1 (the loss scale, hence the learning rate, stays comparable).
+    Unseen classes get the largest weight of the seen ones (they never occur in training anyway).
     """
-    labels = batch["labels"]
-    losses = {"loss_lv2": F.cross_entropy(outputs["logits"].float(), labels, ignore_index=IGNORE_INDEX)}
-    total = losses["loss_lv2"]
-    if outputs.get("logits_lv1") is not None and cfg.lv1_loss_weight > 0:
-        losses["loss_lv1"] = F.cross_entropy(outputs["logits_lv1"].float(), batch["labels_lv1"],
-                                             ignore_index=IGNORE_INDEX)
-        total = total + cfg.lv1_loss_weight * losses["loss_lv1"]
-    if outputs.get("logits_video") is not None and cfg.aux_video_weight > 0:
-        has_video = batch["frame_mask"].any(dim=1)
-        video_labels = torch.where(has_video, labels, torch.full_like(labels, IGNORE_INDEX))
-        logits_video = outputs["logits_video"].float()
-        if (video_labels != IGNORE_INDEX).any():
-            losses["loss_video"] = F.cross_entropy(logits_video, video_labels, ignore_index=IGNORE_INDEX)
-        else:  # keep the head in the graph (every process must produce the same gradients' structure)
-            losses["loss_video"] = logits_video.sum() * 0.0
-        total = total + cfg.aux_video_weight * losses["loss_video"]
-    losses["loss"] = total
-    return losses
+    if mode == "none":
+        return None
+    n = _check_counts(counts)
+    seen = n > 0
+    if not seen.any():
+        raise ValueError("class counts are all zero: no weights can be derived")
+    if mode == "inverse":
+        if power < 0:
+            raise ValueError(f"class weight power must be >= 0, got {power}")
+        raw = n[seen] ** -power
+    elif mode == "effective":
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"effective-number beta must be in [0, 1), got {beta}")
+        raw = (1.0 - beta) / (1.0 - beta ** n[seen])
+    else:
+        raise ValueError(f"unknown class weight mode {mode!r} (choose from none, inverse, effective)")
+    weights = np.full(n.shape, raw.max())
+    weights[seen] = raw
+    weights *= n.sum() / (n * weights).sum()
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def logit_adjustment(counts: Sequence[int], tau: float) -> np.ndarray:
+    """``-tau * log(prior)`` ``[C]`` to add to logits at prediction time (Menon et al. 2021).
+
+    Raises rare classes relative to frequent ones, which helps macro-F1. The prior is add-one smoothed,
+    ``(n_c + 1) / sum(n + 1)``, so unseen classes stay finite; ``tau = 0`` is a no-op.
+    """
+    n = _check_counts(counts)
+    prior = (n + 1.0) / (n + 1.0).sum()
+    return (-tau * np.log(prior)).astype(np.float32)
+
+
+def smooth_targets(labels: torch.Tensor, num_classes: int, eps: float = 0.0) -> torch.Tensor:
+    """``(1 - eps)`` one-hot ``+ eps / C`` as float32 ``[B, C]``; rows of ignored labels (-100) are all zero."""
+    labelled = labels != IGNORE_INDEX
+    one_hot = F.one_hot(torch.where(labelled, labels, 0), num_classes).float()  # [B, C]
+    return (one_hot * (1.0 - eps) + eps / num_classes) * labelled.unsqueeze(1)
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, focal_gamma: float = 0.0) -> torch.Tensor:
+    """Per-sample ``-sum_c q_c (1 - p_c)^gamma log p_c`` ``[B]`` in float32 (focal loss when ``gamma > 0``).
+
+    With ``gamma = 0`` and one-hot (smoothed) targets it equals ``F.cross_entropy`` (with ``label_smoothing``).
+    """
+    log_p = F.log_softmax(logits.float(), dim=-1)
+    if focal_gamma > 0:
+        # 1 - p = -expm1(log p) is exact near p = 1; the floor keeps the gradient of x^gamma (gamma < 1) finite at 0
+        log_p = log_p * (-torch.expm1(log_p)).clamp_min(1e-12).pow(focal_gamma)
+    return -(targets.float() * log_p).sum(dim=-1)
+
+
+@dataclass
+class Mixing:
+    """How a batch was mixed: sample ``i`` holds ``lam`` of itself and ``1 - lam`` of sample ``perm[i]``."""
+
+    perm: torch.Tensor  # long [B]: the partner of each sample
+    lam: float  # weight of the sample's own content
+
+
+def mix_targets(targets: torch.Tensor, mixing: Mixing) -> torch.Tensor:
+    """Targets ``[B, C]`` mixed like the inputs: ``lam * targets + (1 - lam) * targets[perm]``."""
+    return mixing.lam * targets + (1.0 - mixing.lam) * targets[mixing.perm]
+
+
+def rdrop_loss(logits_a: torch.Tensor, logits_b: torch.Tensor) -> torch.Tensor:
+    """R-Drop: symmetric KL ``0.5 * (KL(p_a || p_b) + KL(p_b || p_a))`` summed over classes, mean over samples."""
+    log_a = F.log_softmax(logits_a.float(), dim=-1)
+    log_b = F.log_softmax(logits_b.float(), dim=-1)
+    # KL(a||b) + KL(b||a) = sum_c (p_a - p_b)(log p_a - log p_b)
+    return 0.5 * ((log_a.exp() - log_b.exp()) * (log_a - log_b)).sum(dim=-1).mean()
+
+
+def validation_loss(outputs: dict[str, Any], batch: dict[str, Any]) -> torch.Tensor:
+    """Plain level-2 cross-entropy over the labelled samples (unweighted, so runs with any recipe compare)."""
+    return F.cross_entropy(outputs["logits"].float(), batch["labels"], ignore_index=IGNORE_INDEX)
+
+
+def _weighted_mean(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum(w * l) / sum(w)``; 0 (still in the graph, not NaN) when every weight is 0."""
+    total = weights.sum()
+    return (weights * losses).sum() / torch.where(total > 0, total, torch.ones_like(total))
+
+
+def _sample_weights(labels: torch.Tensor, class_w: torch.Tensor | None, mixing: Mixing | None) -> torch.Tensor:
+    """Per-sample weight ``[B]``: the class weight of the label (mixed like the targets), 0 where unlabelled.
+
+    A mixed sample counts only when both it and its partner are labelled (otherwise its target is incomplete).
+    """
+    labelled = labels != IGNORE_INDEX
+    weights = labelled.float() if class_w is None else class_w[torch.where(labelled, labels, 0)]
+    if mixing is not None:
+        weights = mixing.lam * weights + (1.0 - mixing.lam) * weights[mixing.perm]
+        labelled = labelled & labelled[mixing.perm]
+    return weights * labelled
+
+
+class Criterion:
+    """The training loss of a run: level 2 (+ weighted level 1 and video-only auxiliary losses).
+
+    Level 2: label-smoothed (or given soft) targets, mixed by ``mixing``, focal, reduced with per-sample class
+    weights as ``sum(w_i l_i) / sum(w_i)`` (like ``F.cross_entropy(weight=...)``). Level 1: the same without class
+    weights. Video: like level 2 over the samples with at least one frame in ``batch["frame_mask"]`` (pass the mask
+    of the frames the model saw, i.e. the one :func:`mmcls.engine.mix.mix_frames` returns). Unlabelled samples (-100)
+    contribute nothing; a part with no sample left is 0 with its head still in the graph (every DDP process then
+    builds the same graph).
+    """
+
+    def __init__(self, num_lv2: int, num_lv1: int, loss_cfg: LossConfig, model_cfg: ModelConfig,
+                 weights: torch.Tensor | None = None) -> None:
+        if weights is not None and tuple(weights.shape) != (num_lv2,):
+            raise ValueError(f"class weights must have shape ({num_lv2},), got {tuple(weights.shape)}")
+        self.num_lv2, self.num_lv1 = num_lv2, num_lv1
+        self.loss_cfg, self.model_cfg = loss_cfg, model_cfg
+        self.weights = weights
+
+    @classmethod
+    def from_config(cls, cfg: Config, categories: CategorySpace) -> Criterion:
+        """Class weights from the training counts of ``categories`` as ``cfg.train.loss`` says."""
+        loss_cfg = cfg.train.loss
+        weights = class_weights(categories.count_list(), loss_cfg.class_weights, loss_cfg.class_weight_power,
+                                loss_cfg.effective_beta)
+        return cls(categories.num_lv2, categories.num_lv1, loss_cfg, cfg.model, weights)
+
+    def to(self, device: torch.device | str) -> Criterion:
+        """Move the class weights to ``device`` once (instead of a copy every step); returns ``self``."""
+        if self.weights is not None:
+            self.weights = self.weights.to(device)
+        return self
+
+    def __call__(self, outputs: dict[str, Any], batch: dict[str, Any], mixing: Mixing | None = None,
+                 soft_targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``loss`` and its parts ``loss_lv2``, ``loss_lv1``, ``loss_video`` (the last two when their head is on).
+
+        ``soft_targets`` ``[B, C2]`` replace the smoothed level-2 labels (e.g. for distillation); they are mixed
+        but not smoothed, and unlabelled samples still count for nothing.
+        """
+        labels = batch["labels"]
+        class_w = None if self.weights is None else self.weights.to(labels.device)  # no-op after .to(device)
+        targets = soft_targets if soft_targets is not None else self._targets(labels, self.num_lv2)
+        if mixing is not None:
+            targets = mix_targets(targets, mixing)
+        weights = _sample_weights(labels, class_w, mixing)
+        losses = {"loss_lv2": self._part(outputs["logits"], targets, weights, self.num_lv2)}
+        total = losses["loss_lv2"]
+        if outputs.get("logits_lv1") is not None and self.model_cfg.lv1_loss_weight > 0:
+            labels_lv1 = batch["labels_lv1"]
+            targets_lv1 = self._targets(labels_lv1, self.num_lv1)
+            if mixing is not None:
+                targets_lv1 = mix_targets(targets_lv1, mixing)
+            losses["loss_lv1"] = self._part(outputs["logits_lv1"], targets_lv1,
+                                            _sample_weights(labels_lv1, None, mixing), self.num_lv1)
+            total = total + self.model_cfg.lv1_loss_weight * losses["loss_lv1"]
+        if outputs.get("logits_video") is not None and self.model_cfg.aux_video_weight > 0:
+            frame_mask = batch.get("frame_mask")
+            has_video = frame_mask.any(dim=1) if frame_mask is not None else torch.zeros_like(labels, dtype=torch.bool)
+            losses["loss_video"] = self._part(outputs["logits_video"], targets, weights * has_video, self.num_lv2)
+            total = total + self.model_cfg.aux_video_weight * losses["loss_video"]
+        losses["loss"] = total
+        return losses
+
+    def _targets(self, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+        return smooth_targets(labels, num_classes, self.loss_cfg.label_smoothing)
+
+    def _part(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+              num_classes: int) -> torch.Tensor:
+        """One head's loss: weighted mean of its per-sample focal soft cross-entropy."""
+        if logits.shape[-1] != num_classes:
+            raise ValueError(f"logits have {logits.shape[-1]} classes, the criterion expects {num_classes}")
+        return _weighted_mean(soft_cross_entropy(logits, targets, self.loss_cfg.focal_gamma), weights)

@@ -20,6 +20,7 @@ from mmcls.data.splits import load_split
 from mmcls.engine.checkpoint import load_portable
 from mmcls.engine.finetune import resolve_mixed_precision
 from mmcls.engine.inference import run_inference
+from mmcls.engine.losses import logit_adjustment
 from mmcls.errors import UserError
 from mmcls.io import atomic_open, atomic_write_text
 from mmcls.metrics import write_submission
@@ -31,7 +32,8 @@ class Prediction:
 
     ids: list[str]
     category_ids: list[str]
-    logits: np.ndarray  # [N, C]: raw logits of a single model, log of the averaged probabilities of an ensemble
+    logits: np.ndarray  # [N, C]: logits of a single model, log of the averaged probabilities of an ensemble
+    # (both with the logit adjustment added when one was asked for)
     video_failures: int
 
 
@@ -43,8 +45,15 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def predict(models: Sequence[str | Path], split: str = "test", weights: Sequence[float] | None = None,
             overrides: Sequence[str] = (), batch_size: int | None = None, mixed_precision: str = "auto",
-            accelerator: Accelerator | None = None) -> Prediction:
-    """Predict ``data.<split>`` with every model in ``models`` (RUN/best folders) and average their probabilities."""
+            accelerator: Accelerator | None = None, logit_adjust: float = 0.0) -> Prediction:
+    """Predict ``data.<split>`` with every model in ``models`` (RUN/best folders) and average their probabilities.
+
+    ``logit_adjust`` tau > 0 subtracts tau * log(prior) (training class frequencies of the first model) from the
+    final logits before the argmax: post-hoc logit adjustment, which trades head-class precision for rare-class
+    recall and so raises macro-F1 on long-tailed data.
+    """
+    if logit_adjust < 0:
+        raise UserError(f"--logit-adjust: must be >= 0, got {logit_adjust}")
     if not models:
         raise UserError("give at least one --model RUN/best")
     weights = list(weights) if weights else [1.0] * len(models)
@@ -53,11 +62,12 @@ def predict(models: Sequence[str | Path], split: str = "test", weights: Sequence
     accelerator = accelerator or Accelerator(mixed_precision=resolve_mixed_precision(mixed_precision))
     order: list[str] | None = None
     category_ids: list[str] | None = None
+    counts: list[int] = []
     mean_probs, single_logits, failures = None, None, 0
     for path, weight in zip(models, weights, strict=True):
         loaded = load_portable(path, list(overrides))
         if category_ids is None:
-            category_ids = loaded.categories.lv2_ids
+            category_ids, counts = loaded.categories.lv2_ids, loaded.categories.count_list()
         elif loaded.categories.lv2_ids != category_ids:
             raise UserError(f"{path}: its categories differ from {models[0]}; an ensemble needs the same classes")
         cfg = loaded.cfg
@@ -82,7 +92,11 @@ def predict(models: Sequence[str | Path], split: str = "test", weights: Sequence
         accelerator.free_memory()
     assert order is not None and category_ids is not None and mean_probs is not None
     out_logits = single_logits if single_logits is not None else np.log(np.maximum(mean_probs, 1e-30))
-    predicted = [category_ids[i] for i in mean_probs.argmax(axis=1)]
+    if logit_adjust > 0:
+        if not any(counts):
+            raise UserError(f"--logit-adjust: {models[0]} has no training class counts in categories.json")
+        out_logits = out_logits + logit_adjustment(counts, logit_adjust)[None, :]
+    predicted = [category_ids[i] for i in out_logits.argmax(axis=1)]
     return Prediction(order, predicted, out_logits.astype(np.float32), failures)
 
 

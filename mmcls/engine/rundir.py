@@ -17,7 +17,7 @@ from typing import Any
 from mmcls.config import Config, save_config
 
 METRIC_COLUMNS = ("step", "epoch", "train_loss", "lr", "val_loss", "lv1_micro_f1", "lv1_macro_f1", "lv2_micro_f1",
-                  "lv2_macro_f1", "mean_f1", "video_failures", "elapsed_s")
+                  "lv2_macro_f1", "mean_f1", "video_failures", "elapsed_s", "weights")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -82,7 +82,7 @@ class RunDir:
             writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
         step = int(row.get("step", 0))
         for key, value in row.items():
-            if key not in ("step", "epoch") and isinstance(value, (int, float)):
+            if key not in ("step", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.scalar(f"val/{key}" if key not in ("train_loss", "lr") else f"train/{key}", value, step)
 
     def scalar(self, tag: str, value: float, step: int) -> None:

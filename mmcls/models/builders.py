@@ -50,7 +50,7 @@ def build_model(cfg: Config, num_lv2: int, num_lv1: int, tokenizer: Any, bert_co
     return MultimodalClassifier(
         bert, vision, num_lv2=num_lv2, num_lv1=num_lv1 if m.lv1_head else None, mode=m.mode, pooling=m.pooling,
         dropout=m.dropout, max_frames=d.max_frames, frame_dim=frame_dim, video_head=m.aux_video_weight > 0,
-        cls_id=_token_id(tokenizer, "cls"), sep_id=_token_id(tokenizer, "sep"))
+        cls_id=_token_id(tokenizer, "cls"), sep_id=_token_id(tokenizer, "sep"), dropout_samples=m.dropout_samples)
 
 
 def _count(params: list[nn.Parameter]) -> tuple[int, int]:

@@ -33,7 +33,8 @@ class FusedSequence:
     """What the encoder produced, for the classifier heads and for pretraining heads (MLM / MFM / ITM).
 
     ``hidden`` ``[B, L + T, H]`` (L text positions, then T frame positions), ``mask`` bool ``[B, L + T]``,
-    ``projected_frames`` ``[B, T, H]`` and ``frame_mask`` ``[B, T]`` (None without frames).
+    ``frame_features`` ``[B, T, D]`` (the vision tower's output, or the given features), ``projected_frames``
+    ``[B, T, H]`` and ``frame_mask`` ``[B, T]`` (the three None without frames).
     """
 
     hidden: torch.Tensor
@@ -41,6 +42,7 @@ class FusedSequence:
     num_text: int
     projected_frames: torch.Tensor | None
     frame_mask: torch.Tensor | None
+    frame_features: torch.Tensor | None = None
 
 
 class MultimodalClassifier(nn.Module):
@@ -52,7 +54,8 @@ class MultimodalClassifier(nn.Module):
 
     def __init__(self, bert: BertModel, vision: VisionTower | None, *, num_lv2: int, num_lv1: int | None = None,
                  mode: str = "fusion", pooling: str = "mean", dropout: float = 0.1, max_frames: int = 8,
-                 frame_dim: int | None = None, video_head: bool = True, cls_id: int = 2, sep_id: int = 3) -> None:
+                 frame_dim: int | None = None, video_head: bool = True, cls_id: int = 2, sep_id: int = 3,
+                 dropout_samples: int = 1) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -73,7 +76,7 @@ class MultimodalClassifier(nn.Module):
         self.vision = vision if uses_frames else None
         self.frame_embedder = (FrameEmbedder(frame_dim, hidden, max_frames, bert.config.hidden_dropout_prob,
                                              bert.config.layer_norm_eps) if uses_frames else None)
-        self.heads = ClassifierHeads(hidden, num_lv2, num_lv1, dropout)
+        self.heads = ClassifierHeads(hidden, num_lv2, num_lv1, dropout, dropout_samples)
         self.video_head = VideoHead(hidden, num_lv2, dropout) if uses_frames and video_head else None
 
     # ------------------------------------------------------------------------------------------------------------
@@ -117,19 +120,29 @@ class MultimodalClassifier(nn.Module):
     # forward
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, frames: torch.Tensor | None = None,
-               frame_mask: torch.Tensor | None = None) -> FusedSequence:
-        """Embed text and frames, concatenate ``[text, frames]`` and run the BERT encoder over the valid positions."""
+               frame_mask: torch.Tensor | None = None, repeats: int = 1) -> FusedSequence:
+        """Embed text and frames, concatenate ``[text, frames]`` and run the BERT encoder over the valid positions.
+
+        ``repeats`` R > 1 encodes the batch R times in one pass (``[R * B, ...]`` outputs, copy r of sample i at
+        row r * B + i) with independent dropout in the fusion, but runs the vision tower once: R-Drop's two passes
+        at the cost of one vision pass.
+        """
         if self.mode == "video":
             input_ids, attention_mask = self._video_text(input_ids)
+        if repeats > 1:
+            input_ids, attention_mask = input_ids.repeat(repeats, 1), attention_mask.repeat(repeats, 1)  # [R*B, L]
         hidden = self.bert.embeddings(input_ids=input_ids)  # [B, L, H]
         mask = attention_mask.bool()  # [B, L]
         num_text = hidden.shape[1]
-        projected = None
+        projected, features = None, None
         if self.frame_embedder is not None and frames is not None:
             if frame_mask is None:
                 frame_mask = torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
             frame_mask = frame_mask.to(device=hidden.device, dtype=torch.bool)
-            projected = self.frame_embedder.project(self.frame_features(frames, frame_mask))  # [B, T, H]
+            features = self.frame_features(frames, frame_mask)  # [B, T, D]
+            if repeats > 1:
+                features, frame_mask = features.repeat(repeats, 1, 1), frame_mask.repeat(repeats, 1)  # [R*B, T, ...]
+            projected = self.frame_embedder.project(features)  # [B, T, H]
             token_type = self.bert.embeddings.token_type_embeddings.weight[FRAME_TOKEN_TYPE]  # [H]
             frame_tokens = self.frame_embedder(projected, token_type)  # [B, T, H]
             hidden = torch.cat([hidden, frame_tokens.to(hidden.dtype)], dim=1)  # [B, L + T, H]
@@ -138,22 +151,25 @@ class MultimodalClassifier(nn.Module):
             frame_mask = None
         attn = create_bidirectional_mask(config=self.bert.config, inputs_embeds=hidden, attention_mask=mask)
         hidden = self.bert.encoder(hidden, attention_mask=attn).last_hidden_state  # [B, L + T, H]
-        return FusedSequence(hidden, mask, num_text, projected, frame_mask)
+        return FusedSequence(hidden, mask, num_text, projected, frame_mask, features)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, frames: torch.Tensor | None = None,
-                frame_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor | None]:
+                frame_mask: torch.Tensor | None = None, repeats: int = 1) -> dict[str, torch.Tensor | None]:
         """Logits of one batch (the collated batch format of :mod:`mmcls.data.dataset`).
 
         Returns ``logits`` ``[B, num_lv2]``, ``logits_lv1`` ``[B, num_lv1]`` or None, ``logits_video``
-        ``[B, num_lv2]`` or None (no frames, text mode, or no video head) and ``pooled`` ``[B, H]``.
+        ``[B, num_lv2]`` or None (no frames, text mode, or no video head), ``pooled`` ``[B, H]`` and
+        ``frame_features`` ``[B, T, D]`` or None: feeding these back as ``frames`` skips the vision tower (the
+        adversarial passes reuse them). ``repeats``: see :meth:`encode` (all outputs get ``R * B`` rows).
         """
-        fused = self.encode(input_ids, attention_mask, frames, frame_mask)
+        fused = self.encode(input_ids, attention_mask, frames, frame_mask, repeats)
         pooled = POOLERS[self.pooling](fused.hidden, fused.mask)  # [B, H]
         logits, logits_lv1 = self.heads(pooled)
         logits_video = None
         if self.video_head is not None and fused.projected_frames is not None:
             logits_video = self.video_head(masked_mean(fused.projected_frames, fused.frame_mask))
-        return {"logits": logits, "logits_lv1": logits_lv1, "logits_video": logits_video, "pooled": pooled}
+        return {"logits": logits, "logits_lv1": logits_lv1, "logits_video": logits_video, "pooled": pooled,
+                "frame_features": fused.frame_features}
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Trade compute for memory in both towers (recompute activations in the backward pass)."""

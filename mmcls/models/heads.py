@@ -7,18 +7,30 @@ from torch import nn
 
 
 class ClassifierHeads(nn.Module):
-    """Dropout, then a level-2 linear classifier and an optional level-1 one, on the same pooled vector."""
+    """Dropout, then a level-2 linear classifier and an optional level-1 one, on the same pooled vector.
 
-    def __init__(self, hidden_size: int, num_lv2: int, num_lv1: int | None, dropout: float) -> None:
+    With ``dropout_samples`` K > 1 (multi-sample dropout), training averages the logits of K independent dropout
+    masks: a cheap ensemble of the heads that steadies the gradient. In evaluation dropout is the identity, so
+    K masks give the same logits as one and only one is computed.
+    """
+
+    def __init__(self, hidden_size: int, num_lv2: int, num_lv1: int | None, dropout: float,
+                 dropout_samples: int = 1) -> None:
         super().__init__()
+        if dropout_samples < 1:
+            raise ValueError(f"dropout_samples must be >= 1, got {dropout_samples}")
         self.dropout = nn.Dropout(dropout)
+        self.dropout_samples = dropout_samples
         self.lv2 = nn.Linear(hidden_size, num_lv2)
         self.lv1 = nn.Linear(hidden_size, num_lv1) if num_lv1 else None
 
     def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``[B, H]`` -> level-2 logits ``[B, num_lv2]`` and level-1 logits ``[B, num_lv1]`` (or None)."""
-        x = self.dropout(pooled)
-        return self.lv2(x), (self.lv1(x) if self.lv1 is not None else None)
+        samples = self.dropout_samples if self.training else 1
+        x = self.dropout(pooled.unsqueeze(0).expand(samples, *pooled.shape))  # [K, B, H], one mask per sample
+        lv2 = self.lv2(x).mean(dim=0)  # [B, num_lv2]
+        lv1 = self.lv1(x).mean(dim=0) if self.lv1 is not None else None
+        return lv2, lv1
 
 
 class VideoHead(nn.Module):

@@ -1,0 +1,148 @@
+"""One training micro-batch: mixing, forward (R-Drop), losses, backward, adversarial passes and SAM's second pass.
+
+The finetune loop calls :meth:`TrainStep.__call__` inside ``accelerator.accumulate`` and then steps the optimizer.
+Every trick is off unless its config switch is on, and a plain step is exactly forward, loss, backward.
+
+Cost per step relative to a plain one (the ablation in docs/RECIPES.md measures it): R-Drop doubles the fusion
+and heads but runs the vision tower once; FGM adds one forward/backward of the fusion (frame features are reused,
+the vision tower is not run again), PGD K of them; SAM a whole second forward/backward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+
+from mmcls.config import Config
+from mmcls.engine.adversarial import adversarial_backward
+from mmcls.engine.inference import model_inputs
+from mmcls.engine.losses import Criterion, Mixing, rdrop_loss
+from mmcls.engine.mix import mix_frames
+from mmcls.engine.sam import SharpnessAwareMinimization
+
+
+@dataclass
+class StepInputs:
+    """What the model sees for one micro-batch after mixing, and the mixing that the targets must follow."""
+
+    inputs: dict[str, Any]
+    mixing: Mixing | None
+
+
+def _repeat_mixing(mixing: Mixing | None, batch_size: int, repeats: int) -> Mixing | None:
+    """The partners of a batch encoded ``repeats`` times: copy r of sample i mixes with copy r of its partner."""
+    if mixing is None or repeats == 1:
+        return mixing
+    offsets = torch.arange(repeats, device=mixing.perm.device).repeat_interleave(batch_size) * batch_size
+    return Mixing(perm=mixing.perm.repeat(repeats) + offsets, lam=mixing.lam)
+
+
+def _repeat_batch(batch: dict[str, Any], repeats: int) -> dict[str, Any]:
+    """Label tensors and the frame mask of ``batch`` stacked ``repeats`` times along the batch dimension."""
+    if repeats == 1:
+        return batch
+    out = dict(batch)
+    for key in ("labels", "labels_lv1", "soft_targets"):
+        if out.get(key) is not None:
+            value = out[key]
+            out[key] = value.repeat(repeats, *([1] * (value.ndim - 1)))
+    if out.get("frame_mask") is not None:
+        out["frame_mask"] = out["frame_mask"].repeat(repeats, 1)
+    return out
+
+
+def _is_features(frames: torch.Tensor | None) -> bool:
+    """Frame features ``[B, T, D]`` rather than pixels ``[B, T, 3, S, S]``."""
+    return frames is not None and frames.ndim == 3
+
+
+class TrainStep:
+    """Forward, losses and backward of one micro-batch with the tricks ``cfg.train`` switches on."""
+
+    def __init__(self, cfg: Config, model: torch.nn.Module, core: torch.nn.Module, criterion: Criterion,
+                 accelerator: Accelerator, seed: int) -> None:
+        """``model`` is the prepared (maybe DDP-wrapped) model, ``core`` the unwrapped one (same parameters)."""
+        self.train = cfg.train
+        self.model, self.core = model, core
+        self.criterion = criterion
+        self.accelerator = accelerator
+        self.rdrop_alpha = cfg.train.loss.rdrop_alpha
+        self.adversarial = cfg.train.adversarial if cfg.train.adversarial.method != "none" else None
+        self.mix = cfg.train.mix if cfg.train.mix.enabled else None
+        # mixing draws differ per process (each mixes its own shard) but are reproducible from the seed
+        self.mix_generator = torch.Generator().manual_seed(seed + 7919 * accelerator.process_index)
+        self.sam = SharpnessAwareMinimization(list(model.parameters()), cfg.train.sam_rho) \
+            if cfg.train.sam_rho > 0 else None
+
+    def _prepare(self, batch: dict[str, Any]) -> StepInputs:
+        inputs = model_inputs(batch)
+        if self.mix is None or inputs.get("frames") is None:
+            return StepInputs(inputs, None)
+        vision = self.core.vision
+        mean, std = (vision.mean, vision.std) if vision is not None else ((0.0,) * 3, (1.0,) * 3)
+        mixed = mix_frames(inputs["frames"], inputs["frame_mask"], self.mix, self.mix_generator, mean, std)
+        if mixed is None:
+            return StepInputs(inputs, None)
+        frames, frame_mask, mixing = mixed
+        return StepInputs({**inputs, "frames": frames, "frame_mask": frame_mask}, mixing)
+
+    def _losses(self, batch: dict[str, Any], step: StepInputs, frames: torch.Tensor | None = None,
+                rdrop: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Forward (twice in one pass for R-Drop) and the criterion; ``frames`` replaces the inputs' frames."""
+        inputs = dict(step.inputs)
+        if frames is not None:
+            inputs["frames"] = frames
+        elif self.adversarial is not None and self.adversarial.frames and _is_features(inputs.get("frames")):
+            # cached features (data.frame_source=feats) need a gradient for the frame attack to start from
+            inputs["frames"] = inputs["frames"].float().requires_grad_()
+        repeats = 2 if rdrop and self.rdrop_alpha > 0 else 1
+        outputs = self.model(**inputs, repeats=repeats)
+        size = inputs["input_ids"].shape[0]
+        view = _repeat_batch({**batch, "frame_mask": inputs.get("frame_mask")}, repeats)
+        losses = self.criterion(outputs, view, mixing=_repeat_mixing(step.mixing, size, repeats),
+                                soft_targets=view.get("soft_targets"))
+        if repeats > 1:
+            logits = outputs["logits"].float()
+            losses["loss_rdrop"] = rdrop_loss(logits[:size], logits[size:])
+            losses["loss"] = losses["loss"] + self.rdrop_alpha * losses["loss_rdrop"]
+        return losses, outputs
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Run the micro-batch and leave its gradient accumulated in ``.grad``; returns the detached losses."""
+        step = self._prepare(batch)
+        losses, outputs = self._losses(batch, step)
+        features = outputs.get("frame_features")
+        attack_frames = (self.adversarial is not None and self.adversarial.frames and features is not None
+                         and features.requires_grad)
+        if attack_frames:
+            features.retain_grad()  # the frame attack starts from the clean gradient of the features
+        self.accelerator.backward(losses["loss"])
+        if self.adversarial is not None:
+            clean = None
+            if features is not None:  # [B, T, D]: the first copy under R-Drop, with its clean gradient
+                size = step.inputs["input_ids"].shape[0]
+                clean = features[:size].detach()
+                if attack_frames and features.grad is not None:
+                    clean.grad = features.grad[:size]
+            losses["loss_adv"] = adversarial_backward(
+                self._attack_loss(batch, step, clean), self.accelerator.backward,
+                self.core.bert.embeddings.word_embeddings.weight, self.model.parameters(), self.adversarial,
+                frame_features=clean)
+        if self.sam is not None and self.accelerator.sync_gradients:
+            self.sam.ascend()
+            sharp, _ = self._losses(batch, step)
+            self.accelerator.backward(sharp["loss"])
+            self.sam.descend()
+        return {name: value.detach() for name, value in losses.items()}
+
+    def _attack_loss(self, batch: dict[str, Any], step: StepInputs, clean: torch.Tensor | None
+                     ) -> Callable[[torch.Tensor | None], torch.Tensor]:
+        """The adversarial passes' loss: the fusion re-run on the clean frame features (no vision tower)."""
+        def loss(perturbed: torch.Tensor | None) -> torch.Tensor:
+            frames = perturbed if perturbed is not None else (clean.detach() if clean is not None else None)
+            return self._losses(batch, step, frames=frames, rdrop=False)[0]["loss"]
+        return loss
