@@ -67,6 +67,19 @@ def test_finetune_writes_the_run_directory_and_predict_writes_every_id(synthetic
     assert logits.shape == (len(test_ids), len(categories)) and np.isfinite(logits).all()
     assert (tmp_path / "l.ids.txt").read_text().split() == test_ids
 
+    # logit adjustment: the saved logits move by exactly -tau * log(prior), and the argmax follows them
+    from mmcls.data.categories import CategorySpace
+    from mmcls.engine.losses import logit_adjustment
+
+    adjusted_out = tmp_path / "adjusted.csv"
+    assert predict.main(["--model", str(run / "best"), "--output", str(adjusted_out), "--logits",
+                         str(tmp_path / "a.npy"), "--logit-adjust", "2.0"]) == 0
+    counts = CategorySpace.load(run / "best").count_list()
+    expected = logits + logit_adjustment(counts, 2.0)[None, :]
+    np.testing.assert_allclose(np.load(tmp_path / "a.npy"), expected, rtol=1e-5, atol=1e-5)
+    assert [line.split(",")[1] for line in adjusted_out.read_text().splitlines()] == \
+        [categories[i] for i in expected.argmax(axis=1)]
+
 
 def test_learning_rate_is_pinned_per_update(synthetic_root, tmp_path):
     """The logged rate of update u is peak * factor(u - 1): the schedule counts optimizer updates."""
