@@ -17,6 +17,7 @@ import re
 import threading
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -52,6 +53,9 @@ class DataConfig:
     folds_file: str | None = option(
         None, "K-fold assignment (id,fold CSV from tools/make_folds.py) used with data.fold, relative to data.root.")
     fold: int | None = option(None, "Validate on this fold of data.folds_file and train on the others.")
+    train_fraction: float = option(
+        1.0, "Train on this stratified fraction of the training split (validation unchanged): few-label "
+        "experiments and learning curves.")
     test: str | None = option("annotations/test.json", "Test annotation file (predictions are written for it).")
     unlabeled: str | None = option("annotations/unlabeled.json", "Unlabelled annotation file (pretraining).")
     category_file: str | None = option(
@@ -100,6 +104,8 @@ class DataConfig:
 
     def validate(self, prefix: str) -> None:
         """Value checks across keys; ``prefix`` is this section's dotted path for error messages."""
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ConfigError(f"{prefix}train_fraction: must be in (0, 1], got {self.train_fraction}")
         if not self.root.strip():
             raise ConfigError(f"{prefix}root: must not be empty")
         if self.feat_dim is not None and self.feat_dim < 1:
@@ -192,6 +198,9 @@ class ModelConfig:
     lv1_loss_weight: float = option(0.3, "Weight of the level-1 loss.")
     aux_video_weight: float = option(
         0.3, "Weight of the auxiliary video-only classifier loss on the pooled frame features (0 = off).")
+    init_from: str | None = option(
+        None, "Start from a pretrained model folder (RUN/best of pretrain/train.py): its BERT, vision tower and "
+        "frame layers, its BERT architecture and its tokenizer; the classifier heads start fresh.")
 
     def validate(self, prefix: str) -> None:
         """Value checks; ``prefix`` is this section's dotted path."""
@@ -402,6 +411,45 @@ class TrainConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """Pretraining tasks on unlabelled videos (pretrain/train.py); optimisation comes from the train section."""
+
+    sources: list[Literal["train", "val", "unlabeled", "test"]] = option(
+        ["train", "unlabeled", "test"], "Annotation files (data.<name>) whose videos are pretrained on; labels are "
+        "ignored and an id in several files is used once.")
+    holdout: int = option(256, "Videos held out of the sources to validate the pretraining tasks.")
+    mlm_prob: float = option(0.15, "MLM: fraction of text tokens (or words) masked; 80% [MASK], 10% random, 10% kept.")
+    mlm_weight: float = option(1.0, "Weight of the MLM loss (0 = task off).")
+    whole_word: bool = option(
+        False, "MLM masks whole words: WordPiece continuations with their word, Chinese words as segmented by jieba.")
+    mfm_prob: float = option(0.15, "MFM: fraction of valid frames masked (their features zeroed at the input).")
+    mfm_weight: float = option(
+        1.0, "Weight of masked frame modelling: each masked frame's output must pick its own feature among all "
+        "frames of the batch (NCE) (0 = task off).")
+    itm_prob: float = option(0.5, "ITM: fraction of samples whose video is swapped with another sample's.")
+    itm_weight: float = option(1.0, "Weight of video-text matching (0 = task off).")
+    itc_weight: float = option(
+        0.0, "Weight of video-text contrastive loss (an extra text-only BERT pass; 0 = task off).")
+    itc_temperature: float = option(0.07, "Temperature of the contrastive loss.")
+
+    def validate(self, prefix: str) -> None:
+        """Value checks; ``prefix`` is this section's dotted path."""
+        if not self.sources or len(set(self.sources)) != len(self.sources):
+            raise ConfigError(f"{prefix}sources: must be a non-empty list without repeats, got {self.sources}")
+        if self.holdout < 0:
+            raise ConfigError(f"{prefix}holdout: must be >= 0, got {self.holdout}")
+        for name in ("mlm_prob", "mfm_prob", "itm_prob"):
+            _check_range(prefix, name, getattr(self, name), 0.0, 1.0)
+        for name in ("mlm_weight", "mfm_weight", "itm_weight", "itc_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
+        if self.itc_temperature <= 0:
+            raise ConfigError(f"{prefix}itc_temperature: must be > 0, got {self.itc_temperature}")
+        if not any(getattr(self, f"{task}_weight") > 0 for task in ("mlm", "mfm", "itm", "itc")):
+            raise ConfigError(f"{prefix}: every task weight is 0; switch on at least one of mlm, mfm, itm, itc")
+
+
+@dataclass
 class Config:
     """A whole run: where it writes, its seed, and the data, model and training sections."""
 
@@ -411,6 +459,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data options (see DataConfig)."})
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Model options (see ModelConfig)."})
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Training options (see TrainConfig)."})
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig,
+                                     metadata={"help": "Pretraining tasks (see PretrainConfig)."})
 
     def validate(self, prefix: str) -> None:
         """Value checks of the top-level keys."""
@@ -657,10 +707,21 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return values or {}
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+def load_config(path: str | Path | Sequence[str | Path] | None = None, overrides: list[str] | tuple[str, ...] = (),
                 cls: type[T] = Config) -> T:  # type: ignore[assignment]
-    """Load ``path`` (YAML) over the defaults, then apply ``key.sub=value`` overrides."""
-    values = load_yaml(path) if path is not None else {}
+    """Load ``path`` (YAML) over the defaults, then apply ``key.sub=value`` overrides.
+
+    ``path`` may be a list of files, applied in order (``[demo.yaml, pretrain_demo.yaml]``: the second only says
+    what differs); each file's keys are checked on their own.
+    """
+    paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
+    values: dict[str, Any] = {}
+    for item in paths:
+        layer = load_yaml(item)
+        if not isinstance(layer, dict):
+            raise ConfigError(f"{item}: expected a mapping at the top level, got {type(layer).__name__}")
+        _build_dataclass(cls, layer, "", validate=False)
+        values = _merge(values, layer)
     return build_config(values, overrides, cls)
 
 
@@ -681,7 +742,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, required: bool = False
 
     Parse with ``parser.parse_intermixed_args`` so overrides may come before or after the options.
     """
-    parser.add_argument("--config", required=required, help="YAML config file (see configs/).")
+    parser.add_argument("--config", required=required, action="append",
+                        help="YAML config file (see configs/); repeat to layer files, later ones winning.")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help="Config overrides, applied after the YAML file, e.g. data.max_frames=16.")
 

@@ -190,3 +190,16 @@ def test_config_reference_is_current_and_complete():
 def test_any_string_value_survives_dump_and_reload(text):
     cfg = build_config({"output_dir": text, "data": {"root": text}})
     assert build_config(parse_yaml(dump_config(cfg))) == cfg
+
+
+def test_config_files_layer_in_order(tmp_path):
+    base = write(tmp_path / "base.yaml", "data:\n  max_frames: 4\n  text_budgets: {title: 5}\nseed: 1\n")
+    top = write(tmp_path / "top.yaml", "data:\n  text_budgets: {asr: 7}\nseed: 2\n")
+    cfg = load_config([base, top], ["seed=3"])
+    assert cfg.data.max_frames == 4 and cfg.seed == 3
+    assert cfg.data.text_budgets == {"title": 5, "asr": 7, "ocr": 96}  # mappings merge across files
+    bad = write(tmp_path / "bad.yaml", "data:\n  max_frame: 4\n")
+    with pytest.raises(ConfigError, match=r"^data\.max_frame: unknown config key"):
+        load_config([base, bad])
+    shipped = load_config([ROOT / "configs" / "demo.yaml", ROOT / "configs" / "pretrain_demo.yaml"])
+    assert shipped.output_dir == "runs/pretrain_demo" and shipped.model.text.hidden_size == 128

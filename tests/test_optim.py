@@ -51,6 +51,14 @@ def test_no_weight_decay_on_biases_norms_and_embedding_tables():
     decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
     assert decayed == {id(model["linear"].weight)}
     assert no_weight_decay("x.position_embeddings.weight", nn.Parameter(torch.ones(4, 4)))
+    table = nn.Parameter(torch.ones(4, 4))
+    for name in ("frame_embedder.position.weight", "vision.backbone.pos_embed", "vision.backbone.cls_token",
+                 "vision.backbone.reg_token", "vision.backbone.positional_embedding",
+                 "vision.backbone.layers.0.blocks.0.attn.relative_position_bias_table"):
+        assert no_weight_decay(name, table), name
+    for name in ("bert.encoder.layer.0.attention.self.query.weight", "vision.backbone.proj",
+                 "vision.backbone.blocks.0.mlp.fc1.weight", "heads.lv2.weight"):
+        assert not no_weight_decay(name, table), name
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -2,9 +2,9 @@
 """Ablation of the competition tricks: the demo config with each trick switched on alone.
 
 Every variant is a real run (finetune/train.py in its own process, then tools/predict.py on the test split), scored
-on the test truth with the WBDC mean-F1. Training speed (videos/s, validation excluded) gives each trick's cost
-per step relative to the baseline. Writes ``ablation.json`` and ``ablation.md`` (the table of docs/RECIPES.md)
-into --out, and skips variants whose result is already there (rerun after an interruption to finish).
+on the test truth with the WBDC mean-F1. Writes ``ablation.json`` (with each run's training videos/s) and
+``ablation.md`` (the table of docs/RECIPES.md) into --out, and skips variants whose result is already there (rerun
+after an interruption to finish). The cost of each trick per step: tools/benchmark_step.py.
 
 Examples:
     python tools/ablate.py                                   # all variants, data/synthetic, runs/ablation
@@ -130,7 +130,11 @@ def run_variant(variant: Variant, seed: int, args: argparse.Namespace) -> Result
 
 
 def markdown_table(results: Sequence[Result]) -> str:
-    """Mean-F1 per variant (mean over seeds), its difference to the baseline, and the step cost vs baseline."""
+    """Test mean-F1 per variant (mean over seeds, with the spread) and its difference to the baseline.
+
+    Step costs are not in this table: runs here share the machine with whatever else runs, so their wall clock is
+    no measure of a trick's cost; ``tools/benchmark_step.py`` measures that on a fixed batch.
+    """
     by_name: dict[str, list[Result]] = {}
     for result in results:
         by_name.setdefault(result.name, []).append(result)
@@ -141,23 +145,17 @@ def markdown_table(results: Sequence[Result]) -> str:
 
     base = by_name.get("baseline")
     base_f1 = mean([r.mean_f1 for r in base]) if base else None
-    speeds = [r.train_videos_per_s for r in base or [] if r.train_videos_per_s]
-    base_speed = mean(speeds) if speeds else None
-    lines = ["| variant | trick | config | test mean-F1 | vs baseline | step cost vs baseline |",
-             "|---|---|---|---:|---:|---:|"]
+    lines = ["| variant | trick | config | test mean-F1 | vs baseline |", "|---|---|---|---:|---:|"]
     for name in (n for n in VARIANT_NAMES if n in by_name):
         rows, variant = by_name[name], tricks[name]
         f1 = mean([r.mean_f1 for r in rows])
         seeds = f" (±{(max(r.mean_f1 for r in rows) - min(r.mean_f1 for r in rows)) / 2:.3f}, {len(rows)} seeds)" \
             if len(rows) > 1 else ""
         delta = f"{f1 - base_f1:+.3f}" if base_f1 is not None and name != "baseline" else ""
-        row_speeds = [r.train_videos_per_s for r in rows if r.train_videos_per_s]
-        cost = (f"{base_speed / mean(row_speeds):.2f}x" if base_speed and row_speeds and not variant.reuse
-                else "-")
         config = " ".join(f"`{o}`" for o in (*variant.overrides, *variant.predict_args)) or "-"
         if variant.predict_args:
             config = f"predict {config}"
-        lines.append(f"| {name} | {variant.trick} | {config} | {f1:.4f}{seeds} | {delta} | {cost} |")
+        lines.append(f"| {name} | {variant.trick} | {config} | {f1:.4f}{seeds} | {delta} |")
     return "\n".join(lines) + "\n"
 
 

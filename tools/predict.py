@@ -43,8 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from accelerate import Accelerator
 
-    from mmcls.engine.finetune import resolve_mixed_precision
     from mmcls.engine.predict import predict, write_prediction
+    from mmcls.engine.runtime import resolve_mixed_precision
 
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(args.precision))
     prediction = predict(args.model, args.split, args.weights, args.overrides, args.batch_size,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from mmcls.config import DataConfig
 from mmcls.data.categories import CategorySpace
@@ -194,9 +194,35 @@ def init_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def build_dataloader(dataset: VideoTextDataset, cfg: DataConfig, batch_size: int, shuffle: bool = False,
-                     sampler: Sampler | None = None, drop_last: bool = False, pad_id: int | None = None,
-                     generator: torch.Generator | None = None) -> DataLoader:
+class ConcatVideoDataset(ConcatDataset):
+    """Several :class:`VideoTextDataset` (e.g. one per annotation file, each with its own frame folder) as one.
+
+    :meth:`set_epoch` reaches every part; the loader's text and frame settings come from the first part (all parts
+    are built from the same config).
+    """
+
+    def __init__(self, parts: Sequence[VideoTextDataset]) -> None:
+        if not parts:
+            raise ValueError("ConcatVideoDataset needs at least one dataset")
+        super().__init__(parts)
+        self.parts = list(parts)
+
+    def set_epoch(self, epoch: int) -> None:
+        for part in self.parts:
+            part.set_epoch(epoch)
+
+    @property
+    def text_encoder(self) -> Any:
+        return self.parts[0].text_encoder
+
+    @property
+    def frame_loader(self) -> Any:
+        return self.parts[0].frame_loader
+
+
+def build_dataloader(dataset: VideoTextDataset | ConcatVideoDataset, cfg: DataConfig, batch_size: int,
+                     shuffle: bool = False, sampler: Sampler | None = None, drop_last: bool = False,
+                     pad_id: int | None = None, generator: torch.Generator | None = None) -> DataLoader:
     """DataLoader with the config's workers, pinned memory, persistent workers and prefetching."""
     if pad_id is None:
         pad_id = dataset.text_encoder.pad_id if dataset.text_encoder is not None else 0

@@ -1,12 +1,14 @@
 """Splits: the configured annotation files loaded as train / validation / test / unlabelled record lists.
 
 Paths in the config are relative to ``data.root``. Validation is a file (``data.val``) or a class-stratified,
-seeded hold-out of the training file (``data.val_fraction``). The category space is built here too, with class
-counts from the training split only.
+seeded hold-out of the training file (``data.val_fraction``); ``data.train_fraction`` then keeps a stratified part
+of the training split. The category space is built here too, with class counts from the kept training records
+only. Pretraining reads several annotation files at once, each id once, with a seeded hold-out for validation.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ from mmcls.data.folds import read_folds, split_by_fold
 from mmcls.data.records import VideoRecord, load_records, split_name
 from mmcls.data.tokenizer import load_tokenizer
 from mmcls.errors import ConfigError
+
+logger = logging.getLogger("mmcls.data")
 
 
 def holdout_split(records: Sequence[VideoRecord], fraction: float, seed: int
@@ -46,6 +50,26 @@ def holdout_split(records: Sequence[VideoRecord], fraction: float, seed: int
     train = [r for i, r in enumerate(records) if i not in val_indices]
     val = [r for i, r in enumerate(records) if i in val_indices]
     return train, val
+
+
+def stratified_subset(records: Sequence[VideoRecord], fraction: float, seed: int) -> list[VideoRecord]:
+    """About ``fraction`` of each class (at least one), drawn at random from ``seed``, in the original order.
+
+    Each class is shuffled once and its first ``max(1, round(n * fraction))`` members kept, so with one seed a
+    smaller fraction keeps a subset of a larger one (nested learning curves). ``fraction >= 1`` keeps everything.
+    """
+    if fraction >= 1:
+        return list(records)
+    by_class: dict[str | None, list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        by_class[record.category_id].append(index)
+    rng = np.random.default_rng([seed, 1])  # a stream of its own, independent of holdout_split's
+    kept: set[int] = set()
+    for category in sorted(by_class, key=str):
+        members = by_class[category]
+        n_kept = max(1, round(len(members) * fraction))
+        kept.update(int(i) for i in rng.permutation(members)[:n_kept])
+    return [r for i, r in enumerate(records) if i in kept]
 
 
 def data_path(cfg: DataConfig, relative: str) -> Path:
@@ -92,7 +116,11 @@ class Split:
 
 def load_labelled_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, CategorySpace]:
     """Train and validation splits: fold ``data.fold`` of ``data.folds_file``, the ``data.val`` file, or a
-    stratified ``data.val_fraction`` hold-out."""
+    stratified ``data.val_fraction`` hold-out; then a stratified ``data.train_fraction`` of the training split.
+
+    Categories come from all train and validation records, so class indices never depend on the fraction; class
+    counts from the kept training records.
+    """
     if not cfg.train:
         raise ConfigError("data.train: no labelled annotation file set")
     known = set(read_category_file(data_path(cfg, cfg.category_file))) if cfg.category_file else None
@@ -109,8 +137,9 @@ def load_labelled_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, Cate
     else:
         kept, held = holdout_split(train_records, cfg.val_fraction, seed)
         train, val = Split(split_name(train_path), kept), Split(split_name(train_path), held)
-    categories = build_categories(cfg, train.records + val.records, counted=train.records)
-    return train, val, categories
+    kept_train = stratified_subset(train.records, cfg.train_fraction, seed)
+    categories = build_categories(cfg, train.records + val.records, counted=kept_train)
+    return Split(train.name, kept_train), val, categories
 
 
 def load_split(cfg: DataConfig, which: str) -> Split:
@@ -120,3 +149,53 @@ def load_split(cfg: DataConfig, which: str) -> Split:
         raise ConfigError(f"data.{which}: no annotation file set")
     path = data_path(cfg, relative)
     return Split(split_name(path), load_records(path))
+
+
+def load_pretrain_splits(cfg: DataConfig, sources: Sequence[str]) -> list[Split]:
+    """One split per source file ``data.<source>`` (``train``, ``val``, ``unlabeled``, ``test``), each id once.
+
+    A split per file because each file's frames live under their own folder. An id in several files is kept at
+    its first occurrence (in ``sources`` order) and the number of dropped duplicates is logged; a file left
+    without records is dropped. Labels are kept as read, and pretraining ignores them. An unset source is a
+    :class:`ConfigError`, except ``val``, which is skipped: validation often comes from ``data.train``.
+    """
+    splits: list[Split] = []
+    seen: set[str] = set()
+    duplicates = 0
+    for source in sources:
+        relative = getattr(cfg, source)
+        if not relative:
+            if source == "val":
+                continue
+            raise ConfigError(f"pretrain.sources: includes {source!r} but data.{source} is not set")
+        path = data_path(cfg, relative)
+        records = []
+        for record in load_records(path):
+            if record.id in seen:
+                duplicates += 1
+                continue
+            seen.add(record.id)
+            records.append(record)
+        if records:
+            splits.append(Split(split_name(path), records))
+    if duplicates:
+        logger.info("pretraining: %d ids appear in more than one source file; each is used once", duplicates)
+    return splits
+
+
+def pretrain_holdout(splits: Sequence[Split], size: int, seed: int) -> tuple[list[Split], list[Split]]:
+    """``(kept, held)``: ``size`` videos drawn at random from ``seed`` over all splits (all when fewer) are held
+    out to validate pretraining. Splits keep their names and record order; empty parts are dropped."""
+    total = sum(len(split.records) for split in splits)
+    held_flat = set(np.random.default_rng(seed).choice(total, size=min(size, total), replace=False).tolist())
+    kept: list[Split] = []
+    held: list[Split] = []
+    start = 0
+    for split in splits:
+        flags = [start + i in held_flat for i in range(len(split.records))]
+        start += len(split.records)
+        for part, want in ((kept, False), (held, True)):
+            records = [r for r, flag in zip(split.records, flags, strict=True) if flag == want]
+            if records:
+                part.append(Split(split.name, records))
+    return kept, held

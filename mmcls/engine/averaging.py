@@ -1,7 +1,9 @@
 """Weight averaging: SWA during training (``train.swa``) and averaging trained models (tools/average_checkpoints.py).
 
-Floating-point tensors are averaged in float64 and cast back to their dtype; integer buffers (e.g. BERT's
-``position_ids``) cannot be averaged, so they must be equal in every model.
+Floating-point tensors are averaged in float64 and cast back to their dtype; integer buffers (BERT's
+``position_ids``, BatchNorm's ``num_batches_tracked``) cannot be averaged and are taken from the last state, as
+``torch.optim.swa_utils`` does. BatchNorm running statistics are averaged like weights, which is an approximation
+(SWA's ``update_bn`` recomputes them); the towers mmcls ships (CLIP ViT, BERT) have no BatchNorm.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def average_state_dicts(states: Sequence[Mapping[str, Tensor]],
     """Weighted mean of state dicts with the same keys and shapes (``weights`` default equal, normalised to 1).
 
     Reads one key of every state at a time, so lazily loading mappings keep memory at one model plus one tensor per
-    state. ValueError (naming the key) on different keys or shapes, or integer tensors that differ.
+    state. Integer tensors come from the last state. ValueError (naming the key) on different keys or shapes.
     """
     if not states:
         raise ValueError("no state dicts to average")
@@ -76,10 +78,7 @@ def average_state_dicts(states: Sequence[Mapping[str, Tensor]],
             total = sum(scale * tensor.to(torch.float64) for scale, tensor in zip(scales, tensors, strict=True))
             averaged[key] = total.to(first.dtype)
         else:
-            for i, tensor in enumerate(tensors[1:], 1):
-                if not torch.equal(tensor, first):
-                    raise ValueError(f"{key}: integer tensor differs between state 0 and state {i} (cannot average)")
-            averaged[key] = first.clone()
+            averaged[key] = tensors[-1].clone()  # counters such as num_batches_tracked: the latest
     return averaged
 
 

@@ -3,41 +3,94 @@
 A folder written by :func:`save_portable` rebuilds the exact model with :func:`load_portable` on any machine,
 without the original pretrained directories: the BERT architecture comes from ``bert_config.json`` and every weight
 from ``model.safetensors`` (safetensors: loading never executes code).
+
+Pretraining writes the same kind of folder with :func:`save_pretrained_folder` (encoder weights only, task heads
+apart, a ``pretrained.json`` marker instead of ``categories.json``). Finetuning starts from either kind
+(``model.init_from``)::
+
+    encoder = load_pretrained_encoder(cfg.model.init_from)     # its tokenizer and BERT config rule the model
+    model = build_model(cfg, num_lv2, num_lv1, encoder.tokenizer, bert_config=encoder.bert_config,
+                        load_pretrained=not encoder.has_vision)  # a tower the folder lacks: model.vision.pretrained
+    loaded = init_from_pretrained(model, encoder)
 """
 
 from __future__ import annotations
 
+import json
 import shutil
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
+from transformers import BertConfig
 
 from mmcls.config import Config, load_config, save_config
 from mmcls.data.categories import CategorySpace
 from mmcls.data.tokenizer import load_tokenizer
 from mmcls.engine.rundir import replace_dir
-from mmcls.errors import UserError
+from mmcls.errors import ConfigError, UserError
+from mmcls.models.classifier import ENCODER_PARTS, MultimodalClassifier
+from mmcls.models.pretrainer import PRETRAIN_HEADS, MultimodalPretrainer
+from mmcls.models.weights import load_exact, read_state_dict, strip_prefix
 
 MODEL_FILE = "model.safetensors"
 BERT_CONFIG_FILE = "bert_config.json"
+PRETRAIN_HEADS_FILE = "pretrain_heads.safetensors"
+PRETRAINED_MARKER = "pretrained.json"
+INIT_KEY = "model.init_from"
 
 
-def save_portable(dest: str | Path, model: nn.Module, cfg: Config, categories: CategorySpace, tokenizer: Any) -> None:
-    """Write ``dest`` atomically: build in ``dest.tmp``, then swap it in."""
+@contextmanager
+def _atomic_dir(dest: str | Path) -> Iterator[Path]:
+    """Yield an empty ``dest.tmp`` to fill; once the block succeeds it replaces ``dest`` in one rename."""
     dest = Path(dest)
     tmp = dest.with_name(dest.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    save_model(model, str(tmp / MODEL_FILE))
-    model.bert.config.to_json_file(str(tmp / BERT_CONFIG_FILE))
-    save_config(cfg, tmp / "config.yaml")
-    categories.save(tmp / "categories.json")
-    tokenizer.save_pretrained(str(tmp))
+    yield tmp
     replace_dir(tmp, dest)
+
+
+def _save_model_files(folder: Path, model: nn.Module, cfg: Config, tokenizer: Any) -> None:
+    """What every model folder holds besides its weights: the BERT config, the run config and the tokenizer."""
+    model.bert.config.to_json_file(str(folder / BERT_CONFIG_FILE))
+    save_config(cfg, folder / "config.yaml")
+    tokenizer.save_pretrained(str(folder))
+
+
+def _submodules(model: nn.Module, names: tuple[str, ...]) -> nn.ModuleDict:
+    """The named submodules of ``model`` (those it has), under their own names: their state-dict keys are the
+    model's (``bert.embeddings...``)."""
+    return nn.ModuleDict({name: module for name in names if (module := getattr(model, name, None)) is not None})
+
+
+def save_portable(dest: str | Path, model: nn.Module, cfg: Config, categories: CategorySpace, tokenizer: Any) -> None:
+    """Write ``dest`` atomically: build in ``dest.tmp``, then swap it in."""
+    with _atomic_dir(dest) as tmp:
+        save_model(model, str(tmp / MODEL_FILE))
+        _save_model_files(tmp, model, cfg, tokenizer)
+        categories.save(tmp / "categories.json")
+
+
+def save_pretrained_folder(dest: str | Path, model: MultimodalPretrainer, cfg: Config, tokenizer: Any) -> None:
+    """Write a pretraining result atomically, as ``model.init_from`` of finetuning takes it.
+
+    ``model.safetensors`` holds only the encoder (``bert.*``, ``vision.*``, ``frame_embedder.*``: the keys a
+    classifier shares), ``pretrain_heads.safetensors`` the task heads (to continue pretraining), plus
+    ``bert_config.json``, ``config.yaml``, the tokenizer and the ``pretrained.json`` marker.
+    """
+    with _atomic_dir(dest) as tmp:
+        save_model(_submodules(model, ENCODER_PARTS), str(tmp / MODEL_FILE))
+        save_model(_submodules(model, PRETRAIN_HEADS), str(tmp / PRETRAIN_HEADS_FILE))
+        _save_model_files(tmp, model, cfg, tokenizer)
+        marker = {"kind": "pretrained", "tasks": list(model.tasks), "encoder_parts": list(ENCODER_PARTS)}
+        (tmp / PRETRAINED_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
 
 
 @dataclass
@@ -53,11 +106,12 @@ class LoadedModel:
 
 def load_portable(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedModel:
     """Rebuild a model saved by :func:`save_portable`; ``overrides`` (e.g. ``data.root=...``) redirect its data."""
-    from transformers import BertConfig
-
     from mmcls.models import build_model
 
     path = Path(path)
+    if (path / PRETRAINED_MARKER).is_file():
+        raise UserError(f"{path}: a pretrained encoder, not a classifier; finetune it first "
+                        f"(finetune/train.py {INIT_KEY}={path})")
     missing = [name for name in ("config.yaml", "categories.json", MODEL_FILE, BERT_CONFIG_FILE)
                if not (path / name).is_file()]
     if missing:
@@ -71,3 +125,120 @@ def load_portable(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     load_model(model, str(path / MODEL_FILE), strict=True)
     model.eval()
     return LoadedModel(model, cfg, categories, tokenizer, path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# model.init_from: a pretrained (or finetuned) encoder as the start of a new model
+
+# What must agree between the folder's model and the new one, per part (quoted when shapes differ).
+_PART_HINTS = {
+    "bert": "the BERT is built from the folder's bert_config.json and tokenizer",
+    "vision": "model.vision.* and data.frame_size must be those of the folder's config.yaml",
+    "frame_embedder": "data.max_frames and the frame feature width (vision tower or data.feat_dim) must be those "
+                      "of the folder's config.yaml",
+}
+
+
+@dataclass
+class PretrainedEncoder:
+    """The encoder weights of a model folder and what rebuilds a model around them.
+
+    ``state_dict`` holds the ``bert.*``, ``vision.*`` (absent when pretrained on frame features) and
+    ``frame_embedder.*`` tensors; ``heads`` the pretraining task heads (empty for a finetuned folder, whose
+    classification heads are skipped). ``kind`` is ``pretrained`` or ``finetuned``.
+    """
+
+    state_dict: dict[str, torch.Tensor]
+    bert_config: BertConfig
+    tokenizer: Any
+    cfg: Config
+    path: Path
+    kind: str
+    heads: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def has_vision(self) -> bool:
+        """Whether the folder has vision tower weights (not when it was trained on frame features)."""
+        return any(key.startswith("vision.") for key in self.state_dict)
+
+
+def _folder_kind(path: Path) -> str:
+    """``pretrained`` (pretrain/train.py best/) or ``finetuned`` (finetune/train.py best/); UserError otherwise."""
+    if not path.is_dir():
+        raise UserError(f"{INIT_KEY}: not a folder: {path}")
+    if (path / PRETRAINED_MARKER).is_file():
+        try:
+            kind = json.loads((path / PRETRAINED_MARKER).read_text()).get("kind")
+        except (ValueError, AttributeError):
+            kind = None
+        if kind != "pretrained":
+            raise UserError(f"{INIT_KEY}: {path / PRETRAINED_MARKER} is not a pretrained-model marker")
+        return "pretrained"
+    if (path / "categories.json").is_file():
+        return "finetuned"
+    raise UserError(f"{INIT_KEY}: {path} is not a model folder (no {PRETRAINED_MARKER} or categories.json); "
+                    "pass RUN/best of pretrain/train.py or finetune/train.py")
+
+
+def load_pretrained_encoder(path: str | Path) -> PretrainedEncoder:
+    """Read the encoder of a folder written by :func:`save_pretrained_folder` or :func:`save_portable`.
+
+    Needs nothing but the folder (no original BERT or vision files). Every problem is a one-line UserError naming
+    ``model.init_from``.
+    """
+    path = Path(path)
+    kind = _folder_kind(path)
+    missing = [name for name in ("config.yaml", BERT_CONFIG_FILE, MODEL_FILE) if not (path / name).is_file()]
+    if missing:
+        raise UserError(f"{INIT_KEY}: {path} is incomplete (missing {', '.join(missing)})")
+    try:
+        cfg = load_config(path / "config.yaml", [f"data.tokenizer={path}"])
+        tokenizer = load_tokenizer(path)
+    except UserError as exc:
+        raise UserError(f"{INIT_KEY}: {path}: {exc}") from None
+    try:
+        bert_config = BertConfig.from_json_file(str(path / BERT_CONFIG_FILE))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{INIT_KEY}: cannot read {path / BERT_CONFIG_FILE}: {str(exc).splitlines()[0]}") from None
+    weights = read_state_dict(path / MODEL_FILE, INIT_KEY)
+    state = {key: value for key, value in weights.items() if key.split(".", 1)[0] in ENCODER_PARTS}
+    if not any(key.startswith("bert.") for key in state):
+        raise UserError(f"{INIT_KEY}: {path / MODEL_FILE} holds no encoder weights (no bert.* tensors)")
+    heads = {}
+    if kind == "pretrained" and (path / PRETRAIN_HEADS_FILE).is_file():
+        heads = read_state_dict(path / PRETRAIN_HEADS_FILE, INIT_KEY)
+    return PretrainedEncoder(state, bert_config, tokenizer, cfg, path, kind, heads)
+
+
+def init_from_pretrained(model: MultimodalClassifier, encoder: PretrainedEncoder) -> list[str]:
+    """Copy the folder's encoder into ``model``; returns the loaded keys (for the log).
+
+    Rules, per part (``bert``, ``vision``, ``frame_embedder``, then pretraining heads):
+
+    - a part both have is copied exactly: every key of the model's part must be in the folder with the same shape,
+      and the folder's part must have no other key (ConfigError naming ``model.init_from`` otherwise);
+    - the model's BERT and, unless text mode, its frame layers must be in the folder;
+    - a vision tower the folder lacks (pretraining on frame features) keeps its weights as built
+      (``model.vision.pretrained``); a folder's tower the model lacks (frame features, text mode) is not used,
+      nor are the frame layers of a folder when the model is in text mode;
+    - classification heads stay as initialised; a pretrainer also takes the folder's heads of the tasks it has
+      (continued pretraining), the others stay fresh.
+    """
+    loaded: list[str] = []
+    for part in (*ENCODER_PARTS, *PRETRAIN_HEADS):
+        module = getattr(model, part, None)
+        source = encoder.heads if part in PRETRAIN_HEADS else encoder.state_dict
+        state = strip_prefix(source, f"{part}.")
+        if module is None or (not state and part in (*PRETRAIN_HEADS, "vision")):
+            continue
+        if not state:
+            raise ConfigError(f"{INIT_KEY}: {encoder.path} has no {part}.* weights, but this model needs them "
+                              f"(mode {model.mode})")
+        file = encoder.path / (PRETRAIN_HEADS_FILE if part in PRETRAIN_HEADS else MODEL_FILE)
+        try:
+            load_exact(module, state, INIT_KEY, f"{file} [{part}.*]")
+        except ConfigError as exc:
+            hint = _PART_HINTS.get(part, "the task heads must be those of the folder's config.yaml")
+            raise ConfigError(f"{exc}; {hint}") from None
+        loaded += [f"{part}.{key}" for key in state]
+    return loaded

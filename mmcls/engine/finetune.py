@@ -21,52 +21,31 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedDataParallelKwargs, set_seed
+from accelerate.utils import set_seed
 from tqdm import tqdm
 
-from mmcls.config import Config, build_config, to_dict
+from mmcls.config import Config
 from mmcls.data.categories import CategorySpace
 from mmcls.data.dataset import build_dataloader, build_dataset
 from mmcls.data.splits import build_tokenizer, load_labelled_splits
 from mmcls.engine.averaging import WeightAverager
-from mmcls.engine.checkpoint import save_portable
+from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder, save_portable
 from mmcls.engine.ema import build_ema
 from mmcls.engine.freeze import TowerFreezer
 from mmcls.engine.inference import run_inference
 from mmcls.engine.losses import Criterion
 from mmcls.engine.optim import build_scheduler, optimizer_for
-from mmcls.engine.rundir import RunDir, replace_dir
+from mmcls.engine.rundir import RunDir
+from mmcls.engine.runtime import (
+    base_lr,
+    check_replicas_in_sync,
+    make_accelerator,
+    save_last_checkpoint,
+    with_feature_width,
+)
 from mmcls.engine.step import TrainStep
 from mmcls.metrics import mean_f1_from_indices
 from mmcls.models import build_model, model_summary
-
-
-def resolve_mixed_precision(setting: str) -> str:
-    """``auto``: bf16 on GPUs that support it, fp16 on other GPUs, none on CPU."""
-    if setting != "auto":
-        return setting
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
-
-
-def make_accelerator(cfg: Config) -> Accelerator:
-    """The accelerator for a run: precision and accumulation from ``cfg.train``.
-
-    DDP is told that some parameters may get no gradient in a step: a batch whose videos all failed to decode
-    skips the vision tower and the video head.
-    """
-    return Accelerator(mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision),
-                       gradient_accumulation_steps=cfg.train.grad_accum_steps,
-                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-
-
-def base_lr(optimizer: torch.optim.Optimizer) -> float:
-    """Current learning rate of the fusion layers and heads (``train.lr``), the one logged as ``lr``."""
-    for group in optimizer.param_groups:
-        if group.get("name", "").split(".")[0] in ("heads", "fusion"):
-            return float(group["lr"])
-    return float(optimizer.param_groups[0]["lr"])
 
 
 def evaluate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg: Config,
@@ -106,7 +85,8 @@ def finetune(cfg: Config) -> dict[str, float]:
     run.save_config(cfg)
 
     # ---- data -------------------------------------------------------------------------------------------------
-    tokenizer = build_tokenizer(cfg.data, cfg.model.text.pretrained)
+    pretrained = load_pretrained_encoder(cfg.model.init_from) if cfg.model.init_from else None
+    tokenizer = pretrained.tokenizer if pretrained else build_tokenizer(cfg.data, cfg.model.text.pretrained)
     train_split, val_split, categories = load_labelled_splits(cfg.data, cfg.seed)
     with_frames = cfg.model.mode != "text"  # video mode still needs [CLS] [SEP] from the text side
     train_set = build_dataset(cfg.data, train_split, tokenizer, categories, train=True, with_frames=with_frames,
@@ -120,11 +100,14 @@ def finetune(cfg: Config) -> dict[str, float]:
              categories.num_lv2, categories.num_lv1)
 
     # ---- model and optimisation -------------------------------------------------------------------------------
-    if cfg.data.frame_source == "feats" and with_frames and cfg.data.feat_dim is None:
-        feat_dim = train_set.frame_loader.source.feature_dim()
-        cfg = build_config(to_dict(cfg), [f"data.feat_dim={feat_dim}"])  # saved with the model: predict needs it
-        run.save_config(cfg)
-    model = build_model(cfg, categories.num_lv2, categories.num_lv1, tokenizer)
+    cfg = with_feature_width(cfg, train_set, run)
+    model = build_model(cfg, categories.num_lv2, categories.num_lv1, tokenizer,
+                        bert_config=pretrained.bert_config if pretrained else None,
+                        load_pretrained=pretrained is None or not pretrained.has_vision)
+    if pretrained:
+        loaded = init_from_pretrained(model, pretrained)
+        log.info("model.init_from: %d tensors from %s (the classifier heads start fresh)", len(loaded),
+                 cfg.model.init_from)
     if cfg.train.grad_checkpointing:
         model.set_grad_checkpointing(True)
     log.info("model:\n%s", model_summary(model))
@@ -280,29 +263,6 @@ def validate_average(averager: WeightAverager, core: torch.nn.Module, loader: An
         log.info("the SWA average is the new best -> %s", run.best)
     accelerator.wait_for_everyone()
     return best_scores
-
-
-@torch.no_grad()
-def check_replicas_in_sync(model: torch.nn.Module, accelerator: Accelerator) -> None:
-    """Every process must end with the same weights; a silent divergence (a parameter that DDP did not reduce)
-    would make the saved model depend on which process saved it. Compares float64 checksums across processes."""
-    if accelerator.num_processes == 1:
-        return
-    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
-    sums = accelerator.gather(checksum.to(accelerator.device))
-    if not torch.all(sums == sums[0]):
-        raise RuntimeError(f"the processes' weights diverged (checksums {sums.tolist()}); please report this")
-    logging.getLogger("mmcls").info("weights identical on all %d processes", accelerator.num_processes)
-
-
-def save_last_checkpoint(accelerator: Accelerator, run: RunDir) -> None:
-    """``checkpoints/last``: the full training state (model, optimizer, scheduler, RNG), swapped in atomically."""
-    tmp = run.checkpoints / "last.tmp"
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        replace_dir(tmp, run.checkpoints / "last")
-    accelerator.wait_for_everyone()
 
 
 def _fmt(value: float | None) -> str:

@@ -134,6 +134,12 @@ def _sample_weights(labels: torch.Tensor, class_w: torch.Tensor | None, mixing: 
     return weights * labelled
 
 
+def _samples(outputs: dict[str, Any], key: str) -> torch.Tensor:
+    """``outputs[key + "_samples"]`` ``[K, B, C]`` under multi-sample dropout, else ``outputs[key]`` ``[B, C]``."""
+    samples = outputs.get(f"{key}_samples")
+    return samples if samples is not None else outputs[key]
+
+
 class Criterion:
     """The training loss of a run: level 2 (+ weighted level 1 and video-only auxiliary losses).
 
@@ -180,14 +186,14 @@ class Criterion:
         if mixing is not None:
             targets = mix_targets(targets, mixing)
         weights = _sample_weights(labels, class_w, mixing)
-        losses = {"loss_lv2": self._part(outputs["logits"], targets, weights, self.num_lv2)}
+        losses = {"loss_lv2": self._part(_samples(outputs, "logits"), targets, weights, self.num_lv2)}
         total = losses["loss_lv2"]
         if outputs.get("logits_lv1") is not None and self.model_cfg.lv1_loss_weight > 0:
             labels_lv1 = batch["labels_lv1"]
             targets_lv1 = self._targets(labels_lv1, self.num_lv1)
             if mixing is not None:
                 targets_lv1 = mix_targets(targets_lv1, mixing)
-            losses["loss_lv1"] = self._part(outputs["logits_lv1"], targets_lv1,
+            losses["loss_lv1"] = self._part(_samples(outputs, "logits_lv1"), targets_lv1,
                                             _sample_weights(labels_lv1, None, mixing), self.num_lv1)
             total = total + self.model_cfg.lv1_loss_weight * losses["loss_lv1"]
         if outputs.get("logits_video") is not None and self.model_cfg.aux_video_weight > 0:
@@ -203,7 +209,10 @@ class Criterion:
 
     def _part(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
               num_classes: int) -> torch.Tensor:
-        """One head's loss: weighted mean of its per-sample focal soft cross-entropy."""
+        """One head's loss: weighted mean of its per-sample focal soft cross-entropy; logits ``[K, B, C]`` (K
+        multi-sample-dropout samples) give the mean of the K losses."""
         if logits.shape[-1] != num_classes:
             raise ValueError(f"logits have {logits.shape[-1]} classes, the criterion expects {num_classes}")
+        if logits.ndim == 3:
+            return torch.stack([self._part(sample, targets, weights, num_classes) for sample in logits]).mean()
         return _weighted_mean(soft_cross_entropy(logits, targets, self.loss_cfg.focal_gamma), weights)

@@ -11,6 +11,7 @@ warm restarts).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -26,9 +27,14 @@ LOOKAHEAD_ALPHA, LOOKAHEAD_K = 0.5, 6
 NamedParts = Mapping[str, Iterable[tuple[str, nn.Parameter]]]
 
 
+# embedding and position tables, learned tokens: BERT's *_embeddings, CLIP's positional_embedding / class_embedding,
+# timm's pos_embed / cls_token / reg_token, Swin's relative_position_bias_table, the frame position table
+_NO_DECAY_NAME = re.compile(r"embed|position|(^|[._])(cls|reg|dist|mask)_token$")
+
+
 def no_weight_decay(name: str, param: nn.Parameter) -> bool:
-    """Biases, norm scales and embedding tables (1-D tensors or names containing ``embedding``) skip decay."""
-    return param.ndim <= 1 or "embedding" in name.lower() or name.endswith(".bias")
+    """Biases, norm scales (1-D tensors), embedding and position tables and learned tokens skip weight decay."""
+    return param.ndim <= 1 or name.endswith(".bias") or bool(_NO_DECAY_NAME.search(name.lower()))
 
 
 def _scale_tags(named: list[tuple[str, nn.Parameter]], lr_scales: Mapping[str, float]) -> dict[float, str]:

@@ -18,9 +18,9 @@ from accelerate import Accelerator
 from mmcls.data.dataset import build_dataloader, build_dataset
 from mmcls.data.splits import load_split
 from mmcls.engine.checkpoint import load_portable
-from mmcls.engine.finetune import resolve_mixed_precision
 from mmcls.engine.inference import run_inference
 from mmcls.engine.losses import logit_adjustment
+from mmcls.engine.runtime import resolve_mixed_precision
 from mmcls.errors import UserError
 from mmcls.io import atomic_open, atomic_write_text
 from mmcls.metrics import write_submission

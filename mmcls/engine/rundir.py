@@ -24,9 +24,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 class RunDir:
     """Paths and writers of one run; every writer is a no-op off the main process."""
 
-    def __init__(self, output_dir: str | Path, is_main: bool) -> None:
+    def __init__(self, output_dir: str | Path, is_main: bool, columns: tuple[str, ...] = METRIC_COLUMNS) -> None:
         self.path = Path(output_dir)
         self.is_main = is_main
+        self.columns = columns
         self._tensorboard = None
         if is_main:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -76,10 +77,10 @@ class RunDir:
             return
         new = not self.metrics_csv.exists()
         with self.metrics_csv.open("a", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=METRIC_COLUMNS, extrasaction="ignore")
+            writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore")
             if new:
                 writer.writeheader()
-            writer.writerow({k: _fmt(row.get(k)) for k in METRIC_COLUMNS})
+            writer.writerow({k: _fmt(row.get(k)) for k in self.columns})
         step = int(row.get("step", 0))
         for key, value in row.items():
             if key not in ("step", "epoch") and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -50,6 +50,8 @@ class MultimodalClassifier(nn.Module):
 
     Submodules: ``bert`` (embeddings + encoder), ``vision`` (None for text mode or frame features),
     ``frame_embedder`` (None in text mode), ``heads``, ``video_head`` (None when off or in text mode).
+    ``num_lv2=0`` builds the encoder alone (``heads`` and ``video_head`` None): :meth:`encode` works,
+    :meth:`forward` does not; the pretrainer subclass adds its own heads.
     """
 
     def __init__(self, bert: BertModel, vision: VisionTower | None, *, num_lv2: int, num_lv1: int | None = None,
@@ -76,8 +78,9 @@ class MultimodalClassifier(nn.Module):
         self.vision = vision if uses_frames else None
         self.frame_embedder = (FrameEmbedder(frame_dim, hidden, max_frames, bert.config.hidden_dropout_prob,
                                              bert.config.layer_norm_eps) if uses_frames else None)
-        self.heads = ClassifierHeads(hidden, num_lv2, num_lv1, dropout, dropout_samples)
-        self.video_head = VideoHead(hidden, num_lv2, dropout) if uses_frames and video_head else None
+        classifies = num_lv2 > 0
+        self.heads = ClassifierHeads(hidden, num_lv2, num_lv1, dropout, dropout_samples) if classifies else None
+        self.video_head = VideoHead(hidden, num_lv2, dropout) if classifies and uses_frames and video_head else None
 
     # ------------------------------------------------------------------------------------------------------------
     # frames
@@ -160,16 +163,25 @@ class MultimodalClassifier(nn.Module):
         Returns ``logits`` ``[B, num_lv2]``, ``logits_lv1`` ``[B, num_lv1]`` or None, ``logits_video``
         ``[B, num_lv2]`` or None (no frames, text mode, or no video head), ``pooled`` ``[B, H]`` and
         ``frame_features`` ``[B, T, D]`` or None: feeding these back as ``frames`` skips the vision tower (the
-        adversarial passes reuse them). ``repeats``: see :meth:`encode` (all outputs get ``R * B`` rows).
+        adversarial passes reuse them). ``repeats``: see :meth:`encode` (all outputs get ``R * B`` rows). With
+        multi-sample dropout in training, ``logits_samples`` ``[K, B, num_lv2]`` and ``logits_lv1_samples`` hold
+        each dropout sample's logits (``logits`` is their mean); otherwise they are None.
         """
+        if self.heads is None:
+            raise RuntimeError("this model has no classification heads (built with num_lv2=0): use encode()")
         fused = self.encode(input_ids, attention_mask, frames, frame_mask, repeats)
         pooled = POOLERS[self.pooling](fused.hidden, fused.mask)  # [B, H]
-        logits, logits_lv1 = self.heads(pooled)
+        samples, samples_lv1 = self.heads(pooled)  # [K, B, C]: K dropout samples in training, else 1
+        logits = samples.mean(dim=0)  # [B, num_lv2]
+        logits_lv1 = samples_lv1.mean(dim=0) if samples_lv1 is not None else None
         logits_video = None
         if self.video_head is not None and fused.projected_frames is not None:
             logits_video = self.video_head(masked_mean(fused.projected_frames, fused.frame_mask))
+        multi = samples.shape[0] > 1
         return {"logits": logits, "logits_lv1": logits_lv1, "logits_video": logits_video, "pooled": pooled,
-                "frame_features": fused.frame_features}
+                "frame_features": fused.frame_features,
+                "logits_samples": samples if multi else None,
+                "logits_lv1_samples": samples_lv1 if multi else None}
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Trade compute for memory in both towers (recompute activations in the backward pass)."""
@@ -192,6 +204,9 @@ class MultimodalClassifier(nn.Module):
         return parameter_groups(self)
 
 
+# The submodules a classifier and a pretrainer share (same names, same shapes): what pretraining hands to finetuning.
+ENCODER_PARTS = ("bert", "vision", "frame_embedder")
+
 # Top-level submodule -> parameter group (the trainer gives each group its own learning rate).
 PARAM_GROUP_OF: dict[str, str] = {
     "vision": "vision",
@@ -199,6 +214,12 @@ PARAM_GROUP_OF: dict[str, str] = {
     "frame_embedder": "fusion",
     "heads": "heads",
     "video_head": "heads",
+    # pretraining heads (mmcls.models.pretrainer)
+    "mlm_head": "heads",
+    "mfm_head": "heads",
+    "itm_head": "heads",
+    "itc_text": "heads",
+    "itc_video": "heads",
 }
 PARAM_GROUPS = ("vision", "text", "fusion", "heads")
 

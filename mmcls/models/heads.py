@@ -9,9 +9,9 @@ from torch import nn
 class ClassifierHeads(nn.Module):
     """Dropout, then a level-2 linear classifier and an optional level-1 one, on the same pooled vector.
 
-    With ``dropout_samples`` K > 1 (multi-sample dropout), training averages the logits of K independent dropout
-    masks: a cheap ensemble of the heads that steadies the gradient. In evaluation dropout is the identity, so
-    K masks give the same logits as one and only one is computed.
+    With ``dropout_samples`` K > 1 (multi-sample dropout, Inoue 2019), training draws K independent dropout masks
+    and returns the logits of each, ``[K, B, C]``: the criterion averages the K losses (averaging the logits of a
+    linear head would just be a weaker dropout). In evaluation dropout is the identity, so one pass is computed.
     """
 
     def __init__(self, hidden_size: int, num_lv2: int, num_lv1: int | None, dropout: float,
@@ -25,12 +25,11 @@ class ClassifierHeads(nn.Module):
         self.lv1 = nn.Linear(hidden_size, num_lv1) if num_lv1 else None
 
     def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``[B, H]`` -> level-2 logits ``[B, num_lv2]`` and level-1 logits ``[B, num_lv1]`` (or None)."""
+        """``[B, H]`` -> level-2 logits ``[K, B, num_lv2]`` and level-1 logits ``[K, B, num_lv1]`` (or None);
+        K = ``dropout_samples`` in training, 1 in evaluation."""
         samples = self.dropout_samples if self.training else 1
         x = self.dropout(pooled.unsqueeze(0).expand(samples, *pooled.shape))  # [K, B, H], one mask per sample
-        lv2 = self.lv2(x).mean(dim=0)  # [B, num_lv2]
-        lv1 = self.lv1(x).mean(dim=0) if self.lv1 is not None else None
-        return lv2, lv1
+        return self.lv2(x), (self.lv1(x) if self.lv1 is not None else None)
 
 
 class VideoHead(nn.Module):

@@ -1,0 +1,261 @@
+"""Pretraining on unlabelled videos: MLM, masked frame modelling, video-text matching (and contrastive), as plain
+functions (no runner, no hooks), the same shape as :mod:`mmcls.engine.finetune`.
+
+Read top to bottom: :func:`pretrain` builds everything from the config (the ``pretrain`` section picks the tasks and
+their weights, ``train`` the optimisation), then loops over epochs and batches. The masks of each batch are drawn
+on the device from a generator reseeded per batch from (seed, process, epoch, batch), so a run is reproducible and
+a resumed one replays the same masks. Every epoch ends with a validation on ``pretrain.holdout`` held-out videos
+(fixed masks), a row in ``metrics.csv`` and, when the validation loss is the lowest so far, ``best/``: the folder
+``model.init_from`` of finetuning takes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm import tqdm
+
+from mmcls.config import Config, PretrainConfig
+from mmcls.data.dataset import ConcatVideoDataset, build_dataloader, build_dataset
+from mmcls.data.splits import Split, build_tokenizer, load_pretrain_splits, pretrain_holdout
+from mmcls.data.wwm import batch_word_ids
+from mmcls.engine.checkpoint import save_pretrained_folder
+from mmcls.engine.freeze import TowerFreezer
+from mmcls.engine.masking import mask_frames, mask_tokens, shuffle_videos
+from mmcls.engine.optim import build_scheduler, optimizer_for
+from mmcls.engine.rundir import RunDir
+from mmcls.engine.runtime import (
+    base_lr,
+    check_replicas_in_sync,
+    make_accelerator,
+    save_last_checkpoint,
+    with_feature_width,
+)
+from mmcls.models import build_pretrainer, model_summary
+
+TASKS = ("mlm", "mfm", "itm", "itc")
+ACCURACIES = ("mlm_accuracy", "mfm_accuracy", "itm_accuracy")
+PRETRAIN_COLUMNS = ("step", "epoch", "train_loss", "lr", "val_loss", *(f"loss_{t}" for t in TASKS), *ACCURACIES,
+                    "video_failures", "elapsed_s")
+
+
+def videos_of(splits: list[Split], cfg: Config, tokenizer: Any, train: bool) -> ConcatVideoDataset:
+    """One dataset over several annotation files (each reads its own frame folder); each part draws its random
+    augmentations from its own seed, so sample i of two files never share them."""
+    return ConcatVideoDataset([build_dataset(cfg.data, split, tokenizer, None, train=train, with_frames=True,
+                                             seed=cfg.seed + 1_000_003 * k) for k, split in enumerate(splits)])
+
+
+def task_weights(cfg: PretrainConfig) -> dict[str, float]:
+    """The switched-on tasks and their loss weights."""
+    weights = {task: getattr(cfg, f"{task}_weight") for task in TASKS}
+    return {task: weight for task, weight in weights.items() if weight > 0}
+
+
+def masked_inputs(batch: dict[str, Any], cfg: PretrainConfig, tokenizer: Any, generator: torch.Generator
+                  ) -> dict[str, Any]:
+    """The pretrainer's forward arguments for one batch: masked text, masked frames, shuffled videos."""
+    weights = task_weights(cfg)
+    input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+    inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, "frames": batch["frames"],
+                              "frame_mask": batch["frame_mask"]}
+    if "mlm" in weights:
+        word_ids = batch_word_ids(input_ids, tokenizer).to(input_ids.device) if cfg.whole_word else None
+        inputs["input_ids"], inputs["mlm_labels"] = mask_tokens(
+            input_ids, attention_mask, tokenizer.all_special_ids, tokenizer.mask_token_id, len(tokenizer),
+            cfg.mlm_prob, generator, word_ids=word_ids)
+    if "mfm" in weights:
+        inputs["mfm_mask"] = mask_frames(batch["frame_mask"], cfg.mfm_prob, generator)
+    if "itm" in weights:
+        inputs["itm_perm"], inputs["itm_matched"] = shuffle_videos(input_ids.shape[0], cfg.itm_prob, generator,
+                                                                   input_ids.device)
+    if "itc" in weights:
+        inputs["itc"], inputs["itc_temperature"] = True, cfg.itc_temperature
+    return inputs
+
+
+def total_loss(outputs: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """The optimised loss: the weighted sum of the switched-on tasks' losses."""
+    return sum(weight * outputs[f"loss_{task}"] for task, weight in weights.items())
+
+
+def batch_generator(device: torch.device, seed: int, process: int, epoch: int, index: int) -> torch.Generator:
+    """A generator on ``device`` seeded from where the batch is in the run (reproducible and resumable)."""
+    generator = torch.Generator(device=device)
+    generator.manual_seed((seed * 1_000_003 + process * 10_007 + epoch * 101 + index) % (2**63))
+    return generator
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg: Config, tokenizer: Any
+             ) -> dict[str, float]:
+    """Mean task losses and accuracies on the held-out videos, with the same masks at every validation."""
+    weights = task_weights(cfg.pretrain)
+    was_training = model.training
+    model.eval()
+    keys = ["val_loss", *(f"loss_{t}" for t in weights), *(a for a in ACCURACIES if a[:3] in weights)]
+    sums = torch.zeros(len(keys) + 2, dtype=torch.float64, device=accelerator.device)  # + count, video failures
+    for index, batch in enumerate(tqdm(loader, desc="validate", leave=False, dynamic_ncols=True,
+                                       disable=not accelerator.is_local_main_process)):
+        generator = batch_generator(accelerator.device, cfg.seed, accelerator.process_index, -1, index)
+        with accelerator.autocast():
+            outputs = model(**masked_inputs(batch, cfg.pretrain, tokenizer, generator))
+        values = [total_loss(outputs, weights), *(outputs[k] for k in keys[1:])]
+        n = batch["input_ids"].shape[0]
+        sums[:-2] += torch.stack([v.detach().double() for v in values]) * n
+        sums[-2] += n
+        sums[-1] += sum(error is not None for error in batch["video_errors"])
+    model.train(was_training)
+    totals = accelerator.reduce(sums, "sum")
+    count = max(float(totals[-2]), 1.0)
+    return {**{k: float(v) / count for k, v in zip(keys, totals[:-2], strict=True)},
+            "video_failures": int(totals[-1])}
+
+
+@dataclass
+class PretrainState:
+    """Counters of the loop."""
+
+    epoch: int = 0
+    update: int = 0
+    best_loss: float = math.inf
+    best_update: int = -1
+    eval_seconds: float = 0.0
+    last_lr: float = 0.0
+
+
+def pretrain(cfg: Config) -> dict[str, float]:
+    """Pretrain the fusion model of ``cfg`` on ``pretrain.sources``; returns the best validation figures."""
+    accelerator = make_accelerator(cfg)
+    set_seed(cfg.seed)
+    run = RunDir(cfg.output_dir, accelerator.is_main_process, columns=PRETRAIN_COLUMNS)
+    log = run.setup_logging()
+    run.start_fresh()
+    run.save_config(cfg)
+    weights = task_weights(cfg.pretrain)
+
+    # ---- data -------------------------------------------------------------------------------------------------
+    tokenizer = build_tokenizer(cfg.data, cfg.model.text.pretrained)
+    train_splits, val_splits = pretrain_holdout(load_pretrain_splits(cfg.data, cfg.pretrain.sources),
+                                                cfg.pretrain.holdout, cfg.seed)
+    train_set = videos_of(train_splits, cfg, tokenizer, train=True)
+    val_set = videos_of(val_splits, cfg, tokenizer, train=False) if val_splits else None
+    train_loader = build_dataloader(train_set, cfg.data, cfg.train.batch_size, shuffle=True, drop_last=True,
+                                    generator=torch.Generator().manual_seed(cfg.seed))
+    val_loader = build_dataloader(val_set, cfg.data, cfg.train.eval_batch_size) if val_set is not None else None
+    log.info("data: %d pretraining / %d held-out videos from %s; tasks %s", len(train_set),
+             len(val_set) if val_set is not None else 0,
+             ", ".join(cfg.pretrain.sources), ", ".join(f"{t} x{w:g}" for t, w in weights.items()))
+
+    # ---- model and optimisation -------------------------------------------------------------------------------
+    cfg = with_feature_width(cfg, train_set, run)
+    model = build_pretrainer(cfg, tokenizer)
+    if cfg.train.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    log.info("model:\n%s", model_summary(model))
+    optimizer = optimizer_for(model, cfg.train)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    if val_loader is not None:
+        val_loader = accelerator.prepare(val_loader)
+    core = accelerator.unwrap_model(model)
+    updates_per_epoch = max(1, math.ceil(len(train_loader) / cfg.train.grad_accum_steps))
+    total_updates = cfg.train.max_steps or cfg.train.epochs * updates_per_epoch
+    epochs = math.ceil(total_updates / updates_per_epoch)
+    scheduler = build_scheduler(optimizer, cfg.train, total_updates)
+    accelerator.register_for_checkpointing(scheduler)
+    freezer = TowerFreezer(core, cfg.train.freeze) if cfg.train.freeze.towers else None  # after DDP wrapping
+    log.info("pretraining: %d updates (%d epochs x %d), %d process(es), global batch %d, precision %s",
+             total_updates, epochs, updates_per_epoch, accelerator.num_processes,
+             cfg.train.batch_size * cfg.train.grad_accum_steps * accelerator.num_processes,
+             accelerator.mixed_precision)
+
+    # ---- loop -------------------------------------------------------------------------------------------------
+    state = PretrainState()
+    start = time.perf_counter()
+    best: dict[str, float] = {}
+
+    def validate_and_save(train_loss: float) -> None:
+        nonlocal best
+        eval_start = time.perf_counter()
+        scores = validate(model, val_loader, accelerator, cfg, tokenizer) if val_loader is not None else {}
+        run.append_metrics({"step": state.update, "epoch": state.epoch, "train_loss": train_loss,
+                            "lr": state.last_lr, **scores, "elapsed_s": round(time.perf_counter() - start, 1)})
+        figures = " ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "video_failures")
+        log.info("update %d epoch %d: %s", state.update, state.epoch, figures or f"train loss {train_loss:.4f}")
+        loss = scores.get("val_loss", train_loss)
+        if loss < state.best_loss:
+            state.best_loss, state.best_update = loss, state.update
+            best = {**scores, "update": state.update}
+            if accelerator.is_main_process:
+                save_pretrained_folder(run.best, core, cfg, tokenizer)
+            log.info("new best pretraining loss %.4f -> %s", loss, run.best)
+        save_last_checkpoint(accelerator, run)
+        state.eval_seconds += time.perf_counter() - eval_start
+
+    model.train()
+    for epoch in range(epochs):
+        state.epoch = epoch
+        train_set.set_epoch(epoch)
+        if hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(epoch)
+        running = {name: 0.0 for name in ("loss", *(f"loss_{t}" for t in weights))}
+        running_n = 0
+        bar = tqdm(train_loader, desc=f"pretrain {epoch + 1}/{epochs}", dynamic_ncols=True,
+                   disable=not accelerator.is_local_main_process)
+        for index, batch in enumerate(bar):
+            if freezer is not None and (message := freezer.update(state.update)):
+                log.info("update %d: %s", state.update, message)
+            generator = batch_generator(accelerator.device, cfg.seed, accelerator.process_index, epoch, index)
+            with accelerator.accumulate(model):
+                outputs = model(**masked_inputs(batch, cfg.pretrain, tokenizer, generator))
+                loss = total_loss(outputs, weights)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.train.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            running["loss"] += float(loss.detach())
+            for task in weights:
+                running[f"loss_{task}"] += float(outputs[f"loss_{task}"].detach())
+            running_n += 1
+            if not accelerator.sync_gradients:
+                continue
+            lr = base_lr(optimizer)
+            scheduler.step()
+            state.update += 1
+            state.last_lr = lr
+            if state.update % cfg.train.log_every == 0:
+                bar.set_postfix(loss=f"{running['loss'] / running_n:.4f}", lr=f"{lr:.2e}")
+                run.scalar("train/lr", lr, state.update)
+                for name, value in running.items():
+                    run.scalar(f"train/{name}", value / running_n, state.update)
+                for name in ACCURACIES:
+                    if name in outputs:
+                        run.scalar(f"train/{name}", float(outputs[name]), state.update)
+            if cfg.train.eval_every and state.update % cfg.train.eval_every == 0:
+                validate_and_save(running["loss"] / running_n)
+            if state.update >= total_updates:
+                break
+        bar.close()
+        log.info("epoch %d done: train loss %.4f", epoch + 1, running["loss"] / max(1, running_n))
+        if not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
+            validate_and_save(running["loss"] / max(1, running_n))
+        if state.update >= total_updates:
+            break
+
+    check_replicas_in_sync(core, accelerator)
+    accelerator.wait_for_everyone()
+    elapsed = time.perf_counter() - start
+    videos = state.update * cfg.train.batch_size * cfg.train.grad_accum_steps * accelerator.num_processes
+    speed = videos / max(elapsed - state.eval_seconds, 1e-9)
+    log.info("done in %.1f s (pretraining %.1f videos/s): best loss %.4f at update %d -> %s", elapsed, speed,
+             state.best_loss, state.best_update, run.best)
+    run.close()
+    accelerator.end_training()
+    return {**best, "seconds": elapsed, "train_videos_per_s": speed}

@@ -1,0 +1,75 @@
+"""What finetuning and pretraining share around their loops: the accelerator, the logged learning rate, the
+atomic ``checkpoints/last`` and the end-of-run check that every process holds the same weights."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedDataParallelKwargs
+
+from mmcls.config import Config, build_config, to_dict
+from mmcls.engine.rundir import RunDir, replace_dir
+
+
+def resolve_mixed_precision(setting: str) -> str:
+    """``auto``: bf16 on GPUs that support it, fp16 on other GPUs, none on CPU."""
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def make_accelerator(cfg: Config) -> Accelerator:
+    """The accelerator for a run: precision and accumulation from ``cfg.train``.
+
+    DDP is told that some parameters may get no gradient in a step: a batch whose videos all failed to decode
+    skips the vision tower and the video head.
+    """
+    return Accelerator(mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision),
+                       gradient_accumulation_steps=cfg.train.grad_accum_steps,
+                       kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+
+
+def base_lr(optimizer: torch.optim.Optimizer) -> float:
+    """Current learning rate of the fusion layers and heads (``train.lr``), the one logged as ``lr``."""
+    for group in optimizer.param_groups:
+        if group.get("name", "").split(".")[0] in ("heads", "fusion"):
+            return float(group["lr"])
+    return float(optimizer.param_groups[0]["lr"])
+
+
+@torch.no_grad()
+def check_replicas_in_sync(model: torch.nn.Module, accelerator: Accelerator) -> None:
+    """Every process must end with the same weights; a silent divergence (a parameter that DDP did not reduce)
+    would make the saved model depend on which process saved it. Compares float64 checksums across processes."""
+    if accelerator.num_processes == 1:
+        return
+    checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).sum().reshape(1)
+    sums = accelerator.gather(checksum.to(accelerator.device))
+    if not torch.all(sums == sums[0]):
+        raise RuntimeError(f"the processes' weights diverged (checksums {sums.tolist()}); please report this")
+    logging.getLogger("mmcls").info("weights identical on all %d processes", accelerator.num_processes)
+
+
+def save_last_checkpoint(accelerator: Accelerator, run: RunDir) -> None:
+    """``checkpoints/last``: the full training state (model, optimizer, scheduler, RNG), swapped in atomically."""
+    tmp = run.checkpoints / "last.tmp"
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        replace_dir(tmp, run.checkpoints / "last")
+    accelerator.wait_for_everyone()
+
+
+def with_feature_width(cfg: Config, dataset: Any, run: RunDir) -> Config:
+    """For ``data.frame_source: feats`` without ``data.feat_dim``: the width read from the files, saved in the run's
+    config (a saved model is rebuilt from it)."""
+    if cfg.data.frame_source != "feats" or cfg.data.feat_dim is not None or cfg.model.mode == "text":
+        return cfg
+    cfg = build_config(to_dict(cfg), [f"data.feat_dim={dataset.frame_loader.source.feature_dim()}"])
+    run.save_config(cfg)
+    return cfg

@@ -1,0 +1,189 @@
+"""The pretrainer: the classifier's encoder with the heads of the pretraining tasks, all in one forward call.
+
+::
+
+    frames ─► frame_features (once) ─┬─► [itm_perm] ─► zero MFM-masked frames ─┐
+                                     │                                         ├─► encode ─┬─► text positions ─► MLM
+    masked text ─────────────────────┼─────────────────────────────────────────┘           ├─► frame positions ─► MFM
+                                     │                                                     └─► pooled ─► ITM
+                                     └─► projected mean ─► ITC ◄─ text-only encode (optional)
+
+Tasks (switched on by their weights in ``cfg.pretrain``; a head exists only for a switched-on task):
+
+- ``mlm``: masked language modelling, decoder tied to the word embeddings;
+- ``mfm``: masked frame modelling: each masked frame's output must pick its own (clean) input feature among all
+  valid frames of the batch (NCE);
+- ``itm``: video-text matching: some samples get another sample's video; a binary head on the pooled fused sequence;
+- ``itc``: video-text contrastive: a text-only pass against the mean projected frames, symmetric InfoNCE.
+
+The module is what DDP wraps, so every task runs inside :meth:`MultimodalPretrainer.forward`, and a task whose
+batch has nothing to predict still returns a zero loss connected to its head: every process builds the same graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import BertModel
+
+from mmcls.models.classifier import MultimodalClassifier
+from mmcls.models.fusion import POOLERS, masked_mean
+from mmcls.models.vision import VisionTower
+
+PRETRAIN_TASKS = ("mlm", "mfm", "itm", "itc")
+# Submodules of each task (all in the ``heads`` parameter group; saved apart from the encoder).
+TASK_HEADS: dict[str, tuple[str, ...]] = {
+    "mlm": ("mlm_head",),
+    "mfm": ("mfm_head",),
+    "itm": ("itm_head",),
+    "itc": ("itc_text", "itc_video"),
+}
+PRETRAIN_HEADS = tuple(name for names in TASK_HEADS.values() for name in names)
+IGNORE_INDEX = -100  # MLM label of an unmasked token
+
+
+class MLMHead(nn.Module):
+    """BERT's LM head: Linear + GELU + LayerNorm, then a decoder tied to the word embeddings (only a bias here)."""
+
+    def __init__(self, hidden_size: int, vocab_size: int, layer_norm_eps: float) -> None:
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.act = nn.GELU()
+        self.norm = nn.LayerNorm(hidden_size, eps=layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        """``[N, H]`` and the embedding table ``[V, H]`` -> logits ``[N, V]``."""
+        return F.linear(self.norm(self.act(self.dense(hidden))), word_embeddings, self.bias)
+
+
+def _mean_loss(total: torch.Tensor, count: int) -> torch.Tensor:
+    """A summed loss over ``count`` items as a mean; an empty sum stays 0 and connected to the graph."""
+    return total / max(count, 1)
+
+
+def _accuracy(correct: torch.Tensor) -> torch.Tensor:
+    """Fraction of true values (detached, for the log); 0 when there is nothing to score."""
+    return correct.float().sum().detach() / max(correct.numel(), 1)
+
+
+class MultimodalPretrainer(MultimodalClassifier):
+    """:class:`MultimodalClassifier`'s encoder (same ``bert`` / ``vision`` / ``frame_embedder`` names, so parameter
+    groups, layer decay, freezing and the pretrain -> finetune transfer treat it like a classifier) with the heads
+    of ``tasks`` and no classification heads.
+
+    Only ``mode="fusion"`` exists: every task needs both the text and the frames.
+    """
+
+    def __init__(self, bert: BertModel, vision: VisionTower | None, *, tasks: Sequence[str] = PRETRAIN_TASKS,
+                 mode: str = "fusion", pooling: str = "mean", max_frames: int = 8, frame_dim: int | None = None,
+                 cls_id: int = 2, sep_id: int = 3) -> None:
+        if mode != "fusion":
+            raise ValueError(f"pretraining needs both text and frames: mode must be 'fusion', got {mode!r}")
+        unknown = sorted(set(tasks) - set(PRETRAIN_TASKS))
+        if unknown or not tasks:
+            raise ValueError(f"tasks must be a non-empty subset of {PRETRAIN_TASKS}, got {tuple(tasks)}")
+        super().__init__(bert, vision, num_lv2=0, mode=mode, pooling=pooling, max_frames=max_frames,
+                         frame_dim=frame_dim, video_head=False, cls_id=cls_id, sep_id=sep_id)
+        config = bert.config
+        hidden, feat_dim = config.hidden_size, self.frame_embedder.proj.in_features
+        self.tasks = tuple(task for task in PRETRAIN_TASKS if task in tasks)
+        self.mlm_head = MLMHead(hidden, config.vocab_size, config.layer_norm_eps) if "mlm" in tasks else None
+        self.mfm_head = nn.Linear(hidden, feat_dim) if "mfm" in tasks else None
+        self.itm_head = nn.Linear(hidden, 1) if "itm" in tasks else None
+        self.itc_text = nn.Linear(hidden, hidden) if "itc" in tasks else None
+        self.itc_video = nn.Linear(hidden, hidden) if "itc" in tasks else None
+
+    def _needs(self, task: str) -> None:
+        if task not in self.tasks:
+            raise ValueError(f"inputs for the {task!r} task were given but the pretrainer was built without it "
+                             f"(tasks {self.tasks})")
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, frames: torch.Tensor,
+                frame_mask: torch.Tensor, mlm_labels: torch.Tensor | None = None, mfm_mask: torch.Tensor | None = None,
+                itm_perm: torch.Tensor | None = None, itm_matched: torch.Tensor | None = None, itc: bool = False,
+                itc_temperature: float = 0.07) -> dict[str, torch.Tensor]:
+        """Losses (and accuracies) of the tasks whose inputs are given, from one fused pass.
+
+        - ``input_ids`` ``[B, L]``: the text with MLM masking applied; ``mlm_labels`` ``[B, L]``: original ids at
+          masked tokens, -100 elsewhere -> ``loss_mlm``, ``mlm_accuracy``;
+        - ``frames``: pixels ``[B, T, 3, S, S]`` or features ``[B, T, D]``, ``frame_mask`` bool ``[B, T]``;
+        - ``mfm_mask`` bool ``[B, T]``: frames to mask, in the order of ``frames`` (a mask travels with its video
+          under ``itm_perm``; invalid frames are ignored) -> ``loss_mfm``, ``mfm_accuracy``;
+        - ``itm_perm`` long ``[B]``: sample i is fused with video ``itm_perm[i]``, ``itm_matched`` bool ``[B]``
+          whether that is its own -> ``loss_itm``, ``itm_accuracy``;
+        - ``itc``: contrast the (masked) text alone with the clean videos, samples without frames left out ->
+          ``loss_itc``.
+        """
+        if (itm_perm is None) != (itm_matched is None):
+            raise ValueError("itm_perm and itm_matched go together")
+        for task, given in (("mlm", mlm_labels), ("mfm", mfm_mask), ("itm", itm_perm), ("itc", itc or None)):
+            if given is not None:
+                self._needs(task)
+        frame_mask = frame_mask.to(device=input_ids.device, dtype=torch.bool)
+        feats = self.frame_features(frames, frame_mask)  # [B, T, D], zeros at invalid frames
+        # index of each frame among the batch's valid frames (the MFM targets), -1 at invalid ones
+        target_index = (frame_mask.reshape(-1).cumsum(0) - 1).view(frame_mask.shape)  # [B, T]
+        fused_feats, fused_mask, masked = feats, frame_mask, mfm_mask
+        if itm_perm is not None:
+            fused_feats, fused_mask, target_index = feats[itm_perm], frame_mask[itm_perm], target_index[itm_perm]
+            masked = mfm_mask[itm_perm] if mfm_mask is not None else None
+        if masked is not None:
+            masked = masked.to(device=fused_mask.device, dtype=torch.bool) & fused_mask  # [B, T]
+            fused_feats = fused_feats.masked_fill(masked.unsqueeze(-1), 0.0)
+        fused = self.encode(input_ids, attention_mask, fused_feats, fused_mask)
+
+        out: dict[str, torch.Tensor] = {}
+        if mlm_labels is not None:
+            out.update(self._mlm(fused.hidden[:, :fused.num_text], mlm_labels))
+        if masked is not None:
+            # [N, D] clean features of every valid frame in the original order: a video that itm_perm gives to two
+            # samples is still one set of candidates
+            targets = feats[frame_mask].detach()
+            out.update(self._mfm(fused.hidden[:, fused.num_text:], masked, targets, target_index))
+        if itm_perm is not None:
+            out.update(self._itm(POOLERS[self.pooling](fused.hidden, fused.mask), itm_matched))
+        if itc:
+            out["loss_itc"] = self._itc(input_ids, attention_mask, feats, frame_mask, itc_temperature)
+        return out
+
+    def _mlm(self, text_hidden: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cross-entropy over the masked tokens only (the vocabulary projection of the others is never computed)."""
+        selected = labels != IGNORE_INDEX  # [B, L]
+        targets = labels[selected]  # [n]
+        logits = self.mlm_head(text_hidden[selected], self.bert.embeddings.word_embeddings.weight)  # [n, V]
+        loss = _mean_loss(F.cross_entropy(logits.float(), targets, reduction="sum"), targets.numel())
+        return {"loss_mlm": loss, "mlm_accuracy": _accuracy(logits.argmax(-1) == targets)}
+
+    def _mfm(self, frame_hidden: torch.Tensor, masked: torch.Tensor, targets: torch.Tensor,
+             target_index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """NCE: each masked frame's prediction scored against every valid frame of the batch, its own is right."""
+        pred = self.mfm_head(frame_hidden[masked])  # [n, D]
+        labels = target_index[masked]  # [n]
+        logits = pred.float() @ targets.float().T  # [n, N]
+        loss = _mean_loss(F.cross_entropy(logits, labels, reduction="sum"), labels.numel())
+        hits = logits.argmax(-1) == labels if labels.numel() else labels.bool()  # no valid frame: argmax undefined
+        return {"loss_mfm": loss, "mfm_accuracy": _accuracy(hits)}
+
+    def _itm(self, pooled: torch.Tensor, matched: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Binary cross-entropy of "is this the sample's own video" on the pooled fused sequence."""
+        logits = self.itm_head(pooled).squeeze(-1).float()  # [B]
+        target = matched.to(device=logits.device, dtype=logits.dtype)
+        loss = F.binary_cross_entropy_with_logits(logits, target)
+        return {"loss_itm": loss, "itm_accuracy": _accuracy((logits > 0) == matched.to(logits.device).bool())}
+
+    def _itc(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, feats: torch.Tensor,
+             frame_mask: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Symmetric InfoNCE between text-only and video-only embeddings over the samples that have frames."""
+        text = self.encode(input_ids, attention_mask)  # text alone through the same BERT
+        text_emb = F.normalize(self.itc_text(masked_mean(text.hidden, text.mask)).float(), dim=-1)  # [B, P]
+        video = masked_mean(self.frame_embedder.project(feats), frame_mask)  # [B, H]
+        video_emb = F.normalize(self.itc_video(video).float(), dim=-1)  # [B, P]
+        has_video = frame_mask.any(dim=1)  # [B]
+        logits = text_emb[has_video] @ video_emb[has_video].T / temperature  # [k, k]
+        labels = torch.arange(logits.shape[0], device=logits.device)
+        total = F.cross_entropy(logits, labels, reduction="sum") + F.cross_entropy(logits.T, labels, reduction="sum")
+        return _mean_loss(total / 2, labels.numel())

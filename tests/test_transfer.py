@@ -1,0 +1,176 @@
+"""Pretrain -> finetune weight transfer: pretrained folders, ``model.init_from`` and its errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from mmcls.data.categories import CategorySpace
+from mmcls.engine.checkpoint import (
+    init_from_pretrained,
+    load_portable,
+    load_pretrained_encoder,
+    save_portable,
+    save_pretrained_folder,
+)
+from mmcls.errors import UserError
+from mmcls.models import ENCODER_PARTS, MultimodalClassifier, build_bert, build_model, build_pretrainer
+from tests.test_models import make_cfg
+
+NUM_LV2, NUM_LV1 = 5, 2
+
+
+def _keys(path) -> set[str]:
+    with safe_open(str(path), "pt") as f:
+        return set(f.keys())
+
+
+def _encoder_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if k.split(".", 1)[0] in ENCODER_PARTS}
+
+
+def pretrain_folder(tmp_path, tokenizer, cfg=None, seed: int = 0):
+    """A randomly initialised pretrainer saved as a pretrained folder; returns (folder, pretrainer)."""
+    cfg = cfg or make_cfg("clip")
+    torch.manual_seed(seed)
+    model = build_pretrainer(cfg, tokenizer)
+    save_pretrained_folder(tmp_path / "pretrained", model, cfg, tokenizer)
+    return tmp_path / "pretrained", model
+
+
+def finetune_model(cfg, init_from) -> tuple[MultimodalClassifier, list[str]]:
+    """What finetuning does with ``model.init_from``: the folder's tokenizer and BERT config, then its weights."""
+    cfg.model.init_from = str(init_from)
+    encoder = load_pretrained_encoder(cfg.model.init_from)
+    torch.manual_seed(123)  # other random weights than the pretrainer's
+    model = build_model(cfg, NUM_LV2, NUM_LV1, encoder.tokenizer, bert_config=encoder.bert_config,
+                        load_pretrained=not encoder.has_vision)
+    return model, init_from_pretrained(model, encoder)
+
+
+def assert_encoder_equal(model, source) -> None:
+    state, expected = _encoder_state(model), _encoder_state(source)
+    assert state.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(state[key], value), key
+
+
+def test_pretrained_folder_layout(tmp_path, tiny_tokenizer):
+    folder, model = pretrain_folder(tmp_path, tiny_tokenizer)
+    assert _keys(folder / "model.safetensors") == set(_encoder_state(model))
+    assert all(k.split(".", 1)[0] in ("mlm_head", "mfm_head", "itm_head")
+               for k in _keys(folder / "pretrain_heads.safetensors"))
+    assert json.loads((folder / "pretrained.json").read_text())["kind"] == "pretrained"
+    assert (folder / "bert_config.json").is_file() and (folder / "config.yaml").is_file()
+    assert not (folder.parent / "pretrained.tmp").exists()
+    with pytest.raises(UserError, match=r"model.init_from"):  # not a classifier: prediction explains what to do
+        load_portable(folder)
+
+
+def test_classifier_gets_the_exact_encoder_and_fresh_heads(tmp_path, tiny_tokenizer):
+    folder, pretrainer = pretrain_folder(tmp_path, tiny_tokenizer)
+    torch.manual_seed(123)
+    fresh = build_model(make_cfg("clip"), NUM_LV2, NUM_LV1, tiny_tokenizer)
+    model, loaded = finetune_model(make_cfg("clip"), folder)
+    assert_encoder_equal(model, pretrainer)
+    assert set(loaded) == set(_encoder_state(model))
+    for name in ("heads", "video_head"):  # same seed, same heads as a model built without init_from
+        for key, value in getattr(fresh, name).state_dict().items():
+            assert torch.equal(getattr(model, name).state_dict()[key], value), key
+    assert model.heads.lv2.out_features == NUM_LV2
+
+
+def test_bert_from_a_local_directory_that_is_gone_at_finetuning(tmp_path, tiny_tokenizer):
+    bert_cfg = make_cfg("clip").model.text
+    bert_cfg.num_layers = 3  # the finetune config below says 2: the architecture must come from the folder
+    source = build_bert(bert_cfg, len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+    source.save_pretrained(tmp_path / "bert")
+    tiny_tokenizer.save_pretrained(tmp_path / "bert")
+    cfg = make_cfg("clip")
+    cfg.model.text.pretrained = str(tmp_path / "bert")
+    folder, pretrainer = pretrain_folder(tmp_path, tiny_tokenizer, cfg)
+    torch.testing.assert_close(pretrainer.bert.embeddings.word_embeddings.weight,
+                               source.embeddings.word_embeddings.weight)
+    shutil.rmtree(tmp_path / "bert")
+    cfg = make_cfg("clip")
+    cfg.model.text.pretrained = str(tmp_path / "bert")
+    model, _ = finetune_model(cfg, folder)
+    assert len(model.bert.encoder.layer) == 3
+    assert_encoder_equal(model, pretrainer)
+
+
+def test_a_finetuned_folder_works_as_init_from(tmp_path, tiny_tokenizer):
+    torch.manual_seed(7)
+    source = build_model(make_cfg("clip"), 7, 3, tiny_tokenizer)  # another label space: its heads are skipped
+    save_portable(tmp_path / "best", source, make_cfg("clip"), CategorySpace.build([f"{i:04d}" for i in range(7)]),
+                  tiny_tokenizer)
+    encoder = load_pretrained_encoder(tmp_path / "best")
+    assert encoder.kind == "finetuned" and encoder.heads == {}
+    model, loaded = finetune_model(make_cfg("clip"), tmp_path / "best")
+    assert_encoder_equal(model, source)
+    assert not any(key.startswith(("heads.", "video_head.")) for key in loaded)
+
+
+def test_feature_pretraining_keeps_the_models_own_tower(tmp_path, tiny_tokenizer):
+    cfg = make_cfg("clip")
+    cfg.data.frame_source, cfg.data.feat_dim = "feats", 24  # the tiny CLIP's embedding width
+    folder, pretrainer = pretrain_folder(tmp_path, tiny_tokenizer, cfg)
+    model, loaded = finetune_model(make_cfg("clip"), folder)
+    assert model.vision is not None and not any(key.startswith("vision.") for key in loaded)
+    assert torch.equal(model.frame_embedder.proj.weight, pretrainer.frame_embedder.proj.weight)
+    assert torch.equal(model.bert.encoder.layer[1].output.dense.weight,
+                       pretrainer.bert.encoder.layer[1].output.dense.weight)
+    _, loaded = finetune_model(make_cfg("clip", mode="text"), folder)  # text mode: the BERT alone
+    assert loaded and all(key.startswith("bert.") for key in loaded)
+
+
+def test_continued_pretraining_takes_the_task_heads(tmp_path, tiny_tokenizer):
+    folder, pretrainer = pretrain_folder(tmp_path, tiny_tokenizer)
+    torch.manual_seed(5)
+    again = build_pretrainer(make_cfg("clip"), tiny_tokenizer)
+    loaded = init_from_pretrained(again, load_pretrained_encoder(folder))
+    assert any(key.startswith("mlm_head.") for key in loaded)
+    assert torch.equal(again.mlm_head.bias, pretrainer.mlm_head.bias)
+    assert torch.equal(again.itm_head.weight, pretrainer.itm_head.weight)
+
+
+@pytest.mark.parametrize(("key", "value", "part"), [
+    ("frame_size", 48, "vision"),  # CLIP position grid 4x4 -> 6x6
+    ("max_frames", 6, "frame_embedder"),  # frame-position table
+])
+def test_mismatched_shapes_name_init_from(tmp_path, tiny_tokenizer, key, value, part):
+    folder, _ = pretrain_folder(tmp_path, tiny_tokenizer)
+    cfg = make_cfg("clip")
+    setattr(cfg.data, key, value)
+    with pytest.raises(UserError, match=rf"model.init_from: .*\[{part}\.\*\].*wrong shape"):
+        finetune_model(cfg, folder)
+
+
+def test_text_only_folder_cannot_start_a_fusion_model(tmp_path, tiny_tokenizer):
+    source = build_model(make_cfg("clip", mode="text"), 7, 3, tiny_tokenizer)
+    save_portable(tmp_path / "best", source, make_cfg("clip", mode="text"),
+                  CategorySpace.build([f"{i:04d}" for i in range(7)]), tiny_tokenizer)
+    with pytest.raises(UserError, match=r"model.init_from: .*no frame_embedder"):
+        finetune_model(make_cfg("clip"), tmp_path / "best")
+
+
+def test_folders_that_are_not_models(tmp_path, tiny_tokenizer):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"model.init_from: .*not a model folder"):
+        load_pretrained_encoder(tmp_path / "empty")
+    with pytest.raises(UserError, match=r"model.init_from: not a folder"):
+        load_pretrained_encoder(tmp_path / "missing")
+    folder, _ = pretrain_folder(tmp_path, tiny_tokenizer)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(UserError, match=r"model.init_from: .*missing model.safetensors"):
+        load_pretrained_encoder(folder)
+    (folder / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(UserError, match=r"model.init_from: cannot read weights"):
+        load_pretrained_encoder(folder)
+    (folder / "pretrained.json").write_text('{"kind": "something else"}')
+    with pytest.raises(UserError, match=r"model.init_from: .*not a pretrained-model marker"):
+        load_pretrained_encoder(folder)
