@@ -49,6 +49,7 @@ def time_variant(base_values: dict, overrides: Sequence[str], batch: dict, token
     from mmcls.engine.ema import build_ema
     from mmcls.engine.losses import Criterion
     from mmcls.engine.optim import optimizer_for
+    from mmcls.engine.runtime import resolve_mixed_precision
     from mmcls.engine.step import TrainStep
     from mmcls.models import build_model
 
@@ -57,7 +58,8 @@ def time_variant(base_values: dict, overrides: Sequence[str], batch: dict, token
     model = build_model(cfg, categories.num_lv2, categories.num_lv1, tokenizer)
     if cfg.train.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision))
     optimizer = optimizer_for(model, cfg.train)
     model, optimizer = accelerator.prepare(model, optimizer)
     core = accelerator.unwrap_model(model)

@@ -63,14 +63,17 @@ def _restore_grads(params: list[nn.Parameter], saved: list[Tensor | None]) -> No
 
 def adversarial_backward(compute_loss: Callable[[Tensor | None], Tensor], backward: Callable[[Tensor], None],
                          embedding: nn.Parameter, params: Iterable[nn.Parameter], cfg: AdversarialConfig,
-                         frame_features: Tensor | None = None) -> Tensor:
+                         frame_features: Tensor | None = None, embedding_grad: Tensor | None = None) -> Tensor:
     """Run the FGM / PGD passes of ``cfg`` after the clean backward; returns the last adversarial loss (detached).
 
     ``compute_loss(frames)`` runs the model with the current (perturbed) ``embedding`` table, and with ``frames``
     (perturbed features ``[B, T, D]``) when given, else with the clean features detached. ``backward(loss)`` is
     ``accelerator.backward``. ``params`` are the model's trainable parameters, whose clean gradients PGD saves and
     restores. ``frame_features`` (the clean pass's features, used when ``cfg.frames``) must have had
-    ``retain_grad()`` called before the clean backward.
+    ``retain_grad()`` called before the clean backward. ``embedding_grad`` is the clean pass's own gradient of the
+    table (captured with a hook before it was accumulated into ``.grad`` and, under DDP, averaged over processes);
+    None = read ``embedding.grad``. The PGD passes' directions are captured the same way, so the attack's strength
+    does not depend on the number of processes or accumulation steps.
     """
     if cfg.method == "none":
         raise ValueError("adversarial_backward needs train.adversarial.method fgm or pgd")
@@ -81,7 +84,10 @@ def adversarial_backward(compute_loss: Callable[[Tensor | None], Tensor], backwa
     saved = [None if p.grad is None else p.grad.detach().clone() for p in params] if steps > 1 else []
 
     backup = embedding.detach().clone()
-    emb_delta, emb_grad = torch.zeros_like(backup, dtype=torch.float32), embedding.grad
+    emb_delta = torch.zeros_like(backup, dtype=torch.float32)
+    emb_grad = embedding_grad if embedding_grad is not None else embedding.grad
+    captured: list[Tensor] = []
+    hook = embedding.register_hook(lambda g: captured.append(g.detach()))  # each pass's own gradient
     clean, frame_delta, frame_grad = None, None, None
     if cfg.frames and frame_features is not None:
         clean, frame_grad = frame_features.detach(), frame_features.grad
@@ -99,10 +105,12 @@ def adversarial_backward(compute_loss: Callable[[Tensor | None], Tensor], backwa
                 _zero_grads(params)
             elif saved:
                 _restore_grads(params, saved)
+            captured.clear()
             loss = compute_loss(frames)
             backward(loss * cfg.weight if last else loss)
-            emb_grad = embedding.grad
+            emb_grad = sum(captured) if captured else None
             frame_grad = frames.grad if frames is not None else None
     finally:
+        hook.remove()
         embedding.data.copy_(backup)
     return loss.detach()

@@ -112,6 +112,7 @@ def finetune(cfg: Config) -> dict[str, float]:
         model.set_grad_checkpointing(True)
     log.info("model:\n%s", model_summary(model))
     criterion = Criterion.from_config(cfg, categories).to(accelerator.device)
+    model = model.to(accelerator.device)  # first, so that AdamW can pick its fused CUDA kernel
     optimizer = optimizer_for(model, cfg.train)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     core = accelerator.unwrap_model(model)
@@ -127,6 +128,8 @@ def finetune(cfg: Config) -> dict[str, float]:
         accelerator.register_for_checkpointing(ema)
     averager = (WeightAverager(run.checkpoints / "swa", cfg.train.swa.mode, cfg.train.swa.count,
                                write=accelerator.is_main_process) if cfg.train.swa.mode != "none" else None)
+    if averager is not None:
+        accelerator.register_for_checkpointing(averager)
     train_step = TrainStep(cfg, model, core, criterion, accelerator, cfg.seed)
     log.info("training: %d updates (%d epochs x %d), %d process(es), global batch %d, precision %s",
              total_updates, epochs, updates_per_epoch, accelerator.num_processes,

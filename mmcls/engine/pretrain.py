@@ -159,6 +159,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
     if cfg.train.grad_checkpointing:
         model.set_grad_checkpointing(True)
     log.info("model:\n%s", model_summary(model))
+    model = model.to(accelerator.device)  # first, so that AdamW can pick its fused CUDA kernel
     optimizer = optimizer_for(model, cfg.train)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     if val_loader is not None:

@@ -10,6 +10,7 @@ the vision tower is not run again), PGD K of them; SAM a whole second forward/ba
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from mmcls.engine.inference import model_inputs
 from mmcls.engine.losses import Criterion, Mixing, rdrop_loss
 from mmcls.engine.mix import mix_frames
 from mmcls.engine.sam import SharpnessAwareMinimization
+from mmcls.errors import ConfigError
 
 
 @dataclass
@@ -75,6 +77,9 @@ class TrainStep:
         self.mix = cfg.train.mix if cfg.train.mix.enabled else None
         # mixing draws differ per process (each mixes its own shard) but are reproducible from the seed
         self.mix_generator = torch.Generator().manual_seed(seed + 7919 * accelerator.process_index)
+        if cfg.train.sam_rho > 0 and accelerator.mixed_precision == "fp16":  # e.g. train.mixed_precision=auto on V100
+            raise ConfigError("train.sam_rho: SAM does not work with fp16 loss scaling, which "
+                              f"train.mixed_precision={cfg.train.mixed_precision} chose here; set bf16 or no")
         self.sam = SharpnessAwareMinimization(list(model.parameters()), cfg.train.sam_rho) \
             if cfg.train.sam_rho > 0 else None
 
@@ -112,36 +117,70 @@ class TrainStep:
         return losses, outputs
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Run the micro-batch and leave its gradient accumulated in ``.grad``; returns the detached losses."""
+        """Run the micro-batch and leave its gradient accumulated in ``.grad``; returns the detached losses.
+
+        Order: clean pass; with SAM, the weights move to the sharp point and the pass is repeated there; then the
+        adversarial passes (at the sharp point with SAM, so the update gets clean + adversarial gradients there);
+        SAM moves the weights back. The losses returned are the first (clean) pass's.
+        """
         step = self._prepare(batch)
-        losses, outputs = self._losses(batch, step)
-        features = outputs.get("frame_features")
-        attack_frames = (self.adversarial is not None and self.adversarial.frames and features is not None
-                         and features.requires_grad)
-        if attack_frames:
-            features.retain_grad()  # the frame attack starts from the clean gradient of the features
-        self.accelerator.backward(losses["loss"])
-        if self.adversarial is not None:
-            clean = None
-            if features is not None:  # [B, T, D]: the first copy under R-Drop, with its clean gradient
-                size = step.inputs["input_ids"].shape[0]
-                clean = features[:size].detach()
-                if attack_frames and features.grad is not None:
-                    clean.grad = features.grad[:size]
-            losses["loss_adv"] = adversarial_backward(
-                self._attack_loss(batch, step, clean), self.accelerator.backward,
-                self.core.bert.embeddings.word_embeddings.weight, self.model.parameters(), self.adversarial,
-                frame_features=clean)
+        losses, features, grad = self._backward(batch, step)
         if self.sam is not None and self.accelerator.sync_gradients:
             self.sam.ascend()
-            sharp, _ = self._losses(batch, step)
-            self.accelerator.backward(sharp["loss"])
+            _, features, grad = self._backward(batch, step)
+        if self.adversarial is not None:
+            losses["loss_adv"] = adversarial_backward(
+                self._attack_loss(batch, step, features), self.accelerator.backward, self._embedding(),
+                self.model.parameters(), self.adversarial, frame_features=features, embedding_grad=grad)
+        if self.sam is not None and self.accelerator.sync_gradients:
             self.sam.descend()
         return {name: value.detach() for name, value in losses.items()}
 
+    def _embedding(self) -> torch.nn.Parameter:
+        return self.core.bert.embeddings.word_embeddings.weight
+
+    def _backward(self, batch: dict[str, Any], step: StepInputs
+                  ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
+        """Forward, loss and backward of the micro-batch. With adversarial training on, also returns the clean frame
+        features ``[B, T, D]`` (with their gradient when the frame attack is on) and this micro-batch's own gradient
+        of the word embeddings: ``.grad`` holds more than that (earlier micro-batches; under DDP the average over
+        processes), and the attack direction must not depend on the number of processes or accumulation steps."""
+        losses, outputs = self._losses(batch, step)
+        if self.adversarial is None:
+            self.accelerator.backward(losses["loss"])
+            return losses, None, None
+        features = outputs.get("frame_features")
+        attack_frames = self.adversarial.frames and features is not None
+        if attack_frames and not features.requires_grad:
+            self._warn_frozen_frames()
+            attack_frames = False
+        if attack_frames:
+            features.retain_grad()  # the frame attack starts from the clean gradient of the features
+        captured: list[torch.Tensor] = []
+        hook = self._embedding().register_hook(lambda g: captured.append(g.detach()))  # before accumulation
+        try:
+            self.accelerator.backward(losses["loss"])
+        finally:
+            hook.remove()
+        clean = None
+        if features is not None:  # [B, T, D]; under R-Drop the batch was encoded twice: first copy, summed gradient
+            size = step.inputs["input_ids"].shape[0]
+            clean = features[:size].detach()
+            if attack_frames and features.grad is not None:
+                clean.grad = features.grad.view(-1, *clean.shape).sum(dim=0)
+        return losses, clean, (sum(captured) if captured else None)
+
+    def _warn_frozen_frames(self) -> None:
+        if not getattr(self, "_warned_frozen", False):
+            logging.getLogger("mmcls").warning(
+                "train.adversarial.frames: the frame features carry no gradient (the vision tower is frozen), so "
+                "only the word embeddings are attacked while it stays frozen")
+            self._warned_frozen = True
+
     def _attack_loss(self, batch: dict[str, Any], step: StepInputs, clean: torch.Tensor | None
                      ) -> Callable[[torch.Tensor | None], torch.Tensor]:
-        """The adversarial passes' loss: the fusion re-run on the clean frame features (no vision tower)."""
+        """The adversarial passes' loss: the fusion re-run on the clean frame features (no vision tower), or on
+        the perturbed ones when the frame attack gives them."""
         def loss(perturbed: torch.Tensor | None) -> torch.Tensor:
             frames = perturbed if perturbed is not None else (clean.detach() if clean is not None else None)
             return self._losses(batch, step, frames=frames, rdrop=False)[0]["loss"]
