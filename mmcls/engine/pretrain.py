@@ -52,6 +52,15 @@ def videos_of(splits: list[Split], cfg: Config, tokenizer: Any, train: bool) -> 
                                              seed=cfg.seed + 1_000_003 * k) for k, split in enumerate(splits)])
 
 
+def finetuning_only_switches(cfg: Config) -> list[str]:
+    """The train.* tricks that are switched on but belong to finetuning (classification losses, EMA, ...)."""
+    t = cfg.train
+    switches = {"train.ema": t.ema.decay > 0, "train.adversarial": t.adversarial.method != "none",
+                "train.loss": t.loss != type(t.loss)(), "train.mix": t.mix.enabled, "train.swa": t.swa.mode != "none",
+                "train.sam_rho": t.sam_rho > 0, "train.early_stopping_patience": t.early_stopping_patience > 0}
+    return [name for name, on in switches.items() if on]
+
+
 def task_weights(cfg: PretrainConfig) -> dict[str, float]:
     """The switched-on tasks and their loss weights."""
     weights = {task: getattr(cfg, f"{task}_weight") for task in TASKS}
@@ -139,6 +148,9 @@ def pretrain(cfg: Config) -> dict[str, float]:
     run.start_fresh()
     run.save_config(cfg)
     weights = task_weights(cfg.pretrain)
+    ignored = finetuning_only_switches(cfg)
+    if ignored:
+        log.info("pretraining ignores the finetuning tricks %s (they apply to finetune/train.py)", ", ".join(ignored))
 
     # ---- data -------------------------------------------------------------------------------------------------
     tokenizer = build_tokenizer(cfg.data, cfg.model.text.pretrained)
