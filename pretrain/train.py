@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmcls.cli import run_main
 from mmcls.config import add_config_arguments, config_from_args
+from mmcls.errors import UserError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,6 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     result = pretrain(cfg)
     best = Path(cfg.output_dir) / "best"
+    if "update" not in result:
+        raise UserError(f"no validation loss was finite: {best} was not written (see {cfg.output_dir}/train.log)")
     print(f"best pretraining loss {result.get('val_loss', float('nan')):.4f} -> {best} "
           f"({result['train_videos_per_s']:.1f} videos/s); finetune with model.init_from={best}")
     return 0

@@ -151,3 +151,15 @@ def test_shuffle_edge_cases():
         assert (perm[negatives] != negatives).all()
         if len(negatives) == 1:
             assert 0 <= perm[negatives].item() < 3
+
+
+def test_shuffle_only_among_eligible_samples():
+    eligible = torch.tensor([True, False, True, True, False, True] * 50)
+    for seed in range(5):
+        perm, matched = shuffle_videos(300, 0.5, torch.Generator().manual_seed(seed), "cpu", eligible=eligible)
+        assert matched[~eligible].all()  # samples without video keep their own
+        assert eligible[perm[~matched]].all()  # and nobody is given one of them
+        assert 0.35 < (~matched[eligible]).float().mean() < 0.65
+    one = torch.tensor([True, False, False])
+    perm, matched = shuffle_videos(3, 1.0, torch.Generator().manual_seed(0), "cpu", eligible=one)
+    assert matched.all()  # a single sample with video has no partner

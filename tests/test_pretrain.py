@@ -56,3 +56,39 @@ def test_two_process_pretraining_keeps_the_replicas_identical(synthetic_root, tm
     log = (run / "train.log").read_text(encoding="utf-8")
     assert "2 process(es)" in log and "weights identical on all 2 processes" in log
     assert (run / "best" / "model.safetensors").is_file()
+
+
+def test_masked_inputs_mask_what_they_label(synthetic_root):
+    import torch
+
+    from mmcls.config import build_config
+    from mmcls.data.splits import build_tokenizer
+    from mmcls.data.wwm import batch_word_ids
+    from mmcls.engine.pretrain import batch_generator, masked_inputs
+
+    cfg = build_config({}, [f"data.root={synthetic_root}", "pretrain.mlm_prob=0.3", "pretrain.whole_word=true"])
+    tokenizer = build_tokenizer(cfg.data, None)
+    texts = ["北京大学的学生在看视频 hello world", "自然语言处理 running quickly"] * 8
+    encoded = tokenizer(texts, padding=True, return_tensors="pt")
+    frame_mask = torch.ones(16, 4, dtype=torch.bool)
+    frame_mask[::4] = False  # some samples without video
+    batch = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
+             "frames": torch.zeros(16, 4, 8), "frame_mask": frame_mask}
+    original = batch["input_ids"].clone()
+    inputs = masked_inputs(batch, cfg.pretrain, tokenizer, batch_generator(torch.device("cpu"), 0, 1, 2))
+    assert torch.equal(batch["input_ids"], original)  # the batch itself is untouched
+    labels = inputs["mlm_labels"]
+    chosen = labels != -100
+    assert chosen.any() and torch.equal(labels[chosen], original[chosen])
+    assert torch.equal(inputs["input_ids"][~chosen], original[~chosen])  # only labelled positions change
+    assert (inputs["input_ids"][chosen] == tokenizer.mask_token_id).float().mean() > 0.5  # the 80% branch
+    words = batch_word_ids(original, tokenizer)
+    for row in range(16):  # whole words: every token of a word is labelled, or none
+        for word in words[row].unique():
+            if word >= 0:
+                flags = chosen[row][words[row] == word]
+                assert flags.all() or not flags.any()
+    assert inputs["itm_matched"][::4].all()  # samples without video are never ITM negatives
+    assert inputs["mfm_mask"][frame_mask.logical_not()].sum() == 0
+    again = masked_inputs(batch, cfg.pretrain, tokenizer, batch_generator(torch.device("cpu"), 0, 1, 2))
+    assert torch.equal(again["input_ids"], inputs["input_ids"])  # the same position in the run, the same masks

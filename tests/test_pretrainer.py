@@ -173,7 +173,7 @@ def test_nothing_to_predict_gives_connected_zero_losses(tiny_tokenizer):
     inputs["mfm_mask"] = torch.zeros_like(inputs["mfm_mask"])
     inputs["frame_mask"] = torch.zeros_like(inputs["frame_mask"])  # no video at all: nothing for ITC
     out = model(**inputs)
-    for key in ("loss_mlm", "loss_mfm", "loss_itc"):
+    for key in ("loss_mlm", "loss_mfm", "loss_itc", "loss_itm"):  # ITM too: no sample has a video to match
         assert out[key] == 0 and out[key].requires_grad, key
     sum(out[k] for k in LOSSES).backward()
     for name in PRETRAIN_HEADS:  # DDP needs every parameter in the graph, even with zero gradients
@@ -224,3 +224,35 @@ def test_classifier_without_heads_encodes_but_does_not_classify(tiny_tokenizer):
     assert model.encode(**batch).hidden.shape == (3, 10 + FRAMES, 32)
     with pytest.raises(RuntimeError, match="no classification heads"):
         model(**batch)
+
+
+def test_itm_scores_only_samples_whose_both_videos_have_frames(tiny_tokenizer):
+    """Sample 3 has no video: matched to it or swapped onto it, its input would not depend on the label."""
+    model = make_pretrainer(tiny_tokenizer)
+    inputs = make_inputs(tiny_tokenizer)
+    inputs["itm_perm"] = torch.tensor([3, 0, 2, 1])  # 0 gets the empty video, 3 keeps its own (empty)
+    inputs["itm_matched"] = inputs["itm_perm"] == torch.arange(BATCH)
+    logits = []
+    model.itm_head.register_forward_hook(lambda module, args, out: logits.append(out.squeeze(-1)))
+    out = model(**inputs)
+    valid = torch.tensor([False, True, True, False])
+    expected = F.binary_cross_entropy_with_logits(logits[0][valid].float(), inputs["itm_matched"][valid].float())
+    torch.testing.assert_close(out["loss_itm"], expected)
+
+
+def test_mfm_is_the_nce_of_the_cosine_scores(tiny_tokenizer):
+    """Reference value: each masked frame's prediction against every valid frame of the batch (a video given to two
+    samples by the ITM map counts once), its own frame being the answer."""
+    model = make_pretrainer(tiny_tokenizer, itc=False)
+    inputs = {**make_inputs(tiny_tokenizer), "itc": False}
+    inputs["itm_perm"] = torch.tensor([1, 1, 2, 3])  # samples 0 and 1 both see video 1
+    inputs["itm_matched"] = inputs["itm_perm"] == torch.arange(BATCH)
+    hidden = []
+    model.mfm_head.register_forward_hook(lambda module, args, out: hidden.append(out))
+    out = model(**inputs)
+    frame_mask = inputs["frame_mask"]
+    targets = F.normalize(inputs["frames"][frame_mask].float(), dim=-1)  # [N, D] valid frames, original order
+    index = (frame_mask.reshape(-1).cumsum(0) - 1).view(frame_mask.shape)[inputs["itm_perm"]]
+    masked = inputs["mfm_mask"][inputs["itm_perm"]] & frame_mask[inputs["itm_perm"]]
+    scores = F.normalize(hidden[0].float(), dim=-1) @ targets.T / 0.1
+    torch.testing.assert_close(out["loss_mfm"], F.cross_entropy(scores, index[masked]))

@@ -95,21 +95,26 @@ def mask_frames(frame_mask: Tensor, prob: float, generator: torch.Generator) -> 
     return chosen
 
 
-def shuffle_videos(batch_size: int, prob: float, generator: torch.Generator, device: torch.device | str
-                   ) -> tuple[Tensor, Tensor]:
+def shuffle_videos(batch_size: int, prob: float, generator: torch.Generator, device: torch.device | str,
+                   eligible: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Video-text matching negatives: ``(perm [B], matched [B])``; sample ``i`` is paired with video ``perm[i]``.
 
-    Each sample is chosen with probability ``prob``; the chosen ones swap videos along a random cycle (no one keeps
-    its own). A single chosen sample takes the video of a random other sample (which keeps its own too), so
-    ``perm`` is an index map, not always a permutation. ``matched = perm == arange(B)``; a batch of one has no
-    negatives.
+    Each ``eligible`` sample (default all; pass ``frame_mask.any(1)``: a sample without frames has no video to swap,
+    and swapping one empty video for another would make identical inputs with opposite labels) is chosen with
+    probability ``prob``; the chosen ones swap videos along a random cycle (no one keeps its own). A single chosen
+    sample takes the video of a random other eligible sample (which keeps its own too), so ``perm`` is an index
+    map, not always a permutation. ``matched = perm == arange(B)``.
     """
     perm = torch.arange(batch_size, device=device)
-    if batch_size >= 2:
-        chosen = (torch.rand(batch_size, generator=generator, device=device) < prob).nonzero().squeeze(1)
+    draws = torch.rand(batch_size, generator=generator, device=device)
+    pool = torch.ones(batch_size, dtype=torch.bool, device=device) if eligible is None else eligible.to(device)
+    candidates = pool.nonzero().squeeze(1)
+    if len(candidates) >= 2:
+        chosen = ((draws < prob) & pool).nonzero().squeeze(1)
         if len(chosen) == 1:
-            other = torch.randint(batch_size - 1, (1,), generator=generator, device=device)
-            perm[chosen] = other + (other >= chosen).long()  # any index but the chosen one
+            others = candidates[candidates != chosen]
+            pick = torch.randint(len(others), (1,), generator=generator, device=device)
+            perm[chosen] = others[pick]
         elif len(chosen) > 1:
             cycle = chosen[torch.randperm(len(chosen), generator=generator, device=device)]
             perm[cycle] = cycle.roll(-1)

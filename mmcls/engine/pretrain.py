@@ -3,10 +3,10 @@ functions (no runner, no hooks), the same shape as :mod:`mmcls.engine.finetune`.
 
 Read top to bottom: :func:`pretrain` builds everything from the config (the ``pretrain`` section picks the tasks and
 their weights, ``train`` the optimisation), then loops over epochs and batches. The masks of each batch are drawn
-on the device from a generator reseeded per batch from (seed, process, epoch, batch), so a run is reproducible and
-a resumed one replays the same masks. Every epoch ends with a validation on ``pretrain.holdout`` held-out videos
-(fixed masks), a row in ``metrics.csv`` and, when the validation loss is the lowest so far, ``best/``: the folder
-``model.init_from`` of finetuning takes.
+on the device from a generator reseeded per batch from (seed, epoch, process, batch), so a run is reproducible.
+Every epoch ends with a validation on ``pretrain.holdout`` held-out videos (fixed masks), a row in ``metrics.csv``
+and, when the validation loss is the lowest so far, ``best/``: the folder ``model.init_from`` of finetuning takes
+(and of pretraining, to continue from it).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -25,7 +26,7 @@ from mmcls.config import Config, PretrainConfig
 from mmcls.data.dataset import ConcatVideoDataset, build_dataloader, build_dataset
 from mmcls.data.splits import Split, build_tokenizer, load_pretrain_splits, pretrain_holdout
 from mmcls.data.wwm import batch_word_ids
-from mmcls.engine.checkpoint import save_pretrained_folder
+from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder, save_pretrained_folder
 from mmcls.engine.freeze import TowerFreezer
 from mmcls.engine.masking import mask_frames, mask_tokens, shuffle_videos
 from mmcls.engine.optim import build_scheduler, optimizer_for
@@ -37,9 +38,10 @@ from mmcls.engine.runtime import (
     save_last_checkpoint,
     with_feature_width,
 )
-from mmcls.models import build_pretrainer, model_summary
+from mmcls.errors import ConfigError
+from mmcls.models import PRETRAIN_TASKS, build_pretrainer, model_summary
 
-TASKS = ("mlm", "mfm", "itm", "itc")
+TASKS = PRETRAIN_TASKS
 ACCURACIES = ("mlm_accuracy", "mfm_accuracy", "itm_accuracy")
 PRETRAIN_COLUMNS = ("step", "epoch", "train_loss", "lr", "val_loss", *(f"loss_{t}" for t in TASKS), *ACCURACIES,
                     "video_failures", "elapsed_s")
@@ -82,8 +84,8 @@ def masked_inputs(batch: dict[str, Any], cfg: PretrainConfig, tokenizer: Any, ge
     if "mfm" in weights:
         inputs["mfm_mask"] = mask_frames(batch["frame_mask"], cfg.mfm_prob, generator)
     if "itm" in weights:
-        inputs["itm_perm"], inputs["itm_matched"] = shuffle_videos(input_ids.shape[0], cfg.itm_prob, generator,
-                                                                   input_ids.device)
+        inputs["itm_perm"], inputs["itm_matched"] = shuffle_videos(
+            input_ids.shape[0], cfg.itm_prob, generator, input_ids.device, eligible=batch["frame_mask"].any(dim=1))
     if "itc" in weights:
         inputs["itc"], inputs["itc_temperature"] = True, cfg.itc_temperature
     return inputs
@@ -94,17 +96,22 @@ def total_loss(outputs: dict[str, torch.Tensor], weights: dict[str, float]) -> t
     return sum(weight * outputs[f"loss_{task}"] for task, weight in weights.items())
 
 
-def batch_generator(device: torch.device, seed: int, process: int, epoch: int, index: int) -> torch.Generator:
-    """A generator on ``device`` seeded from where the batch is in the run (reproducible and resumable)."""
+def batch_generator(device: torch.device, *position: int) -> torch.Generator:
+    """A generator on ``device`` seeded from where the batch is in the run, e.g. (seed, process, epoch, batch):
+    distinct positions get independent streams (a hash of the tuple, not a sum that could collide)."""
     generator = torch.Generator(device=device)
-    generator.manual_seed((seed * 1_000_003 + process * 10_007 + epoch * 101 + index) % (2**63))
+    state = np.random.SeedSequence([p + 1 for p in position]).generate_state(2, dtype=np.uint32)  # p + 1: >= 0
+    generator.manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
     return generator
 
 
 @torch.no_grad()
 def validate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg: Config, tokenizer: Any
              ) -> dict[str, float]:
-    """Mean task losses and accuracies on the held-out videos, with the same masks at every validation."""
+    """Mean task losses and accuracies on the held-out videos, with the same masks at every validation.
+
+    Batch means weighted by batch size; under several processes the sampler's padding repeats a few videos of the
+    last batch (a small, constant bias, which does not matter for picking the best epoch)."""
     weights = task_weights(cfg.pretrain)
     was_training = model.training
     model.eval()
@@ -112,7 +119,7 @@ def validate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg:
     sums = torch.zeros(len(keys) + 2, dtype=torch.float64, device=accelerator.device)  # + count, video failures
     for index, batch in enumerate(tqdm(loader, desc="validate", leave=False, dynamic_ncols=True,
                                        disable=not accelerator.is_local_main_process)):
-        generator = batch_generator(accelerator.device, cfg.seed, accelerator.process_index, -1, index)
+        generator = batch_generator(accelerator.device, cfg.seed, -1, accelerator.process_index, index)
         with accelerator.autocast():
             outputs = model(**masked_inputs(batch, cfg.pretrain, tokenizer, generator))
         values = [total_loss(outputs, weights), *(outputs[k] for k in keys[1:])]
@@ -153,9 +160,14 @@ def pretrain(cfg: Config) -> dict[str, float]:
         log.info("pretraining ignores the finetuning tricks %s (they apply to finetune/train.py)", ", ".join(ignored))
 
     # ---- data -------------------------------------------------------------------------------------------------
-    tokenizer = build_tokenizer(cfg.data, cfg.model.text.pretrained)
-    train_splits, val_splits = pretrain_holdout(load_pretrain_splits(cfg.data, cfg.pretrain.sources),
-                                                cfg.pretrain.holdout, cfg.seed)
+    pretrained = load_pretrained_encoder(cfg.model.init_from) if cfg.model.init_from else None
+    tokenizer = pretrained.tokenizer if pretrained else build_tokenizer(cfg.data, cfg.model.text.pretrained)
+    sources = load_pretrain_splits(cfg.data, cfg.pretrain.sources)
+    available = sum(len(split.records) for split in sources)
+    if available <= cfg.pretrain.holdout:
+        raise ConfigError(f"pretrain.holdout: {cfg.pretrain.holdout} held-out videos leave none of the {available} "
+                          f"of {', '.join(cfg.pretrain.sources)} to pretrain on")
+    train_splits, val_splits = pretrain_holdout(sources, cfg.pretrain.holdout, cfg.seed)
     train_set = videos_of(train_splits, cfg, tokenizer, train=True)
     val_set = videos_of(val_splits, cfg, tokenizer, train=False) if val_splits else None
     train_loader = build_dataloader(train_set, cfg.data, cfg.train.batch_size, shuffle=True, drop_last=True,
@@ -167,7 +179,11 @@ def pretrain(cfg: Config) -> dict[str, float]:
 
     # ---- model and optimisation -------------------------------------------------------------------------------
     cfg = with_feature_width(cfg, train_set, run)
-    model = build_pretrainer(cfg, tokenizer)
+    model = build_pretrainer(cfg, tokenizer, bert_config=pretrained.bert_config if pretrained else None,
+                             load_pretrained=pretrained is None or not pretrained.has_vision)
+    if pretrained:  # continued pretraining (e.g. on a new domain's videos); heads too when the folder has them
+        loaded = init_from_pretrained(model, pretrained)
+        log.info("model.init_from: %d tensors from %s", len(loaded), cfg.model.init_from)
     if cfg.train.grad_checkpointing:
         model.set_grad_checkpointing(True)
     log.info("model:\n%s", model_summary(model))
@@ -224,7 +240,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
         for index, batch in enumerate(bar):
             if freezer is not None and (message := freezer.update(state.update)):
                 log.info("update %d: %s", state.update, message)
-            generator = batch_generator(accelerator.device, cfg.seed, accelerator.process_index, epoch, index)
+            generator = batch_generator(accelerator.device, cfg.seed, epoch, accelerator.process_index, index)
             with accelerator.accumulate(model):
                 outputs = model(**masked_inputs(batch, cfg.pretrain, tokenizer, generator))
                 loss = total_loss(outputs, weights)

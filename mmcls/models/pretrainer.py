@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertModel
 
+from mmcls.data.dataset import IGNORE_INDEX
 from mmcls.models.classifier import MultimodalClassifier
 from mmcls.models.fusion import POOLERS, masked_mean
 from mmcls.models.vision import VisionTower
@@ -42,7 +43,7 @@ TASK_HEADS: dict[str, tuple[str, ...]] = {
     "itc": ("itc_text", "itc_video"),
 }
 PRETRAIN_HEADS = tuple(name for names in TASK_HEADS.values() for name in names)
-IGNORE_INDEX = -100  # MLM label of an unmasked token
+MFM_TEMPERATURE = 0.1  # MFM scores are cosine similarities / this: bounded, so no fp16 overflow
 
 
 class MLMHead(nn.Module):
@@ -58,6 +59,11 @@ class MLMHead(nn.Module):
     def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
         """``[N, H]`` and the embedding table ``[V, H]`` -> logits ``[N, V]``."""
         return F.linear(self.norm(self.act(self.dense(hidden))), word_embeddings, self.bias)
+
+
+def _full_precision(like: torch.Tensor) -> torch.autocast:
+    """A region without autocast on ``like``'s device: the contrastive scores stay float32 under bf16/fp16 runs."""
+    return torch.autocast(device_type=like.device.type, enabled=False)
 
 
 def _mean_loss(total: torch.Tensor, count: int) -> torch.Tensor:
@@ -145,7 +151,9 @@ class MultimodalPretrainer(MultimodalClassifier):
             targets = feats[frame_mask].detach()
             out.update(self._mfm(fused.hidden[:, fused.num_text:], masked, targets, target_index))
         if itm_perm is not None:
-            out.update(self._itm(POOLERS[self.pooling](fused.hidden, fused.mask), itm_matched))
+            has_video = frame_mask.any(dim=1)  # [B]
+            out.update(self._itm(POOLERS[self.pooling](fused.hidden, fused.mask), itm_matched,
+                                 has_video & has_video[itm_perm]))
         if itc:
             out["loss_itc"] = self._itc(input_ids, attention_mask, feats, frame_mask, itc_temperature)
         return out
@@ -163,27 +171,33 @@ class MultimodalPretrainer(MultimodalClassifier):
         """NCE: each masked frame's prediction scored against every valid frame of the batch, its own is right."""
         pred = self.mfm_head(frame_hidden[masked])  # [n, D]
         labels = target_index[masked]  # [n]
-        logits = pred.float() @ targets.float().T  # [n, N]
+        with _full_precision(pred):  # autocast would compute the scores in bf16/fp16
+            pred_n, targets_n = F.normalize(pred.float(), dim=-1), F.normalize(targets.float(), dim=-1)
+            logits = pred_n @ targets_n.T / MFM_TEMPERATURE  # [n, N] cosine scores
         loss = _mean_loss(F.cross_entropy(logits, labels, reduction="sum"), labels.numel())
         hits = logits.argmax(-1) == labels if labels.numel() else labels.bool()  # no valid frame: argmax undefined
         return {"loss_mfm": loss, "mfm_accuracy": _accuracy(hits)}
 
-    def _itm(self, pooled: torch.Tensor, matched: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Binary cross-entropy of "is this the sample's own video" on the pooled fused sequence."""
+    def _itm(self, pooled: torch.Tensor, matched: torch.Tensor, valid: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Binary cross-entropy of "is this the sample's own video" on the pooled fused sequence, over the samples
+        whose own and fused videos both have frames (``valid``; others carry no signal)."""
         logits = self.itm_head(pooled).squeeze(-1).float()  # [B]
         target = matched.to(device=logits.device, dtype=logits.dtype)
-        loss = F.binary_cross_entropy_with_logits(logits, target)
-        return {"loss_itm": loss, "itm_accuracy": _accuracy((logits > 0) == matched.to(logits.device).bool())}
+        valid = valid.to(logits.device)
+        loss = _mean_loss(F.binary_cross_entropy_with_logits(logits[valid], target[valid], reduction="sum"),
+                          int(valid.sum()))
+        return {"loss_itm": loss, "itm_accuracy": _accuracy(((logits > 0) == target.bool())[valid])}
 
     def _itc(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, feats: torch.Tensor,
              frame_mask: torch.Tensor, temperature: float) -> torch.Tensor:
         """Symmetric InfoNCE between text-only and video-only embeddings over the samples that have frames."""
         text = self.encode(input_ids, attention_mask)  # text alone through the same BERT
-        text_emb = F.normalize(self.itc_text(masked_mean(text.hidden, text.mask)).float(), dim=-1)  # [B, P]
-        video = masked_mean(self.frame_embedder.project(feats), frame_mask)  # [B, H]
-        video_emb = F.normalize(self.itc_video(video).float(), dim=-1)  # [B, P]
+        text_proj = self.itc_text(masked_mean(text.hidden, text.mask))  # [B, P]
+        video_proj = self.itc_video(masked_mean(self.frame_embedder.project(feats), frame_mask))  # [B, P]
         has_video = frame_mask.any(dim=1)  # [B]
-        logits = text_emb[has_video] @ video_emb[has_video].T / temperature  # [k, k]
+        with _full_precision(text_proj):
+            text_emb, video_emb = F.normalize(text_proj.float(), dim=-1), F.normalize(video_proj.float(), dim=-1)
+            logits = text_emb[has_video] @ video_emb[has_video].T / temperature  # [k, k]
         labels = torch.arange(logits.shape[0], device=logits.device)
         total = F.cross_entropy(logits, labels, reduction="sum") + F.cross_entropy(logits.T, labels, reduction="sum")
         return _mean_loss(total / 2, labels.numel())
