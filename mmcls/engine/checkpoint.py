@@ -17,6 +17,7 @@ apart, a ``pretrained.json`` marker instead of ``categories.json``). Finetuning 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -241,4 +242,10 @@ def init_from_pretrained(model: MultimodalClassifier, encoder: PretrainedEncoder
             hint = _PART_HINTS.get(part, "the task heads must be those of the folder's config.yaml")
             raise ConfigError(f"{exc}; {hint}") from None
         loaded += [f"{part}.{key}" for key in state]
+    if getattr(model, "vision", None) is not None and not encoder.has_vision and "frame_embedder.proj.weight" in loaded:
+        vision = model.vision
+        logging.getLogger("mmcls").warning(
+            "%s: the frame layers were pretrained on cached frame features (data.frame_source=%s); they fit this "
+            "model only if its vision tower (%s %s) is the encoder that produced those features",
+            INIT_KEY, encoder.cfg.data.frame_source, vision.kind, vision.name)
     return loaded
