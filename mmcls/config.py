@@ -40,6 +40,21 @@ def option(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
 
+def _check_at_least(prefix: str, section: Any, names: tuple[str, ...], low: int) -> None:
+    """ConfigError naming the first of ``names`` (fields of ``section``) below ``low``."""
+    for name in names:
+        value = getattr(section, name)
+        if value < low:
+            raise ConfigError(f"{prefix}{name}: must be >= {low}, got {value}")
+
+
+def _check_range(prefix: str, name: str, value: float, low: float, high: float, *, open_high: bool = False) -> None:
+    """ConfigError unless ``low <= value <= high`` (``< high`` with ``open_high``)."""
+    if not (low <= value < high if open_high else low <= value <= high):
+        bracket = ")" if open_high else "]"
+        raise ConfigError(f"{prefix}{name}: must be in [{low}, {high}{bracket}, got {value}")
+
+
 @dataclass
 class DataConfig:
     """Where the data lives and how samples are built (DESIGN.md section 2)."""
@@ -206,18 +221,8 @@ class ModelConfig:
         """Value checks; ``prefix`` is this section's dotted path."""
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{prefix}dropout: must be in [0, 1), got {self.dropout}")
-        if self.dropout_samples < 1:
-            raise ConfigError(f"{prefix}dropout_samples: must be >= 1, got {self.dropout_samples}")
-        for name in ("lv1_loss_weight", "aux_video_weight"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
-
-
-def _check_range(prefix: str, name: str, value: float, low: float, high: float, *, open_high: bool = False) -> None:
-    """ConfigError unless ``low <= value <= high`` (``< high`` with ``open_high``)."""
-    if not (low <= value < high if open_high else low <= value <= high):
-        bracket = ")" if open_high else "]"
-        raise ConfigError(f"{prefix}{name}: must be in [{low}, {high}{bracket}, got {value}")
+        _check_at_least(prefix, self, ("dropout_samples",), 1)
+        _check_at_least(prefix, self, ("lv1_loss_weight", "aux_video_weight"), 0)
 
 
 @dataclass
@@ -251,11 +256,8 @@ class AdversarialConfig:
 
     def validate(self, prefix: str) -> None:
         """Value checks; ``prefix`` is this section's dotted path."""
-        for name in ("epsilon", "alpha", "weight"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
-        if self.steps < 1:
-            raise ConfigError(f"{prefix}steps: must be >= 1, got {self.steps}")
+        _check_at_least(prefix, self, ("epsilon", "alpha", "weight"), 0)
+        _check_at_least(prefix, self, ("steps",), 1)
 
 
 @dataclass
@@ -275,9 +277,7 @@ class LossConfig:
 
     def validate(self, prefix: str) -> None:
         """Value checks; ``prefix`` is this section's dotted path."""
-        for name in ("class_weight_power", "focal_gamma", "rdrop_alpha"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
+        _check_at_least(prefix, self, ("class_weight_power", "focal_gamma", "rdrop_alpha"), 0)
         _check_range(prefix, "effective_beta", self.effective_beta, 0.0, 1.0, open_high=True)
         _check_range(prefix, "label_smoothing", self.label_smoothing, 0.0, 1.0, open_high=True)
 
@@ -293,9 +293,7 @@ class MixConfig:
 
     def validate(self, prefix: str) -> None:
         """Value checks; ``prefix`` is this section's dotted path."""
-        for name in ("mixup_alpha", "cutmix_alpha"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
+        _check_at_least(prefix, self, ("mixup_alpha", "cutmix_alpha"), 0)
         for name in ("prob", "switch_prob"):
             _check_range(prefix, name, getattr(self, name), 0.0, 1.0)
 
@@ -317,8 +315,7 @@ class SwaConfig:
 
     def validate(self, prefix: str) -> None:
         """Value checks; ``prefix`` is this section's dotted path."""
-        if self.count < 1:
-            raise ConfigError(f"{prefix}count: must be >= 1, got {self.count}")
+        _check_at_least(prefix, self, ("count",), 1)
 
 
 @dataclass
@@ -332,9 +329,7 @@ class FreezeConfig:
 
     def validate(self, prefix: str) -> None:
         """Value checks; ``prefix`` is this section's dotted path."""
-        for name in ("layers", "updates"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
+        _check_at_least(prefix, self, ("layers", "updates"), 0)
         if len(set(self.towers)) != len(self.towers):
             raise ConfigError(f"{prefix}towers: repeated tower in {self.towers}")
 
@@ -393,12 +388,8 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{prefix}{name}: must be >= 1, got {value}")
-        for name in ("max_steps", "warmup_steps", "eval_every", "early_stopping_patience"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "lr_text", "lr_vision", "weight_decay", "max_grad_norm", "sam_rho"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
+        _check_at_least(prefix, self, ("max_steps", "warmup_steps", "eval_every", "early_stopping_patience"), 0)
+        _check_at_least(prefix, self, ("lr", "lr_text", "lr_vision", "weight_decay", "max_grad_norm", "sam_rho"), 0)
         for name in ("warmup_ratio", "min_lr_ratio", "momentum", "cycle_decay"):
             _check_range(prefix, name, getattr(self, name), 0.0, 1.0)
         if not 0.0 < self.layer_decay <= 1.0:
@@ -436,13 +427,10 @@ class PretrainConfig:
         """Value checks; ``prefix`` is this section's dotted path."""
         if not self.sources or len(set(self.sources)) != len(self.sources):
             raise ConfigError(f"{prefix}sources: must be a non-empty list without repeats, got {self.sources}")
-        if self.holdout < 0:
-            raise ConfigError(f"{prefix}holdout: must be >= 0, got {self.holdout}")
+        _check_at_least(prefix, self, ("holdout",), 0)
         for name in ("mlm_prob", "mfm_prob", "itm_prob"):
             _check_range(prefix, name, getattr(self, name), 0.0, 1.0)
-        for name in ("mlm_weight", "mfm_weight", "itm_weight", "itc_weight"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{prefix}{name}: must be >= 0, got {getattr(self, name)}")
+        _check_at_least(prefix, self, ("mlm_weight", "mfm_weight", "itm_weight", "itc_weight"), 0)
         if self.itc_temperature <= 0:
             raise ConfigError(f"{prefix}itc_temperature: must be > 0, got {self.itc_temperature}")
         if not any(getattr(self, f"{task}_weight") > 0 for task in ("mlm", "mfm", "itm", "itc")):

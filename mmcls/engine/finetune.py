@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 import torch
@@ -38,8 +37,9 @@ from mmcls.engine.optim import build_scheduler, optimizer_for
 from mmcls.engine.rundir import RunDir
 from mmcls.engine.runtime import (
     base_lr,
-    check_replicas_in_sync,
+    finish_run,
     make_accelerator,
+    plan_updates,
     save_last_checkpoint,
     with_feature_width,
 )
@@ -116,9 +116,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     optimizer = optimizer_for(model, cfg.train)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     core = accelerator.unwrap_model(model)
-    updates_per_epoch = max(1, math.ceil(len(train_loader) / cfg.train.grad_accum_steps))
-    total_updates = cfg.train.max_steps or cfg.train.epochs * updates_per_epoch
-    epochs = math.ceil(total_updates / updates_per_epoch)
+    updates_per_epoch, total_updates, epochs = astuple(plan_updates(len(train_loader), cfg))
     scheduler = build_scheduler(optimizer, cfg.train, total_updates)
     accelerator.register_for_checkpointing(scheduler)
     # after prepare: DDP must see every parameter trainable when it is built
@@ -228,11 +226,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     if averager is not None:
         best_scores = validate_average(averager, core, val_loader, accelerator, cfg, categories, tokenizer, run,
                                        state, best_scores)
-    check_replicas_in_sync(core, accelerator)
-    accelerator.wait_for_everyone()
-    elapsed = time.perf_counter() - start
-    videos = state.update * cfg.train.batch_size * cfg.train.grad_accum_steps * accelerator.num_processes
-    speed = videos / max(elapsed - state.eval_seconds, 1e-9)
+    elapsed, speed = finish_run(core, accelerator, cfg, state.update, start, state.eval_seconds)
     log.info("done in %.1f s (training %.1f videos/s): best mean_f1 %.4f at update %d -> %s", elapsed, speed,
              state.best_score, state.best_update, run.best)
     run.close()

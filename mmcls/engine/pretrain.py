@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 import numpy as np
@@ -33,8 +33,9 @@ from mmcls.engine.optim import build_scheduler, optimizer_for
 from mmcls.engine.rundir import RunDir
 from mmcls.engine.runtime import (
     base_lr,
-    check_replicas_in_sync,
+    finish_run,
     make_accelerator,
+    plan_updates,
     save_last_checkpoint,
     with_feature_width,
 )
@@ -193,9 +194,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
     core = accelerator.unwrap_model(model)
-    updates_per_epoch = max(1, math.ceil(len(train_loader) / cfg.train.grad_accum_steps))
-    total_updates = cfg.train.max_steps or cfg.train.epochs * updates_per_epoch
-    epochs = math.ceil(total_updates / updates_per_epoch)
+    updates_per_epoch, total_updates, epochs = astuple(plan_updates(len(train_loader), cfg))
     scheduler = build_scheduler(optimizer, cfg.train, total_updates)
     accelerator.register_for_checkpointing(scheduler)
     freezer = TowerFreezer(core, cfg.train.freeze) if cfg.train.freeze.towers else None  # after DDP wrapping
@@ -278,11 +277,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
         if state.update >= total_updates:
             break
 
-    check_replicas_in_sync(core, accelerator)
-    accelerator.wait_for_everyone()
-    elapsed = time.perf_counter() - start
-    videos = state.update * cfg.train.batch_size * cfg.train.grad_accum_steps * accelerator.num_processes
-    speed = videos / max(elapsed - state.eval_seconds, 1e-9)
+    elapsed, speed = finish_run(core, accelerator, cfg, state.update, start, state.eval_seconds)
     log.info("done in %.1f s (pretraining %.1f videos/s): best loss %.4f at update %d -> %s", elapsed, speed,
              state.best_loss, state.best_update, run.best)
     run.close()

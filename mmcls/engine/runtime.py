@@ -4,6 +4,9 @@ atomic ``checkpoints/last`` and the end-of-run check that every process holds th
 from __future__ import annotations
 
 import logging
+import math
+import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -73,3 +76,30 @@ def with_feature_width(cfg: Config, dataset: Any, run: RunDir) -> Config:
     cfg = build_config(to_dict(cfg), [f"data.feat_dim={dataset.frame_loader.source.feature_dim()}"])
     run.save_config(cfg)
     return cfg
+
+
+@dataclass(frozen=True)
+class UpdatePlan:
+    """How long a run is, in optimizer updates: the schedule's unit."""
+
+    updates_per_epoch: int
+    total_updates: int
+    epochs: int
+
+
+def plan_updates(batches_per_epoch: int, cfg: Config) -> UpdatePlan:
+    """``train.max_steps`` updates, or ``train.epochs`` epochs of ``batches_per_epoch / grad_accum_steps``."""
+    per_epoch = max(1, math.ceil(batches_per_epoch / cfg.train.grad_accum_steps))
+    total = cfg.train.max_steps or cfg.train.epochs * per_epoch
+    return UpdatePlan(per_epoch, total, math.ceil(total / per_epoch))
+
+
+def finish_run(core: torch.nn.Module, accelerator: Accelerator, cfg: Config, updates: int, start: float,
+               eval_seconds: float) -> tuple[float, float]:
+    """End of a run on every process: the replica check, a barrier, then (seconds, training videos/s without the
+    validation time)."""
+    check_replicas_in_sync(core, accelerator)
+    accelerator.wait_for_everyone()
+    elapsed = time.perf_counter() - start
+    videos = updates * cfg.train.batch_size * cfg.train.grad_accum_steps * accelerator.num_processes
+    return elapsed, videos / max(elapsed - eval_seconds, 1e-9)
