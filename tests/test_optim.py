@@ -57,7 +57,8 @@ def test_no_weight_decay_on_biases_norms_and_embedding_tables():
                  "vision.backbone.layers.0.blocks.0.attn.relative_position_bias_table"):
         assert no_weight_decay(name, table), name
     for name in ("bert.encoder.layer.0.attention.self.query.weight", "vision.backbone.proj",
-                 "vision.backbone.blocks.0.mlp.fc1.weight", "heads.lv2.weight"):
+                 "vision.backbone.blocks.0.mlp.fc1.weight", "heads.lv2.weight", "frame_embedder.proj.weight",
+                 "vision.backbone.patch_embed.proj.weight"):
         assert not no_weight_decay(name, table), name
 
 

@@ -29,7 +29,7 @@ NamedParts = Mapping[str, Iterable[tuple[str, nn.Parameter]]]
 
 # embedding and position tables, learned tokens: BERT's *_embeddings, CLIP's positional_embedding / class_embedding,
 # timm's pos_embed / cls_token / reg_token, Swin's relative_position_bias_table, the frame position table
-_NO_DECAY_NAME = re.compile(r"embed|position|(^|[._])(cls|reg|dist|mask)_token$")
+_NO_DECAY_NAME = re.compile(r"embedding|pos_embed|position|(^|[._])(cls|reg|dist|mask)_token$")
 
 
 def no_weight_decay(name: str, param: nn.Parameter) -> bool:
