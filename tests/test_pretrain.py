@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 from pathlib import Path
 
 from safetensors.torch import load_file
@@ -18,8 +18,10 @@ def pretrain_overrides(root: Path, out: Path, *extra: str) -> list[str]:
 
 
 def test_pretrain_writes_a_run_that_finetuning_starts_from(synthetic_root, tmp_path):
-    sys.path.insert(0, str(ROOT / "pretrain"))
-    import train as pretrain_script
+    # loaded by path: ``import train`` would return finetune/train.py when another test imported that first
+    spec = importlib.util.spec_from_file_location("pretrain_train", ROOT / "pretrain" / "train.py")
+    pretrain_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pretrain_script)
 
     run = tmp_path / "pre"
     assert pretrain_script.main([*CONFIGS, *pretrain_overrides(synthetic_root, run, "pretrain.whole_word=true",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +37,7 @@ from mmcls.engine.optim import build_scheduler, optimizer_for
 from mmcls.engine.rundir import RunDir
 from mmcls.engine.runtime import (
     base_lr,
+    describe_plan,
     finish_run,
     make_accelerator,
     plan_updates,
@@ -116,7 +117,8 @@ def finetune(cfg: Config) -> dict[str, float]:
     optimizer = optimizer_for(model, cfg.train)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     core = accelerator.unwrap_model(model)
-    updates_per_epoch, total_updates, epochs = astuple(plan_updates(len(train_loader), cfg))
+    plan = plan_updates(len(train_loader), cfg)
+    total_updates, epochs = plan.total_updates, plan.epochs
     scheduler = build_scheduler(optimizer, cfg.train, total_updates)
     accelerator.register_for_checkpointing(scheduler)
     # after prepare: DDP must see every parameter trainable when it is built
@@ -129,10 +131,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     if averager is not None:
         accelerator.register_for_checkpointing(averager)
     train_step = TrainStep(cfg, model, core, criterion, accelerator, cfg.seed)
-    log.info("training: %d updates (%d epochs x %d), %d process(es), global batch %d, precision %s",
-             total_updates, epochs, updates_per_epoch, accelerator.num_processes,
-             cfg.train.batch_size * cfg.train.grad_accum_steps * accelerator.num_processes,
-             accelerator.mixed_precision)
+    log.info("training: %s", describe_plan(plan, cfg, accelerator))
 
     # ---- loop -------------------------------------------------------------------------------------------------
     state = TrainState()

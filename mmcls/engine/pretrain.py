@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ from mmcls.engine.optim import build_scheduler, optimizer_for
 from mmcls.engine.rundir import RunDir
 from mmcls.engine.runtime import (
     base_lr,
+    describe_plan,
     finish_run,
     make_accelerator,
     plan_updates,
@@ -194,14 +195,12 @@ def pretrain(cfg: Config) -> dict[str, float]:
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
     core = accelerator.unwrap_model(model)
-    updates_per_epoch, total_updates, epochs = astuple(plan_updates(len(train_loader), cfg))
+    plan = plan_updates(len(train_loader), cfg)
+    total_updates, epochs = plan.total_updates, plan.epochs
     scheduler = build_scheduler(optimizer, cfg.train, total_updates)
     accelerator.register_for_checkpointing(scheduler)
     freezer = TowerFreezer(core, cfg.train.freeze) if cfg.train.freeze.towers else None  # after DDP wrapping
-    log.info("pretraining: %d updates (%d epochs x %d), %d process(es), global batch %d, precision %s",
-             total_updates, epochs, updates_per_epoch, accelerator.num_processes,
-             cfg.train.batch_size * cfg.train.grad_accum_steps * accelerator.num_processes,
-             accelerator.mixed_precision)
+    log.info("pretraining: %s", describe_plan(plan, cfg, accelerator))
 
     # ---- loop -------------------------------------------------------------------------------------------------
     state = PretrainState()

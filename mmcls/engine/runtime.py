@@ -94,6 +94,14 @@ def plan_updates(batches_per_epoch: int, cfg: Config) -> UpdatePlan:
     return UpdatePlan(per_epoch, total, math.ceil(total / per_epoch))
 
 
+def describe_plan(plan: UpdatePlan, cfg: Config, accelerator: Accelerator) -> str:
+    """One log line: updates, epochs, processes, global batch and precision of a run."""
+    global_batch = cfg.train.batch_size * cfg.train.grad_accum_steps * accelerator.num_processes
+    return (f"{plan.total_updates} updates ({plan.epochs} epochs x {plan.updates_per_epoch}), "
+            f"{accelerator.num_processes} process(es), global batch {global_batch}, "
+            f"precision {accelerator.mixed_precision}")
+
+
 def finish_run(core: torch.nn.Module, accelerator: Accelerator, cfg: Config, updates: int, start: float,
                eval_seconds: float) -> tuple[float, float]:
     """End of a run on every process: the replica check, a barrier, then (seconds, training videos/s without the
