@@ -189,14 +189,18 @@ def test_itc_is_the_symmetric_infonce_of_the_samples_with_frames(tiny_tokenizer)
     with torch.no_grad():
         text = model.encode(base["input_ids"], base["attention_mask"])
         t = F.normalize(model.itc_text(masked_mean(text.hidden, text.mask)), dim=-1)[:3]  # sample 3: no video
-        video = masked_mean(model.frame_embedder.project(base["frames"]), base["frame_mask"])
-        v = F.normalize(model.itc_video(video), dim=-1)[:3]
+        empty = torch.tensor([[model.cls_id, model.sep_id]]).expand(len(base["input_ids"]), 2)
+        video = model.encode(empty, torch.ones_like(empty), base["frames"], base["frame_mask"])
+        v = F.normalize(model.itc_video(masked_mean(video.hidden, video.mask)), dim=-1)[:3]
         logits = t @ v.T / 0.1
         expected = (F.cross_entropy(logits, torch.arange(3)) + F.cross_entropy(logits.T, torch.arange(3))) / 2
     torch.testing.assert_close(loss, expected)
     other_text = dict(base, input_ids=base["input_ids"].clone())
     other_text["input_ids"][3, 1:6] = tiny_tokenizer.mask_token_id  # the video-less sample is left out
     torch.testing.assert_close(model(**other_text, itc=True, itc_temperature=0.1)["loss_itc"], loss)
+    reversed_video = dict(base, frames=base["frames"].clone())
+    reversed_video["frames"][1] = base["frames"][1].flip(0)  # sample 1 has all its frames: same set, other order
+    assert not torch.allclose(model(**reversed_video, itc=True, itc_temperature=0.1)["loss_itc"], loss)
 
 
 def test_parameter_groups_put_the_task_heads_in_heads(tiny_tokenizer):

@@ -19,7 +19,9 @@ example:
       --size 128 --max-frames 32 --workers 8
 
 Each level-2 class pairs a text concept with a video concept, so only text+video fusion scores high; frame order
-matters (rise/fall, grow/shrink). Faulty samples are planted in every split unless --no-faults (see faults.json).
+matters (rise/fall, grow/shrink); a text concept goes with only some video concepts (--video-concepts-per-text), so
+the modalities are correlated as in real videos. Faulty samples are planted in every split unless --no-faults
+(see faults.json).
 """
 
 
@@ -40,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-text-concepts", type=int, default=d.num_text_concepts,
                         help="text concepts = level-1 groups (%(default)s)")
     parser.add_argument("--num-video-concepts", type=int, default=d.num_video_concepts,
-                        help="video concepts (%(default)s); classes = text x video concepts")
+                        help="video concepts (%(default)s)")
+    parser.add_argument("--video-concepts-per-text", type=int, default=d.video_concepts_per_text,
+                        help="video concepts each text concept goes with (%(default)s); classes = text concepts x "
+                        "this; = --num-video-concepts makes the modalities independent")
     parser.add_argument("--zipf-exponent", type=float, default=d.zipf_exponent,
                         help="long-tail steepness of class frequencies, 0 = balanced (%(default)s)")
     parser.add_argument("--no-faults", action="store_true", help="do not plant faulty samples")
@@ -59,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_labeled=args.num_labeled, num_unlabeled=args.num_unlabeled, num_test=args.num_test, size=args.size,
         min_frames=args.min_frames, max_frames=args.max_frames, seed=args.seed,
         num_text_concepts=args.num_text_concepts, num_video_concepts=args.num_video_concepts,
+        video_concepts_per_text=args.video_concepts_per_text,
         zipf_exponent=args.zipf_exponent, faults=not args.no_faults, write_zip=not args.no_zip,
         write_mp4=not args.no_mp4, workers=args.workers)
     summary = make_synthetic(args.out, spec, progress=not args.no_progress)

@@ -1,9 +1,13 @@
 """A built-in synthetic short-video dataset in the WBDC layout, small enough for CPU demos and tests.
 
-Every level-2 class is a unique pair (text concept, video concept); by default 6 text concepts x 4 video concepts
-give 24 classes in 6 level-1 groups. A class's level-1 group is ``(text + video) mod num_text_concepts``, so neither
-modality alone determines the level-2 class *or* the level-1 group: text alone narrows a sample to ~4 classes,
-video alone to ~6, and only their fusion can score high.
+Every level-2 class is a unique pair (text concept, video concept). By default 8 text concepts each go with 3 of
+6 video concepts (every video concept with 4 text concepts): 24 classes in 8 level-1 groups. A class's level-1
+group is ``(text + video) mod num_text_concepts``, so neither modality alone determines the level-2 class *or* the
+level-1 group: text alone narrows a sample to 3 classes, video alone to 4, and only their fusion can score high.
+As in real videos, the two modalities are correlated (a text concept is seen with only some video concepts), so a
+video and a text drawn from different samples are often an impossible pair: the signal that video-text matching
+and contrastive pretraining learn from on unlabelled videos. ``video_concepts_per_text = num_video_concepts``
+makes every pair a class (independent modalities, nothing to match).
 
 - Text concepts are keyword sets mixing Chinese and English ("美食", "cooking", ...). A keyword of the sample's
   concept shows up in the title, the asr and/or the ocr with some probability each (sometimes nowhere), among
@@ -109,8 +113,9 @@ class SyntheticSpec:
     min_frames: int = 8
     max_frames: int = 24
     seed: int = 0
-    num_text_concepts: int = 6
-    num_video_concepts: int = 4
+    num_text_concepts: int = 8
+    num_video_concepts: int = 6
+    video_concepts_per_text: int = 3
     zipf_exponent: float = 1.0
     faults: bool = True
     write_zip: bool = True
@@ -141,6 +146,8 @@ class SyntheticSpec:
              f"must be in 2..{len(TEXT_CONCEPTS)}"),
             ("num_video_concepts", 2 <= self.num_video_concepts <= min(len(VIDEO_CONCEPTS), self.num_text_concepts),
              f"must be in 2..{len(VIDEO_CONCEPTS)} and <= num_text_concepts"),
+            ("video_concepts_per_text", 1 <= self.video_concepts_per_text <= self.num_video_concepts,
+             "must be in 1..num_video_concepts"),
             ("zipf_exponent", self.zipf_exponent >= 0, "must be >= 0"),
             ("workers", self.workers >= 0, "must be >= 0"),
             ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "must be in 1..100"),
@@ -194,28 +201,31 @@ def _rng(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng([seed, *keys])
 
 
-def _pairs_by_rank(num_text: int, num_video: int) -> list[tuple[int, int]]:
-    """(text, video) concept pairs in frequency-rank order, with the top classes spread over distinct concepts.
+def _pairs_by_rank(num_text: int, num_video: int, per_text: int) -> list[tuple[int, int]]:
+    """(text, video) concept pairs in frequency-rank order: each text concept gets ``per_text`` video concepts.
 
-    Rank ``r`` gets text concept ``r mod num_text`` and the first free video concept from ``r + r // num_text``;
-    so the ``num_text`` most frequent classes have distinct text concepts and the ``num_video`` most frequent ones
-    distinct video concepts, which keeps single-modality guessing weak even under the long tail.
+    Round ``q`` gives every text concept ``t`` (rank ``q * num_text + t``) one more video concept: the least used
+    one so far, ties broken by the order ``t + q, t + q + 1, ...`` (mod ``num_video``). So every video concept ends
+    with the same number of text concepts when ``num_text * per_text`` allows it, and the ``num_text`` most frequent
+    classes have distinct text concepts (the ``num_video`` most frequent distinct video concepts), which keeps
+    single-modality guessing weak even under the long tail.
     """
-    used: set[tuple[int, int]] = set()
+    uses = [0] * num_video
     pairs: list[tuple[int, int]] = []
-    for rank in range(num_text * num_video):
-        t = rank % num_text
-        start = rank + rank // num_text
-        v = next((start + k) % num_video for k in range(num_video) if (t, (start + k) % num_video) not in used)
-        used.add((t, v))
-        pairs.append((t, v))
+    for q in range(per_text):
+        for t in range(num_text):
+            order = [(t + q + k) % num_video for k in range(num_video)]
+            free = [v for v in order if (t, v) not in pairs]
+            v = min(free, key=lambda v: (uses[v], order.index(v)))
+            uses[v] += 1
+            pairs.append((t, v))
     return pairs
 
 
 def class_table(spec: SyntheticSpec | None = None) -> list[ClassInfo]:
     """All level-2 classes sorted by category id. The level-1 group is ``(t + v) mod num_text_concepts``."""
     spec = spec or SyntheticSpec()
-    pairs = _pairs_by_rank(spec.num_text_concepts, spec.num_video_concepts)
+    pairs = _pairs_by_rank(spec.num_text_concepts, spec.num_video_concepts, spec.video_concepts_per_text)
     weights = np.array([(rank + 1.0) ** -spec.zipf_exponent for rank in range(len(pairs))])
     weights /= weights.sum()
     table = []
@@ -665,8 +675,10 @@ def _readme(spec: SyntheticSpec, table: list[ClassInfo], faults: dict[str, dict[
         f"frames: {spec.min_frames}..{spec.max_frames} per video, {spec.size}x{spec.size} px, JPEG quality "
         f"{spec.jpeg_quality}; zip={spec.write_zip} mp4={spec.write_mp4} ({mp4_codec() if spec.write_mp4 else '-'})",
         "",
-        f"{len(table)} level-2 classes = (text concept, video concept) pairs; level-1 = first two digits =",
-        "(text + video) mod #text concepts, so neither modality alone determines either level.",
+        f"{len(table)} level-2 classes = (text concept, video concept) pairs, {spec.video_concepts_per_text} video "
+        "concept(s) per text concept;",
+        "level-1 = first two digits = (text + video) mod #text concepts, so neither modality alone determines",
+        "either level.",
         "Text concepts are Chinese/English keyword sets that appear in title/asr/ocr only with some probability.",
         "Video concepts rise/fall and grow/shrink are time reversals of each other: frame order matters.",
         f"Class frequencies: Zipf with exponent {spec.zipf_exponent}.",

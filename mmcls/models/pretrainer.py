@@ -6,7 +6,7 @@
                                      │                                         ├─► encode ─┬─► text positions ─► MLM
     masked text ─────────────────────┼─────────────────────────────────────────┘           ├─► frame positions ─► MFM
                                      │                                                     └─► pooled ─► ITM
-                                     └─► projected mean ─► ITC ◄─ text-only encode (optional)
+                                     └─► frames-only encode ─► ITC ◄─ text-only encode (optional)
 
 Tasks (switched on by their weights in ``cfg.pretrain``; a head exists only for a switched-on task):
 
@@ -14,7 +14,7 @@ Tasks (switched on by their weights in ``cfg.pretrain``; a head exists only for 
 - ``mfm``: masked frame modelling: each masked frame's output must pick its own (clean) input feature among all
   valid frames of the batch (NCE);
 - ``itm``: video-text matching: some samples get another sample's video; a binary head on the pooled fused sequence;
-- ``itc``: video-text contrastive: a text-only pass against the mean projected frames, symmetric InfoNCE.
+- ``itc``: video-text contrastive: a text-only and a frames-only pass of the fusion encoder, symmetric InfoNCE.
 
 The module is what DDP wraps, so every task runs inside :meth:`MultimodalPretrainer.forward`, and a task whose
 batch has nothing to predict still returns a zero loss connected to its head: every process builds the same graph.
@@ -190,10 +190,18 @@ class MultimodalPretrainer(MultimodalClassifier):
 
     def _itc(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, feats: torch.Tensor,
              frame_mask: torch.Tensor, temperature: float) -> torch.Tensor:
-        """Symmetric InfoNCE between text-only and video-only embeddings over the samples that have frames."""
+        """Symmetric InfoNCE between the text alone and the frames alone, each through the fusion encoder, over the
+        samples that have frames.
+
+        The video side is the frames with their positions behind an empty ``[CLS] [SEP]`` text (as in video mode),
+        so its embedding sees frame order (a mean of per-frame features could not tell a video from its reversal);
+        the frame features are reused, the vision tower does not run again.
+        """
         text = self.encode(input_ids, attention_mask)  # text alone through the same BERT
+        empty_ids, empty_mask = self._video_text(input_ids)  # [B, 2]
+        video = self.encode(empty_ids, empty_mask, feats, frame_mask)  # frames alone
         text_proj = self.itc_text(masked_mean(text.hidden, text.mask))  # [B, P]
-        video_proj = self.itc_video(masked_mean(self.frame_embedder.project(feats), frame_mask))  # [B, P]
+        video_proj = self.itc_video(masked_mean(video.hidden, video.mask))  # [B, P]
         has_video = frame_mask.any(dim=1)  # [B]
         with _full_precision(text_proj):
             text_emb, video_emb = F.normalize(text_proj.float(), dim=-1), F.normalize(video_proj.float(), dim=-1)
