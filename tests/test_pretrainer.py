@@ -18,6 +18,7 @@ from mmcls.models import (
     parameter_groups,
 )
 from mmcls.models.fusion import masked_mean
+from mmcls.models.pretrainer import ContrastiveProjection
 from tests.test_models import FRAMES, make_batch, make_cfg
 
 FEAT_DIM = 16
@@ -188,10 +189,10 @@ def test_itc_is_the_symmetric_infonce_of_the_samples_with_frames(tiny_tokenizer)
     loss = model(**base, itc=True, itc_temperature=0.1)["loss_itc"]
     with torch.no_grad():
         text = model.encode(base["input_ids"], base["attention_mask"])
-        t = F.normalize(model.itc_text(masked_mean(text.hidden, text.mask)), dim=-1)[:3]  # sample 3: no video
+        t = F.normalize(model.itc_text(masked_mean(text.hidden, text.mask)[:3]), dim=-1)  # sample 3: no video
         empty = torch.tensor([[model.cls_id, model.sep_id]]).expand(len(base["input_ids"]), 2)
         video = model.encode(empty, torch.ones_like(empty), base["frames"], base["frame_mask"])
-        v = F.normalize(model.itc_video(masked_mean(video.hidden, video.mask)), dim=-1)[:3]
+        v = F.normalize(model.itc_video(masked_mean(video.hidden, video.mask)[:3]), dim=-1)
         logits = t @ v.T / 0.1
         expected = (F.cross_entropy(logits, torch.arange(3)) + F.cross_entropy(logits.T, torch.arange(3))) / 2
     torch.testing.assert_close(loss, expected)
@@ -260,3 +261,17 @@ def test_mfm_is_the_nce_of_the_cosine_scores(tiny_tokenizer):
     masked = inputs["mfm_mask"][inputs["itm_perm"]] & frame_mask[inputs["itm_perm"]]
     scores = F.normalize(hidden[0].float(), dim=-1) @ targets.T / 0.1
     torch.testing.assert_close(out["loss_mfm"], F.cross_entropy(scores, index[masked]))
+
+
+def test_contrastive_projection_removes_what_the_batch_shares():
+    """Nearly parallel inputs (as a fresh encoder's pooled outputs are) come out centred and far from parallel in
+    training; evaluation uses the running statistics."""
+    torch.manual_seed(0)
+    head = ContrastiveProjection(8, 8).train()
+    pooled = torch.randn(8) * 10 + torch.randn(6, 8) * 0.1  # [6, 8], pairwise cosine ~1
+    out = head(pooled)
+    torch.testing.assert_close(out.mean(dim=0), torch.zeros(8), atol=1e-5, rtol=0)
+    cosine = F.normalize(out, dim=-1) @ F.normalize(out, dim=-1).T
+    assert cosine[~torch.eye(6, dtype=torch.bool)].abs().mean() < 0.5
+    head.eval()
+    assert not torch.allclose(head(pooled).mean(dim=0), torch.zeros(8), atol=1e-3)

@@ -21,6 +21,7 @@ from mmcls.data.synthetic import (
     FAULT_SOURCES,
     REVERSED_CONCEPT,
     SPLITS,
+    TEXT_CONCEPTS,
     SamplePlan,
     SyntheticSpec,
     active_fault_kinds,
@@ -250,6 +251,40 @@ def test_modalities_are_correlated_so_matching_can_be_learned():
     assert len({(c.text_concept, c.video_concept) for c in class_table(independent)}) == 24
     with pytest.raises(ConfigError, match="video_concepts_per_text"):
         plan_dataset(replace(TINY, video_concepts_per_text=7))
+
+
+def _filler_concept_accuracy(root: Path) -> float:
+    """Text concept accuracy of a nearest-centroid classifier on filler-word counts alone (keywords removed),
+    trained on the first half of the labelled split and scored on the second."""
+    from mmcls.data.synthetic import FILLERS
+
+    records, oracle = _records(root, "labeled"), load_oracle(root)["labeled"]
+    keywords = {word.lower() for _, words in TEXT_CONCEPTS for word in words}
+    vocab = sorted(set(FILLERS) - keywords, key=len, reverse=True)  # longest first: 第一次 before 一
+    def counts(record: dict) -> np.ndarray:
+        text = " ".join([record["title"], record["asr"]] + [item["text"] for item in record["ocr"]]).lower()
+        for word in keywords:
+            text = text.replace(word, " ")
+        return np.array([text.count(word) for word in vocab], dtype=float)
+    x = np.stack([counts(r) for r in records])
+    x /= np.maximum(x.sum(axis=1, keepdims=True), 1)
+    y = np.array([oracle[r["id"]]["text_concept"] for r in records])
+    half = len(records) // 2
+    concepts = sorted(set(y[:half]))
+    centroids = np.stack([x[:half][y[:half] == c].mean(axis=0) for c in concepts])
+    guess = np.array(concepts)[np.argmin(((x[half:, None] - centroids[None]) ** 2).sum(-1), axis=1)]
+    return float(np.mean(guess == y[half:]))
+
+
+def test_filler_words_carry_the_topic_weakly(tmp_path):
+    """Each concept favours some everyday words: without keywords the text is still a (weak) cue to its concept;
+    with p_topic_word=0 it is none."""
+    spec = SyntheticSpec(num_labeled=1600, num_unlabeled=0, num_test=0, write_zip=False, write_mp4=False)
+    make_synthetic(tmp_path / "topic", spec, progress=False)
+    make_synthetic(tmp_path / "flat", replace(spec, p_topic_word=0.0), progress=False)
+    chance = 1 / spec.num_text_concepts
+    assert _filler_concept_accuracy(tmp_path / "topic") > chance + 0.2
+    assert _filler_concept_accuracy(tmp_path / "flat") < chance + 0.1
 
 
 def _accuracies(records: list[dict], oracle: dict, level) -> dict[str, float]:

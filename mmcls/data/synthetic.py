@@ -11,7 +11,10 @@ makes every pair a class (independent modalities, nothing to match).
 
 - Text concepts are keyword sets mixing Chinese and English ("美食", "cooking", ...). A keyword of the sample's
   concept shows up in the title, the asr and/or the ocr with some probability each (sometimes nowhere), among
-  filler words, and sometimes a keyword of another concept is slipped in as a distractor.
+  everyday filler words, and sometimes a keyword of another concept is slipped in as a distractor. Like a real
+  topic, each concept also favours some filler words (``p_topic_word`` of them come from the concept's own Dirichlet
+  distribution over the fillers): every word is a weak cue that a few labels cannot learn, but that masked language
+  modelling on unlabelled text can (a masked word is predicted from the topic of the others).
 - Video concepts are moving shapes. ``rise``/``fall`` (a square moving up/down) and ``grow``/``shrink`` (a disk
   growing/shrinking) are exact time reversals of each other, so only the frame *order* separates them; left/right
   is never used because training flips frames horizontally. Nuisance per video: background colour, gradient and
@@ -99,7 +102,7 @@ FAULT_SOURCES: dict[str, frozenset[str]] = {
 FAULT_KINDS = tuple(FAULT_SOURCES)
 
 # Stream tags: each (seed, split, tag, index) tuple seeds an independent random stream.
-_IDS, _CLASSES, _FRAMES, _FAULTS, _TEXT, _VIDEO = range(6)
+_IDS, _CLASSES, _FRAMES, _FAULTS, _TEXT, _VIDEO, _TOPICS = range(7)
 
 
 @dataclass
@@ -127,6 +130,8 @@ class SyntheticSpec:
     p_asr_keyword: float = 0.5
     p_ocr_keyword: float = 0.4
     p_distractor: float = 0.2
+    p_topic_word: float = 0.3
+    topic_concentration: float = 1.0
     long_asr_chars: int = 6000
 
     def split_sizes(self) -> dict[str, int]:
@@ -154,7 +159,8 @@ class SyntheticSpec:
             ("fps", self.fps >= 1, "must be >= 1"),
             ("long_asr_chars", self.long_asr_chars >= 1, "must be >= 1"),
         ]
-        for name in ("p_title_keyword", "p_asr_keyword", "p_ocr_keyword", "p_distractor"):
+        checks.append(("topic_concentration", self.topic_concentration > 0, "must be > 0"))
+        for name in ("p_title_keyword", "p_asr_keyword", "p_ocr_keyword", "p_distractor", "p_topic_word"):
             checks.append((name, 0.0 <= getattr(self, name) <= 1.0, "must be in [0, 1]"))
         for name, ok, message in checks:
             if not ok:
@@ -337,9 +343,27 @@ def _keyword(rng: np.random.Generator, concept: str) -> str:
     return word
 
 
-def _fillers(rng: np.random.Generator, n: int) -> list[str]:
-    """``n`` filler words, about 60% Chinese."""
-    return [str(rng.choice(FILLER_ZH)) if rng.random() < 0.6 else str(rng.choice(FILLER_EN)) for _ in range(n)]
+FILLERS = FILLER_ZH + FILLER_EN
+
+
+@lru_cache(maxsize=8)
+def _topic_table(seed: int, num_text_concepts: int, concentration: float) -> np.ndarray:
+    """Each text concept's word distribution over :data:`FILLERS` ``[num_text_concepts, len(FILLERS)]``:
+    Dirichlet draws, so every concept favours some everyday words (as real topics do) without owning any."""
+    rng = _rng(seed, _TOPICS)
+    return rng.dirichlet(np.full(len(FILLERS), concentration), size=num_text_concepts)
+
+
+def _fillers(rng: np.random.Generator, n: int, topic: np.ndarray | None = None, p_topic: float = 0.0) -> list[str]:
+    """``n`` filler words: each from the ``topic`` distribution with probability ``p_topic``, else uniform
+    (about 60% Chinese)."""
+    words = []
+    for _ in range(n):
+        if topic is not None and rng.random() < p_topic:
+            words.append(FILLERS[int(rng.choice(len(FILLERS), p=topic))])
+        else:
+            words.append(str(rng.choice(FILLER_ZH)) if rng.random() < 0.6 else str(rng.choice(FILLER_EN)))
+    return words
 
 
 def _insert(rng: np.random.Generator, tokens: list[str], word: str) -> None:
@@ -360,9 +384,11 @@ def make_record(spec: SyntheticSpec, plan: SamplePlan, labeled: bool) -> dict[st
     """The annotation record of one sample (its text is drawn from the sample's own random stream)."""
     rng = _rng(spec.seed, SPLIT_CODE[plan.split], _TEXT, plan.index)
     concept = plan.text_concept
-    title = _fillers(rng, int(rng.integers(3, 9)))
-    asr = _fillers(rng, int(rng.integers(8, 31)))
-    ocr = [_fillers(rng, int(rng.integers(2, 6))) for _ in range(int(rng.integers(1, 5)))]
+    names = [name for name, _ in TEXT_CONCEPTS]
+    topic = _topic_table(spec.seed, spec.num_text_concepts, spec.topic_concentration)[names.index(concept)]
+    title = _fillers(rng, int(rng.integers(3, 9)), topic, spec.p_topic_word)
+    asr = _fillers(rng, int(rng.integers(8, 31)), topic, spec.p_topic_word)
+    ocr = [_fillers(rng, int(rng.integers(2, 6)), topic, spec.p_topic_word) for _ in range(int(rng.integers(1, 5)))]
     if rng.random() < spec.p_title_keyword:
         word = _keyword(rng, concept)
         _insert(rng, title, f"#{word}#" if rng.random() < 0.3 else word)
