@@ -216,6 +216,11 @@ class ModelConfig:
     init_from: str | None = option(
         None, "Start from a pretrained model folder (RUN/best of pretrain/train.py): its BERT, vision tower and "
         "frame layers, its BERT architecture and its tokenizer; the classifier heads start fresh.")
+    init_parts: list[Literal["bert", "vision", "frame_embedder"]] = option(
+        ["bert", "vision", "frame_embedder"], "Parts of the model.init_from folder loaded: the BERT (text and fusion "
+        "layers), the vision tower, the frame layers (projection and frame positions). A part left out keeps its "
+        "fresh initialisation (the vision tower: model.vision.pretrained); the BERT architecture and tokenizer "
+        "still come from the folder.")
 
     def validate(self, prefix: str) -> None:
         """Value checks; ``prefix`` is this section's dotted path."""
@@ -223,6 +228,8 @@ class ModelConfig:
             raise ConfigError(f"{prefix}dropout: must be in [0, 1), got {self.dropout}")
         _check_at_least(prefix, self, ("dropout_samples",), 1)
         _check_at_least(prefix, self, ("lv1_loss_weight", "aux_video_weight"), 0)
+        if not self.init_parts or len(set(self.init_parts)) != len(self.init_parts):
+            raise ConfigError(f"{prefix}init_parts: must be a non-empty list without repeats, got {self.init_parts}")
 
 
 @dataclass
@@ -420,7 +427,8 @@ class PretrainConfig:
     itm_prob: float = option(0.5, "ITM: fraction of samples whose video is swapped with another sample's.")
     itm_weight: float = option(1.0, "Weight of video-text matching (0 = task off).")
     itc_weight: float = option(
-        0.0, "Weight of video-text contrastive loss (an extra text-only BERT pass; 0 = task off).")
+        0.0, "Weight of video-text contrastive loss (extra text-only and frames-only passes of the fusion encoder, "
+        "batch-normalised projections; 0 = task off).")
     itc_temperature: float = option(0.07, "Temperature of the contrastive loss.")
 
     def validate(self, prefix: str) -> None:

@@ -48,8 +48,8 @@ def finetune_model(cfg, init_from) -> tuple[MultimodalClassifier, list[str]]:
     encoder = load_pretrained_encoder(cfg.model.init_from)
     torch.manual_seed(123)  # other random weights than the pretrainer's
     model = build_model(cfg, NUM_LV2, NUM_LV1, encoder.tokenizer, bert_config=encoder.bert_config,
-                        load_pretrained=not encoder.has_vision)
-    return model, init_from_pretrained(model, encoder)
+                        load_pretrained=not encoder.supplies_vision(cfg.model.init_parts))
+    return model, init_from_pretrained(model, encoder, cfg.model.init_parts)
 
 
 def assert_encoder_equal(model, source) -> None:
@@ -82,6 +82,21 @@ def test_classifier_gets_the_exact_encoder_and_fresh_heads(tmp_path, tiny_tokeni
         for key, value in getattr(fresh, name).state_dict().items():
             assert torch.equal(getattr(model, name).state_dict()[key], value), key
     assert model.heads.lv2.out_features == NUM_LV2
+
+
+@pytest.mark.parametrize("parts", [["vision", "frame_embedder"], ["bert"]])
+def test_init_parts_loads_only_the_chosen_parts(tmp_path, tiny_tokenizer, parts):
+    folder, pretrainer = pretrain_folder(tmp_path, tiny_tokenizer)
+    cfg = make_cfg("clip")
+    cfg.model.init_parts = parts
+    torch.manual_seed(123)
+    fresh = build_model(make_cfg("clip"), NUM_LV2, NUM_LV1, tiny_tokenizer)  # what finetune_model builds first
+    model, loaded = finetune_model(cfg, folder)
+    assert {key.split(".", 1)[0] for key in loaded} == set(parts)
+    for part in ENCODER_PARTS:
+        source = pretrainer if part in parts else fresh
+        for key, value in getattr(source, part).state_dict().items():
+            assert torch.equal(getattr(model, part).state_dict()[key], value), f"{part}.{key}"
 
 
 def test_bert_from_a_local_directory_that_is_gone_at_finetuning(tmp_path, tiny_tokenizer):

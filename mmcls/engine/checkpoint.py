@@ -10,8 +10,8 @@ apart, a ``pretrained.json`` marker instead of ``categories.json``). Finetuning 
 
     encoder = load_pretrained_encoder(cfg.model.init_from)     # its tokenizer and BERT config rule the model
     model = build_model(cfg, num_lv2, num_lv1, encoder.tokenizer, bert_config=encoder.bert_config,
-                        load_pretrained=not encoder.has_vision)  # a tower the folder lacks: model.vision.pretrained
-    loaded = init_from_pretrained(model, encoder)
+                        load_pretrained=not encoder.supplies_vision(parts))  # else model.vision.pretrained
+    loaded = init_from_pretrained(model, encoder, parts)           # parts: model.init_parts
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +162,11 @@ class PretrainedEncoder:
         """Whether the folder has vision tower weights (not when it was trained on frame features)."""
         return any(key.startswith("vision.") for key in self.state_dict)
 
+    def supplies_vision(self, parts: Sequence[str]) -> bool:
+        """Whether loading ``parts`` of this folder sets the vision tower (else it is built from
+        ``model.vision.pretrained``)."""
+        return self.has_vision and "vision" in parts
+
 
 def _folder_kind(path: Path) -> str:
     """``pretrained`` (pretrain/train.py best/) or ``finetuned`` (finetune/train.py best/); UserError otherwise."""
@@ -211,10 +216,11 @@ def load_pretrained_encoder(path: str | Path) -> PretrainedEncoder:
     return PretrainedEncoder(state, bert_config, tokenizer, cfg, path, kind, heads)
 
 
-def init_from_pretrained(model: MultimodalClassifier, encoder: PretrainedEncoder) -> list[str]:
+def init_from_pretrained(model: MultimodalClassifier, encoder: PretrainedEncoder,
+                         parts: Sequence[str] = ENCODER_PARTS) -> list[str]:
     """Copy the folder's encoder into ``model``; returns the loaded keys (for the log).
 
-    Rules, per part (``bert``, ``vision``, ``frame_embedder``, then pretraining heads):
+    Rules, per part (those of ``parts`` among ``bert``, ``vision``, ``frame_embedder``, then pretraining heads):
 
     - a part both have is copied exactly: every key of the model's part must be in the folder with the same shape,
       and the folder's part must have no other key (ConfigError naming ``model.init_from`` otherwise);
@@ -226,7 +232,7 @@ def init_from_pretrained(model: MultimodalClassifier, encoder: PretrainedEncoder
       (continued pretraining), the others stay fresh.
     """
     loaded: list[str] = []
-    for part in (*ENCODER_PARTS, *PRETRAIN_HEADS):
+    for part in (*(part for part in ENCODER_PARTS if part in parts), *PRETRAIN_HEADS):
         module = getattr(model, part, None)
         source = encoder.heads if part in PRETRAIN_HEADS else encoder.state_dict
         state = strip_prefix(source, f"{part}.")
@@ -242,10 +248,11 @@ def init_from_pretrained(model: MultimodalClassifier, encoder: PretrainedEncoder
             hint = _PART_HINTS.get(part, "the task heads must be those of the folder's config.yaml")
             raise ConfigError(f"{exc}; {hint}") from None
         loaded += [f"{part}.{key}" for key in state]
-    if getattr(model, "vision", None) is not None and not encoder.has_vision and "frame_embedder.proj.weight" in loaded:
-        vision = model.vision
+    vision = getattr(model, "vision", None)
+    if vision is not None and "frame_embedder.proj.weight" in loaded and not encoder.supplies_vision(parts):
+        trained_on = ("the folder's vision tower, which model.init_parts leaves out" if encoder.has_vision else
+                      f"cached frame features (data.frame_source={encoder.cfg.data.frame_source})")
         logging.getLogger("mmcls").warning(
-            "%s: the frame layers were pretrained on cached frame features (data.frame_source=%s); they fit this "
-            "model only if its vision tower (%s %s) is the encoder that produced those features",
-            INIT_KEY, encoder.cfg.data.frame_source, vision.kind, vision.name)
+            "%s: the frame layers were pretrained on %s; they fit this model only if its vision tower (%s %s) "
+            "gives the same features", INIT_KEY, trained_on, vision.kind, vision.name)
     return loaded

@@ -104,9 +104,9 @@ def finetune(cfg: Config) -> dict[str, float]:
     cfg = with_feature_width(cfg, train_set, run)
     model = build_model(cfg, categories.num_lv2, categories.num_lv1, tokenizer,
                         bert_config=pretrained.bert_config if pretrained else None,
-                        load_pretrained=pretrained is None or not pretrained.has_vision)
+                        load_pretrained=pretrained is None or not pretrained.supplies_vision(cfg.model.init_parts))
     if pretrained:
-        loaded = init_from_pretrained(model, pretrained)
+        loaded = init_from_pretrained(model, pretrained, cfg.model.init_parts)
         log.info("model.init_from: %d tensors from %s (the classifier heads start fresh)", len(loaded),
                  cfg.model.init_from)
     if cfg.train.grad_checkpointing:

@@ -182,9 +182,9 @@ def pretrain(cfg: Config) -> dict[str, float]:
     # ---- model and optimisation -------------------------------------------------------------------------------
     cfg = with_feature_width(cfg, train_set, run)
     model = build_pretrainer(cfg, tokenizer, bert_config=pretrained.bert_config if pretrained else None,
-                             load_pretrained=pretrained is None or not pretrained.has_vision)
+                             load_pretrained=pretrained is None or not pretrained.supplies_vision(cfg.model.init_parts))
     if pretrained:  # continued pretraining (e.g. on a new domain's videos); heads too when the folder has them
-        loaded = init_from_pretrained(model, pretrained)
+        loaded = init_from_pretrained(model, pretrained, cfg.model.init_parts)
         log.info("model.init_from: %d tensors from %s", len(loaded), cfg.model.init_from)
     if cfg.train.grad_checkpointing:
         model.set_grad_checkpointing(True)
