@@ -16,7 +16,7 @@ help:
 	@echo "make test-all      also the slow tests"
 	@echo "make bench-loader  loader throughput (frames/s) for zip and mp4 sources"
 	@echo "make few-label     pretrain on the synthetic videos, then finetune on 10% of the labels from scratch"
-	@echo "                   and from the pretrained model (test mean-F1 of both)"
+	@echo "                   and from the pretrained model, three seeds each (tools/few_label.py)"
 
 env: $(STAMP)
 
@@ -62,14 +62,4 @@ $(PRETRAIN_RUN)/best/model.safetensors: | $(STAMP) $(DEMO_DATA)/tokenizer/tokeni
 		output_dir=$(PRETRAIN_RUN)
 
 few-label: $(PRETRAIN_RUN)/best/model.safetensors
-	$(RUN) finetune/train.py --config configs/demo.yaml --config configs/few_label.yaml data.root=$(DEMO_DATA) \
-		output_dir=runs/few_label_scratch
-	$(RUN) finetune/train.py --config configs/demo.yaml --config configs/few_label.yaml data.root=$(DEMO_DATA) \
-		output_dir=runs/few_label_pretrained model.init_from=$(PRETRAIN_RUN)/best
-	@for run in scratch pretrained; do \
-		$(RUN) tools/predict.py --model runs/few_label_$$run/best --output runs/few_label_$$run/result.csv \
-			data.root=$(DEMO_DATA) > /dev/null && \
-		echo "== 10% of the labels, $$run:" && \
-		$(RUN) tools/evaluate.py --pred runs/few_label_$$run/result.csv \
-			--truth $(DEMO_DATA)/annotations/test_truth.csv || exit 1; \
-	done
+	$(RUN) tools/few_label.py --pretrained $(PRETRAIN_RUN)/best --data $(DEMO_DATA) --out runs/few_label

@@ -108,8 +108,6 @@ def _train_speed(run: Path) -> float | None:
 
 def run_variant(variant: Variant, seed: int, args: argparse.Namespace) -> Result:
     """Train (unless the variant reuses another's model), predict the test split, score it."""
-    from mmcls.metrics import mean_f1_from_ids, read_submission
-
     out = Path(args.out)
     tag = f"{variant.name}-s{seed}"
     run = out / (f"{variant.reuse}-s{seed}" if variant.reuse else tag)
@@ -119,14 +117,21 @@ def run_variant(variant: Variant, seed: int, args: argparse.Namespace) -> Result
               f"output_dir={run}", f"seed={seed}", *variant.overrides], out / f"{tag}.train.log")
     elif not (run / "best").is_dir():
         raise UserError(f"variant {variant.name} needs the model of {variant.reuse}; run that one first")
-    pred = out / f"{tag}.csv"
-    _run([sys.executable, "tools/predict.py", "--model", str(run / "best"), "--output", str(pred),
-          f"data.root={args.data}", *variant.predict_args], out / f"{tag}.predict.log")
-    truth = read_submission(Path(args.data) / "annotations" / "test_truth.csv")
+    scores = predict_and_score(run / "best", Path(args.data), out / tag, variant.predict_args)
+    return Result(variant.name, seed, scores["mean_f1"], scores, _train_speed(run), time.perf_counter() - start)
+
+
+def predict_and_score(model: Path, data: Path, stem: Path, predict_args: Sequence[str] = ()) -> dict[str, float]:
+    """Predict the test split of ``data`` with ``model`` (into ``stem``.csv) and score it on its test truth."""
+    from mmcls.metrics import mean_f1_from_ids, read_submission
+
+    pred = stem.with_suffix(".csv")
+    _run([sys.executable, "tools/predict.py", "--model", str(model), "--output", str(pred), f"data.root={data}",
+          *predict_args], stem.with_suffix(".predict.log"))
+    truth = read_submission(data / "annotations" / "test_truth.csv")
     predicted = read_submission(pred, expected_ids=list(truth))
     ids = list(truth)
-    scores = mean_f1_from_ids([truth[i] for i in ids], [predicted[i] for i in ids])
-    return Result(variant.name, seed, scores["mean_f1"], scores, _train_speed(run), time.perf_counter() - start)
+    return mean_f1_from_ids([truth[i] for i in ids], [predicted[i] for i in ids])
 
 
 def markdown_table(results: Sequence[Result]) -> str:
