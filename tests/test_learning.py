@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # three trainings: several minutes on a 2-core CPU
 def test_fusion_beats_each_modality_alone(tmp_path):
     from mmcls.data.tokenizer import train_wordpiece
     from mmcls.engine.finetune import finetune
@@ -35,6 +36,7 @@ def test_fusion_beats_each_modality_alone(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a pretraining and two finetunings: about 10 minutes on a 2-core CPU
 def test_pretraining_helps_with_few_labels(tmp_path):
     """Finetuning on 10% of the labels scores higher on the test split from the pretrained frame encoder than from
     scratch (the arms of tools/few_label.py, one seed, a smaller dataset)."""
