@@ -1,0 +1,72 @@
+"""tools/probe_concepts.py: linear probes of frozen features on the synthetic dataset's hidden concepts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mmcls.config import build_config
+from mmcls.engine.checkpoint import save_pretrained_folder
+from mmcls.errors import UserError
+from mmcls.models import build_pretrainer
+from tests.test_finetune import tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import probe_concepts  # noqa: E402
+
+
+def test_probe_accuracy_reads_a_concept_that_the_features_hold():
+    rng = np.random.default_rng(0)
+    labels = [str(i % 3) for i in range(90)]
+    informative = np.eye(3)[[int(y) for y in labels]] + 0.1 * rng.standard_normal((90, 3))  # [90, 3]
+    noise = rng.standard_normal((90, 3))
+    assert probe_concepts.probe_accuracy(informative[:60], labels[:60], informative[60:], labels[60:]) == 1.0
+    assert probe_concepts.probe_accuracy(noise[:60], labels[:60], noise[60:], labels[60:]) < 0.7
+    with pytest.raises(UserError, match="fewer than two concepts"):
+        probe_concepts.probe_accuracy(informative[:3:3], labels[:3:3], informative, labels)
+
+
+@pytest.fixture(scope="module")
+def pretrained_folder(synthetic_root, tmp_path_factory):
+    from mmcls.data.splits import build_tokenizer
+
+    out = tmp_path_factory.mktemp("probe")
+    cfg = build_config({}, tiny_overrides(synthetic_root, out, "pretrain.itc_weight=1"))
+    tokenizer = build_tokenizer(cfg.data, None)
+    torch.manual_seed(7)  # other weights than the fresh reference (seed 0)
+    save_pretrained_folder(out / "best", build_pretrainer(cfg, tokenizer), cfg, tokenizer)
+    return out / "best"
+
+
+def test_the_model_carries_the_folder_weights_and_the_reference_does_not(pretrained_folder):
+    from safetensors.torch import load_file
+
+    model, fresh, _, _ = probe_concepts.build_models(pretrained_folder, None, seed=0)
+    saved = load_file(str(pretrained_folder / "model.safetensors"))
+    key = "bert.encoder.layer.0.attention.self.query.weight"
+    assert torch.equal(model.state_dict()[key], saved[key])
+    assert not torch.equal(fresh.state_dict()[key], saved[key])
+
+
+def test_probe_table_has_every_feature_and_concept(pretrained_folder, capsys):
+    assert probe_concepts.main(["--model", str(pretrained_folder), "--fit-split", "train", "--fit-sizes", "16",
+                                "48"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 1 + len(probe_concepts.FEATURES) * len(probe_concepts.CONCEPTS)
+    for row in rows[1:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        for pair in cells[2:]:
+            assert all(0.0 <= float(v) <= 1.0 for v in pair.split(" / "))
+
+
+def test_bad_arguments_are_one_line_errors(pretrained_folder, tmp_path):
+    with pytest.raises(UserError, match="must differ"):
+        probe_concepts.main(["--model", str(pretrained_folder), "--fit-split", "test"])
+    with pytest.raises(UserError, match=r"^--model: .*not a model folder"):
+        probe_concepts.main(["--model", str(tmp_path)])
