@@ -20,7 +20,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,6 +134,23 @@ def predict_and_score(model: Path, data: Path, stem: Path, predict_args: Sequenc
     return mean_f1_from_ids([truth[i] for i in ids], [predicted[i] for i in ids])
 
 
+def run_resumable(store: Path, jobs: Sequence[tuple[str, int]], run_one: Callable[[str, int], Result],
+                  label: str) -> list[Result]:
+    """Run the (name, seed) ``jobs`` that ``store`` (a JSON list of results) does not hold yet, saving it after
+    each one, so an interrupted run finishes where it stopped; returns every result in the store."""
+    done = {(r["name"], r["seed"]): Result(**r) for r in json.loads(store.read_text())} if store.is_file() else {}
+    for name, seed in jobs:
+        if (name, seed) in done:
+            continue
+        print(f"[{label}] {name} seed {seed} ...", flush=True)
+        result = run_one(name, seed)
+        print(f"[{label}] {name} seed {seed}: test mean_f1 {result.mean_f1:.4f} ({result.seconds:.0f} s)",
+              flush=True)
+        done[(name, seed)] = result
+        atomic_write_text(store, json.dumps([vars(r) for r in done.values()], indent=1) + "\n")
+    return list(done.values())
+
+
 def markdown_table(results: Sequence[Result]) -> str:
     """Test mean-F1 per variant (mean over seeds, with the spread) and its difference to the baseline.
 
@@ -177,20 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"{args.data}: no annotations/test_truth.csv; build the synthetic dataset first (make demo)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    store = out / "ablation.json"
-    done = {(r["name"], r["seed"]): Result(**r) for r in json.loads(store.read_text())} if store.is_file() else {}
-    wanted = [v for v in VARIANTS if not args.only or v.name in args.only]
-    for variant in wanted:
-        for seed in args.seeds:
-            if (variant.name, seed) in done:
-                continue
-            print(f"[ablate] {variant.name} seed {seed} ...", flush=True)
-            result = run_variant(variant, seed, args)
-            print(f"[ablate] {variant.name} seed {seed}: test mean_f1 {result.mean_f1:.4f} "
-                  f"({result.seconds:.0f} s)", flush=True)
-            done[(variant.name, seed)] = result
-            atomic_write_text(store, json.dumps([vars(r) for r in done.values()], indent=1) + "\n")
-    table = markdown_table(list(done.values()))
+    variants = {v.name: v for v in VARIANTS if not args.only or v.name in args.only}
+    done = run_resumable(out / "ablation.json", [(name, seed) for name in variants for seed in args.seeds],
+                         lambda name, seed: run_variant(variants[name], seed, args), "ablate")
+    table = markdown_table(done)
     atomic_write_text(out / "ablation.md", table)
     print(table)
     return 0

@@ -23,7 +23,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mmcls.cli import run_main
 from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
-from tools.ablate import Result, _run, _train_speed, predict_and_score
+from tools.ablate import Result, _run, _train_speed, predict_and_score, run_resumable
 
 ARMS: dict[str, tuple[str, ...]] = {
     "scratch": (),
@@ -91,19 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "(python pretrain/train.py --config configs/demo.yaml --config configs/pretrain_demo.yaml)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    store = out / "few_label.json"
-    done = {(r["name"], r["seed"]): Result(**r) for r in json.loads(store.read_text())} if store.is_file() else {}
-    for seed in args.seeds:
-        for arm in args.arms:
-            if (arm, seed) in done:
-                continue
-            print(f"[few-label] {arm} seed {seed} ...", flush=True)
-            result = run_arm(arm, seed, args)
-            print(f"[few-label] {arm} seed {seed}: test mean_f1 {result.mean_f1:.4f} ({result.seconds:.0f} s)",
-                  flush=True)
-            done[(arm, seed)] = result
-            atomic_write_text(store, json.dumps([vars(r) for r in done.values()], indent=1) + "\n")
-    table = markdown_table([r for r in done.values() if r.seed in args.seeds], args.seeds)
+    done = run_resumable(out / "few_label.json", [(arm, seed) for seed in args.seeds for arm in args.arms],
+                         lambda arm, seed: run_arm(arm, seed, args), "few-label")
+    table = markdown_table([r for r in done if r.seed in args.seeds], args.seeds)
     atomic_write_text(out / "few_label.md", table)
     print(table)
     return 0

@@ -55,11 +55,10 @@ def pooled_features(model, loader) -> tuple[dict[str, np.ndarray], list[str]]:
     with torch.no_grad():
         for batch in loader:
             feats = model.frame_features(batch["frames"], batch["frame_mask"])  # [B, T, D], the tower runs once
-            empty_ids, empty_mask = model._video_text(batch["input_ids"])  # [B, 2]: [CLS] [SEP]
-            for name, args in (("text", (batch["input_ids"], batch["attention_mask"])),
-                               ("video", (empty_ids, empty_mask, feats, batch["frame_mask"])),
-                               ("fused", (batch["input_ids"], batch["attention_mask"], feats, batch["frame_mask"]))):
-                out = model.encode(*args)
+            text, mask = batch["input_ids"], batch["attention_mask"]
+            for name, out in (("text", model.encode(text, mask)),
+                              ("video", model.encode_frames(feats, batch["frame_mask"])),
+                              ("fused", model.encode(text, mask, feats, batch["frame_mask"]))):
                 parts[name].append(masked_mean(out.hidden, out.mask))  # [B, H]
             ids += batch["ids"]
     return {name: torch.cat(values).float().numpy() for name, values in parts.items()}, ids

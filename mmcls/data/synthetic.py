@@ -344,6 +344,7 @@ def _keyword(rng: np.random.Generator, concept: str) -> str:
 
 
 FILLERS = FILLER_ZH + FILLER_EN
+_TEXT_CONCEPT_INDEX = {name: index for index, (name, _) in enumerate(TEXT_CONCEPTS)}
 
 
 @lru_cache(maxsize=8)
@@ -384,8 +385,7 @@ def make_record(spec: SyntheticSpec, plan: SamplePlan, labeled: bool) -> dict[st
     """The annotation record of one sample (its text is drawn from the sample's own random stream)."""
     rng = _rng(spec.seed, SPLIT_CODE[plan.split], _TEXT, plan.index)
     concept = plan.text_concept
-    names = [name for name, _ in TEXT_CONCEPTS]
-    topic = _topic_table(spec.seed, spec.num_text_concepts, spec.topic_concentration)[names.index(concept)]
+    topic = _topic_table(spec.seed, spec.num_text_concepts, spec.topic_concentration)[_TEXT_CONCEPT_INDEX[concept]]
     title = _fillers(rng, int(rng.integers(3, 9)), topic, spec.p_topic_word)
     asr = _fillers(rng, int(rng.integers(8, 31)), topic, spec.p_topic_word)
     ocr = [_fillers(rng, int(rng.integers(2, 6)), topic, spec.p_topic_word) for _ in range(int(rng.integers(1, 5)))]

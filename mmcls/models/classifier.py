@@ -113,10 +113,10 @@ class MultimodalClassifier(nn.Module):
         out = embedded.new_zeros((b * t, embedded.shape[-1])).index_copy(0, index, embedded)  # [B*T, D]
         return out.view(b, t, -1)  # [B, T, D]
 
-    def _video_text(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _video_text(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Video mode: every sample's text becomes ``[CLS] [SEP]`` (``[B, 2]``), so only frames carry information."""
-        ids = torch.tensor([[self.cls_id, self.sep_id]], dtype=torch.long, device=input_ids.device)
-        ids = ids.expand(input_ids.shape[0], 2)
+        device = self.bert.embeddings.word_embeddings.weight.device
+        ids = torch.tensor([[self.cls_id, self.sep_id]], dtype=torch.long, device=device).expand(batch_size, 2)
         return ids, torch.ones_like(ids)
 
     # ------------------------------------------------------------------------------------------------------------
@@ -131,7 +131,7 @@ class MultimodalClassifier(nn.Module):
         at the cost of one vision pass.
         """
         if self.mode == "video":
-            input_ids, attention_mask = self._video_text(input_ids)
+            input_ids, attention_mask = self._video_text(input_ids.shape[0])
         if repeats > 1:
             input_ids, attention_mask = input_ids.repeat(repeats, 1), attention_mask.repeat(repeats, 1)  # [R*B, L]
         hidden = self.bert.embeddings(input_ids=input_ids)  # [B, L, H]
@@ -155,6 +155,12 @@ class MultimodalClassifier(nn.Module):
         attn = create_bidirectional_mask(config=self.bert.config, inputs_embeds=hidden, attention_mask=mask)
         hidden = self.bert.encoder(hidden, attention_mask=attn).last_hidden_state  # [B, L + T, H]
         return FusedSequence(hidden, mask, num_text, projected, frame_mask, features)
+
+    def encode_frames(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> FusedSequence:
+        """The frames alone through the encoder, behind an empty ``[CLS] [SEP]`` text as in video mode (frame
+        features ``[B, T, D]`` are used as they are, so a caller that has them does not run the tower again)."""
+        empty_ids, empty_mask = self._video_text(frame_mask.shape[0])  # [B, 2]
+        return self.encode(empty_ids, empty_mask, frames, frame_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, frames: torch.Tensor | None = None,
                 frame_mask: torch.Tensor | None = None, repeats: int = 1) -> dict[str, torch.Tensor | None]:

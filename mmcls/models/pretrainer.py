@@ -212,13 +212,12 @@ class MultimodalPretrainer(MultimodalClassifier):
         """Symmetric InfoNCE between the text alone and the frames alone, each through the fusion encoder, over the
         samples that have frames.
 
-        The video side is the frames with their positions behind an empty ``[CLS] [SEP]`` text (as in video mode),
-        so its embedding sees frame order (a mean of per-frame features could not tell a video from its reversal);
-        the frame features are reused, the vision tower does not run again.
+        The video side is :meth:`encode_frames`, so its embedding sees frame order (a mean of per-frame features
+        could not tell a video from its reversal); the frame features are reused, the vision tower does not run
+        again.
         """
         text = self.encode(input_ids, attention_mask)  # text alone through the same BERT
-        empty_ids, empty_mask = self._video_text(input_ids)  # [B, 2]
-        video = self.encode(empty_ids, empty_mask, feats, frame_mask)  # frames alone
+        video = self.encode_frames(feats, frame_mask)  # frames alone
         has_video = frame_mask.any(dim=1)  # [B]
         text_pooled = masked_mean(text.hidden, text.mask)[has_video]  # [k, H]
         video_pooled = masked_mean(video.hidden, video.mask)[has_video]  # [k, H]
