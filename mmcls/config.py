@@ -73,6 +73,11 @@ class DataConfig:
         "experiments and learning curves.")
     test: str | None = option("annotations/test.json", "Test annotation file (predictions are written for it).")
     unlabeled: str | None = option("annotations/unlabeled.json", "Unlabelled annotation file (pretraining).")
+    pseudo: str | None = option(
+        None, "Pseudo-labelled annotation file (tools/pseudo_label.py; hard category_id and optional soft "
+        "category_probs) added to the training split only; ids in the labelled data are dropped from it.")
+    pseudo_frames: str | None = option(
+        None, "Frame folder (split name) of the data.pseudo videos; null = that of data.unlabeled (e.g. unlabeled).")
     category_file: str | None = option(
         None, "Ordered category ids, one per line (e.g. category_ids.txt); null = sorted ids of data.train.")
     hierarchy_file: str | None = option(
@@ -342,6 +347,25 @@ class FreezeConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Self-distillation: train on ``alpha * one-hot + (1 - alpha) * teacher probabilities``, the teacher being
+    saved logits (e.g. the out-of-fold logits of an earlier K-fold round, so no video's target comes from a model
+    that trained on it)."""
+
+    teacher: str | None = option(
+        None, "Logits bundle (X.npy + X.ids.txt + X.classes.txt) of the teacher, e.g. runs/kfold/oof_logits.npy; "
+        "videos it does not cover train on their labels alone (null = off).")
+    alpha: float = option(0.5, "Weight of the one-hot label; 1 - alpha goes to the teacher's probabilities.")
+    temperature: float = option(1.0, "Softmax temperature applied to the teacher's logits.")
+
+    def validate(self, prefix: str) -> None:
+        """Value checks; ``prefix`` is this section's dotted path."""
+        _check_range(prefix, "alpha", self.alpha, 0.0, 1.0)
+        if self.temperature <= 0:
+            raise ConfigError(f"{prefix}temperature: must be > 0, got {self.temperature}")
+
+
+@dataclass
 class TrainConfig:
     """Optimisation and evaluation schedule of finetuning (counted in optimizer updates)."""
 
@@ -387,6 +411,8 @@ class TrainConfig:
     swa: SwaConfig = field(default_factory=SwaConfig, metadata={"help": "Weight averaging (see SwaConfig)."})
     freeze: FreezeConfig = field(default_factory=FreezeConfig,
                                  metadata={"help": "Tower freezing (see FreezeConfig)."})
+    distill: DistillConfig = field(default_factory=DistillConfig,
+                                   metadata={"help": "Self-distillation from saved logits (see DistillConfig)."})
 
     def validate(self, prefix: str) -> None:
         """Value checks; ``prefix`` is this section's dotted path."""

@@ -6,9 +6,10 @@ A reader (or a run killed mid-write) sees either the old file or the complete ne
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -41,3 +42,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_open(path, "wb") as handle:
         handle.write(data)
+
+
+def expand_globs(patterns: Sequence[str], option: str) -> list[str]:
+    """Each pattern with ``*``, ``?`` or ``[`` replaced by its sorted matches (an error when it matches nothing);
+    other paths pass through as given."""
+    from mmcls.errors import UserError
+
+    out: list[str] = []
+    for pattern in patterns:
+        if not any(char in pattern for char in "*?["):
+            out.append(pattern)
+            continue
+        matches = sorted(glob.glob(pattern))
+        if not matches:
+            raise UserError(f"{option} {pattern}: matches nothing")
+        out.extend(matches)
+    return out

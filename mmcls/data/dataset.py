@@ -20,6 +20,7 @@ from mmcls.data.categories import CategorySpace
 from mmcls.data.frames import FrameLoader
 from mmcls.data.records import VideoRecord
 from mmcls.data.sampling import sampling_mode
+from mmcls.data.soft_targets import SoftTargets
 from mmcls.data.splits import Split
 from mmcls.data.text import TextEncoder
 from mmcls.data.transforms import build_video_transform
@@ -33,8 +34,9 @@ class VideoTextDataset(Dataset):
     def __init__(self, records: Sequence[VideoRecord], text_encoder: TextEncoder | None,
                  frame_loader: FrameLoader | None, transform: Callable | None,
                  categories: CategorySpace | None, train: bool, sampling: str = "uniform",
-                 sampling_offset: int = 0, seed: int = 0) -> None:
+                 sampling_offset: int = 0, seed: int = 0, soft_targets: SoftTargets | None = None) -> None:
         self.records = list(records)
+        self.soft_targets = soft_targets
         self.seed = seed
         # Shared memory, so persistent workers see set_epoch too; a torch tensor (not multiprocessing.Value) so the
         # dataset still pickles and deep-copies, and shares through fork, forkserver and spawn alike.
@@ -83,8 +85,9 @@ class VideoTextDataset(Dataset):
                 frames = self.transform(frames, rng)
         input_ids = self.text_encoder.encode(record) if self.text_encoder is not None else []
         label, label_lv1 = self._labels(record)
+        soft = self.soft_targets(record) if self.soft_targets is not None and label != IGNORE_INDEX else None
         return {"id": record.id, "input_ids": input_ids, "frames": frames, "video_error": error,
-                "label": label, "label_lv1": label_lv1}
+                "label": label, "label_lv1": label_lv1, "soft_target": soft}
 
 
 class Collator:
@@ -119,6 +122,12 @@ class Collator:
             "labels_lv1": torch.tensor([s["label_lv1"] for s in samples], dtype=torch.long),
             "video_errors": [s["video_error"] for s in samples],
         }
+        soft = [s.get("soft_target") for s in samples]
+        width = next((len(t) for t in soft if t is not None), None)
+        if width is not None:
+            batch["soft_targets"] = torch.stack([torch.as_tensor(t, dtype=torch.float32) if t is not None
+                                                 else torch.zeros(width) for t in soft])  # [B, C]
+            batch["soft_mask"] = torch.tensor([t is not None for t in soft])
         shape = self.frame_shape or next((tuple(s["frames"].shape[1:]) for s in samples if s["frames"] is not None),
                                          None)
         if shape is None:  # no frame source at all (text-only)
@@ -159,13 +168,15 @@ def worker_start_method(cfg: DataConfig) -> str | None:
 
 def build_dataset(cfg: DataConfig, split: Split, tokenizer: Any, categories: CategorySpace | None, train: bool,
                   with_frames: bool = True, with_text: bool = True, sampling_offset: int = 0,
-                  seed: int = 0) -> VideoTextDataset:
-    """A dataset over ``split`` with the config's text encoder, frame source and transforms."""
+                  seed: int = 0, soft_targets: SoftTargets | None = None) -> VideoTextDataset:
+    """A dataset over ``split`` with the config's text encoder, frame source and transforms (and soft targets for
+    training)."""
     loader = FrameLoader.from_config(cfg, split.name) if with_frames else None
     transform = build_video_transform(cfg, train) if with_frames else None
     encoder = TextEncoder(tokenizer, cfg) if with_text else None
     return VideoTextDataset(split.records, encoder, loader, transform, categories, train,
-                            sampling=sampling_mode(cfg, train), sampling_offset=sampling_offset, seed=seed)
+                            sampling=sampling_mode(cfg, train), sampling_offset=sampling_offset, seed=seed,
+                            soft_targets=soft_targets)
 
 
 class ForkSafeDataLoader(DataLoader):

@@ -1,9 +1,10 @@
 """Annotation records: load a JSON list or JSONL file and validate every record.
 
 A record is ``{"id": str, "title": str, "asr": str, "ocr": [{"time": int, "text": str}, ...], "category_id": str}``
-(``category_id`` only in labelled files). Missing or null text fields count as empty; everything else that is wrong
-(not an object, no id, a wrong type, a duplicate id, an unknown category) raises a :class:`DataError` that names the
-file, the record and the field.
+(``category_id`` only in labelled files). A soft-labelled record (pseudo-labels, tools/pseudo_label.py) also has
+``"category_probs": {category_id: probability, ...}``: the training target, with ``category_id`` its argmax.
+Missing or null text fields count as empty; everything else that is wrong (not an object, no id, a wrong type, a
+duplicate id, an unknown category) raises a :class:`DataError` that names the file, the record and the field.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class VideoRecord:
     asr: str = ""
     ocr: list[tuple[float, str]] = field(default_factory=list)
     category_id: str | None = None
+    category_probs: dict[str, float] | None = None  # soft label (sums to 1), when the file gives one
 
 
 def split_name(path: str | Path) -> str:
@@ -161,7 +163,27 @@ def parse_record(raw: Any, path: Path, where: str, labelled: bool | None) -> Vid
         asr=_text_field(raw, "asr", path, where),
         ocr=_ocr_field(raw, path, where),
         category_id=category_id,
+        category_probs=_probs_field(raw, path, where) if category_id is not None else None,
     )
+
+
+def _probs_field(raw: dict, path: Path, where: str) -> dict[str, float] | None:
+    """``category_probs``: an object of category id -> probability in [0, 1], summing to 1 (+-1e-3)."""
+    value = raw.get("category_probs")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not value:
+        raise DataError("expected a non-empty object {category_id: probability}", path=str(path), record=where,
+                        field="category_probs")
+    for key, prob in value.items():
+        if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0.0 <= prob <= 1.0:
+            raise DataError(f"expected a probability in [0, 1] for {key!r}, got {prob!r}", path=str(path),
+                            record=where, field="category_probs")
+    total = sum(value.values())
+    if abs(total - 1.0) > 1e-3:
+        raise DataError(f"probabilities sum to {total:.4f}, not 1", path=str(path), record=where,
+                        field="category_probs")
+    return {str(k): float(p) for k, p in value.items()}
 
 
 def load_records(path: str | Path, labelled: bool | None = None,
@@ -185,6 +207,11 @@ def load_records(path: str | Path, labelled: bool | None = None,
         if categories is not None and record.category_id is not None and record.category_id not in categories:
             raise DataError(f"unknown category {record.category_id!r} (not in the category list)", path=str(path),
                             record=where, field="category_id")
+        if categories is not None and record.category_probs is not None:
+            unknown = [c for c in record.category_probs if c not in categories]
+            if unknown:
+                raise DataError(f"unknown category {unknown[0]!r} (not in the category list)", path=str(path),
+                                record=where, field="category_probs")
         records.append(record)
     if not records:
         raise DataError("no records in the file", path=str(path))
@@ -200,6 +227,8 @@ def save_records(records: list[VideoRecord], path: str | Path) -> None:
                                "ocr": [{"time": t, "text": s} for t, s in r.ocr]}
         if r.category_id is not None:
             out["category_id"] = r.category_id
+        if r.category_probs is not None:
+            out["category_probs"] = r.category_probs
         return out
 
     with atomic_open(path, "w") as handle:

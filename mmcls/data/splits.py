@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,28 @@ def load_labelled_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, Cate
     kept_train = stratified_subset(train.records, cfg.train_fraction, seed)
     categories = build_categories(cfg, train.records + val.records, counted=kept_train)
     return Split(train.name, kept_train), val, categories
+
+
+def load_pseudo_split(cfg: DataConfig, categories: CategorySpace, labelled: Collection[str]) -> Split | None:
+    """The ``data.pseudo`` videos to add to training (None when unset), minus any id in ``labelled``.
+
+    ``labelled`` holds the ids of the training and validation splits: a pseudo-label for one of them is dropped
+    (and counted in the log), so validation never scores a video that trained on a pseudo-label of itself. The
+    videos' frames live under ``data.pseudo_frames``, by default the folder of ``data.unlabeled``.
+    """
+    if not cfg.pseudo:
+        return None
+    path = data_path(cfg, cfg.pseudo)
+    records = load_records(path, labelled=True, categories=set(categories.lv2_ids))
+    kept = [r for r in records if r.id not in labelled]
+    if len(kept) < len(records):
+        logger.warning("data.pseudo: %d of %d pseudo-labelled ids are labelled videos (training or validation) and "
+                       "were dropped", len(records) - len(kept), len(records))
+    if not kept:
+        raise ConfigError(f"data.pseudo: every video of {path} is a labelled one; nothing to add")
+    frames = cfg.pseudo_frames or (split_name(data_path(cfg, cfg.unlabeled)) if cfg.unlabeled else split_name(path))
+    logger.info("data.pseudo: %d pseudo-labelled videos from %s (frames: %s)", len(kept), path, frames)
+    return Split(frames, kept)
 
 
 def load_split(cfg: DataConfig, which: str) -> Split:

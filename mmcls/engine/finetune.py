@@ -25,16 +25,17 @@ from tqdm import tqdm
 
 from mmcls.config import Config
 from mmcls.data.categories import CategorySpace
-from mmcls.data.dataset import build_dataloader, build_dataset
-from mmcls.data.splits import build_tokenizer, load_labelled_splits
+from mmcls.data.dataset import ConcatVideoDataset, build_dataloader, build_dataset
+from mmcls.data.soft_targets import SoftTargets
+from mmcls.data.splits import build_tokenizer, load_labelled_splits, load_pseudo_split
 from mmcls.engine.averaging import WeightAverager
 from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder, save_portable
 from mmcls.engine.ema import build_ema
 from mmcls.engine.freeze import TowerFreezer
-from mmcls.engine.inference import run_inference
+from mmcls.engine.inference import InferenceResult, run_inference
 from mmcls.engine.losses import Criterion
 from mmcls.engine.optim import build_scheduler, optimizer_for
-from mmcls.engine.rundir import RunDir
+from mmcls.engine.rundir import VAL_LOGITS, RunDir
 from mmcls.engine.runtime import (
     base_lr,
     describe_plan,
@@ -45,13 +46,15 @@ from mmcls.engine.runtime import (
     with_feature_width,
 )
 from mmcls.engine.step import TrainStep
+from mmcls.logits import save_logits
 from mmcls.metrics import mean_f1_from_indices
 from mmcls.models import build_model, model_summary
 
 
 def evaluate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg: Config,
-             categories: CategorySpace, desc: str = "validate") -> dict[str, float]:
-    """Validation loss and WBDC mean-F1 (level 1 derived from the level-2 prediction, as in the competition).
+             categories: CategorySpace, desc: str = "validate") -> tuple[dict[str, float], InferenceResult]:
+    """Validation loss and WBDC mean-F1 (level 1 derived from the level-2 prediction, as in the competition), and
+    the per-video logits they came from.
 
     ``model`` may be the prepared model or an unprepared copy on the same device (EMA, SWA average): inference
     runs under the run's autocast either way.
@@ -59,7 +62,13 @@ def evaluate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg:
     with accelerator.autocast():
         result = run_inference(model, loader, accelerator, cfg.model, desc=desc)
     scores = mean_f1_from_indices(result.labels, result.logits.argmax(axis=1), categories.lv1_index_of_lv2())
-    return {**scores, "val_loss": result.loss, "video_failures": result.video_failures}
+    return {**scores, "val_loss": result.loss, "video_failures": result.video_failures}, result
+
+
+def save_validation_logits(run: RunDir, result: InferenceResult, categories: CategorySpace) -> None:
+    """``val_logits.npy`` (+ ids, classes) of the best weights: out-of-fold predictions when validating on a fold."""
+    if run.is_main:
+        save_logits(run.path / VAL_LOGITS, result.ids, result.logits, categories.lv2_ids)
 
 
 @dataclass
@@ -89,15 +98,23 @@ def finetune(cfg: Config) -> dict[str, float]:
     pretrained = load_pretrained_encoder(cfg.model.init_from) if cfg.model.init_from else None
     tokenizer = pretrained.tokenizer if pretrained else build_tokenizer(cfg.data, cfg.model.text.pretrained)
     train_split, val_split, categories = load_labelled_splits(cfg.data, cfg.seed)
+    pseudo_split = load_pseudo_split(cfg.data, categories, {r.id for r in train_split.records + val_split.records})
+    training_records = train_split.records + (pseudo_split.records if pseudo_split else [])
+    soft_targets = SoftTargets.from_config(cfg.train.distill, categories, training_records)
     with_frames = cfg.model.mode != "text"  # video mode still needs [CLS] [SEP] from the text side
     train_set = build_dataset(cfg.data, train_split, tokenizer, categories, train=True, with_frames=with_frames,
-                              seed=cfg.seed)
+                              seed=cfg.seed, soft_targets=soft_targets)
+    if pseudo_split is not None:  # its own frame folder; its own augmentation stream
+        train_set = ConcatVideoDataset([train_set, build_dataset(
+            cfg.data, pseudo_split, tokenizer, categories, train=True, with_frames=with_frames, seed=cfg.seed + 1,
+            soft_targets=soft_targets)])
     val_set = build_dataset(cfg.data, val_split, tokenizer, categories, train=False, with_frames=with_frames,
                             seed=cfg.seed)
     train_loader = build_dataloader(train_set, cfg.data, cfg.train.batch_size, shuffle=True, drop_last=True,
                                     generator=torch.Generator().manual_seed(cfg.seed))
     val_loader = build_dataloader(val_set, cfg.data, cfg.train.eval_batch_size)
-    log.info("data: %d train / %d val videos, %d categories (%d level-1)", len(train_set), len(val_set),
+    log.info("data: %d train%s / %d val videos, %d categories (%d level-1)", len(train_set),
+             f" ({len(pseudo_split.records)} pseudo-labelled)" if pseudo_split else "", len(val_set),
              categories.num_lv2, categories.num_lv1)
 
     # ---- model and optimisation -------------------------------------------------------------------------------
@@ -147,7 +164,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     def validate_and_save(train_loss: float | None) -> None:
         nonlocal best_scores
         eval_start = time.perf_counter()
-        scores = evaluate(evaluated_model(), val_loader, accelerator, cfg, categories)
+        scores, result = evaluate(evaluated_model(), val_loader, accelerator, cfg, categories)
         row = {"step": state.update, "epoch": state.epoch, "train_loss": train_loss, "lr": state.last_lr, **scores,
                "elapsed_s": round(time.perf_counter() - start, 1), "weights": weights_name}
         run.append_metrics(row)
@@ -159,6 +176,7 @@ def finetune(cfg: Config) -> dict[str, float]:
             best_scores = {**scores, "update": state.update}
             if accelerator.is_main_process:
                 save_portable(run.best, accelerator.unwrap_model(evaluated_model()), cfg, categories, tokenizer)
+            save_validation_logits(run, result, categories)
             log.info("new best mean_f1 %.4f -> %s", state.best_score, run.best)
         else:
             state.evals_since_best += 1
@@ -228,9 +246,11 @@ def finetune(cfg: Config) -> dict[str, float]:
     elapsed, speed = finish_run(core, accelerator, cfg, state.update, start, state.eval_seconds)
     log.info("done in %.1f s (training %.1f videos/s): best mean_f1 %.4f at update %d -> %s", elapsed, speed,
              state.best_score, state.best_update, run.best)
+    summary = {**best_scores, "seconds": elapsed, "train_videos_per_s": speed}
+    run.save_result(summary)
     run.close()
     accelerator.end_training()
-    return {**best_scores, "seconds": elapsed, "train_videos_per_s": speed}
+    return summary
 
 
 def validate_average(averager: WeightAverager, core: torch.nn.Module, loader: Any, accelerator: Accelerator,
@@ -244,7 +264,7 @@ def validate_average(averager: WeightAverager, core: torch.nn.Module, loader: An
         return best_scores
     swa_model = copy.deepcopy(core)
     swa_model.load_state_dict(averaged)
-    scores = evaluate(swa_model, loader, accelerator, cfg, categories, desc="validate swa")
+    scores, result = evaluate(swa_model, loader, accelerator, cfg, categories, desc="validate swa")
     run.append_metrics({"step": state.update, "epoch": state.epoch, "train_loss": None, "lr": None,
                         **scores, "elapsed_s": None, "weights": "swa"})
     log.info("SWA of %d snapshots: mean_f1 %.4f (best single %.4f)", len(averager.kept), scores["mean_f1"],
@@ -253,6 +273,7 @@ def validate_average(averager: WeightAverager, core: torch.nn.Module, loader: An
         save_portable(run.path / "swa", swa_model, cfg, categories, tokenizer)
         if scores["mean_f1"] > state.best_score:
             save_portable(run.best, swa_model, cfg, categories, tokenizer)
+            save_validation_logits(run, result, categories)
     if scores["mean_f1"] > state.best_score:
         state.best_score, state.best_update = scores["mean_f1"], state.update
         best_scores = {**scores, "update": state.update, "swa": 1.0}

@@ -28,16 +28,21 @@ class InferenceResult:
     video_failures: int = 0
 
 
-def model_inputs(batch: dict[str, Any]) -> dict[str, Any]:
-    """The tensors the model's forward takes."""
+def model_inputs(batch: dict[str, Any], hflip: bool = False) -> dict[str, Any]:
+    """The tensors the model's forward takes; ``hflip`` mirrors pixel frames ``[B, T, 3, H, W]`` left-right."""
+    frames = batch.get("frames")
+    if hflip and frames is not None and frames.ndim == 5:
+        frames = frames.flip(-1)
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-            "frames": batch.get("frames"), "frame_mask": batch.get("frame_mask")}
+            "frames": frames, "frame_mask": batch.get("frame_mask")}
 
 
 @torch.no_grad()
 def run_inference(model: torch.nn.Module, loader: Any, accelerator: Any, model_cfg: ModelConfig | None = None,
-                  desc: str = "eval") -> InferenceResult:
-    """Run ``model`` over ``loader``; with ``model_cfg`` also the mean validation loss over labelled samples."""
+                  desc: str = "eval", hflip: bool = False) -> InferenceResult:
+    """Run ``model`` over ``loader``; with ``model_cfg`` also the mean validation loss over labelled samples.
+
+    ``hflip`` feeds horizontally mirrored frames (a test-time augmentation view)."""
     was_training = model.training
     model.eval()
     ids: list[str] = []
@@ -47,7 +52,7 @@ def run_inference(model: torch.nn.Module, loader: Any, accelerator: Any, model_c
     failures = 0
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
                       disable=not accelerator.is_local_main_process):
-        outputs = model(**model_inputs(batch))
+        outputs = model(**model_inputs(batch, hflip))
         if model_cfg is not None and (batch["labels"] >= 0).any():
             n = (batch["labels"] >= 0).sum()
             loss_sum += validation_loss(outputs, batch) * n

@@ -152,12 +152,14 @@ class Criterion:
     """
 
     def __init__(self, num_lv2: int, num_lv1: int, loss_cfg: LossConfig, model_cfg: ModelConfig,
-                 weights: torch.Tensor | None = None) -> None:
+                 weights: torch.Tensor | None = None, lv1_of_lv2: Sequence[int] | None = None) -> None:
         if weights is not None and tuple(weights.shape) != (num_lv2,):
             raise ValueError(f"class weights must have shape ({num_lv2},), got {tuple(weights.shape)}")
         self.num_lv2, self.num_lv1 = num_lv2, num_lv1
         self.loss_cfg, self.model_cfg = loss_cfg, model_cfg
         self.weights = weights
+        # [C2, C1] 0/1: sums soft level-2 targets into level-1 targets
+        self.lv2_to_lv1 = None if lv1_of_lv2 is None else F.one_hot(torch.as_tensor(list(lv1_of_lv2)), num_lv1).float()
 
     @classmethod
     def from_config(cls, cfg: Config, categories: CategorySpace) -> Criterion:
@@ -165,24 +167,34 @@ class Criterion:
         loss_cfg = cfg.train.loss
         weights = class_weights(categories.count_list(), loss_cfg.class_weights, loss_cfg.class_weight_power,
                                 loss_cfg.effective_beta)
-        return cls(categories.num_lv2, categories.num_lv1, loss_cfg, cfg.model, weights)
+        return cls(categories.num_lv2, categories.num_lv1, loss_cfg, cfg.model, weights,
+                   categories.lv1_index_of_lv2())
 
     def to(self, device: torch.device | str) -> Criterion:
         """Move the class weights to ``device`` once (instead of a copy every step); returns ``self``."""
         if self.weights is not None:
             self.weights = self.weights.to(device)
+        if self.lv2_to_lv1 is not None:
+            self.lv2_to_lv1 = self.lv2_to_lv1.to(device)
         return self
 
     def __call__(self, outputs: dict[str, Any], batch: dict[str, Any], mixing: Mixing | None = None,
-                 soft_targets: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                 soft_targets: torch.Tensor | None = None, soft_mask: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
         """``loss`` and its parts ``loss_lv2``, ``loss_lv1``, ``loss_video`` (the last two when their head is on).
 
-        ``soft_targets`` ``[B, C2]`` replace the smoothed level-2 labels (e.g. for distillation); they are mixed
-        but not smoothed, and unlabelled samples still count for nothing.
+        ``soft_targets`` ``[B, C2]`` replace the smoothed level-2 labels (distillation, soft pseudo-labels) in the
+        rows where ``soft_mask`` ``[B]`` is True (every row when it is None); they are mixed but not smoothed, and
+        unlabelled samples still count for nothing. The level-1 target of a soft row is its level-2 target summed
+        per level-1 class (when the criterion knows the hierarchy, as :meth:`from_config` builds it).
         """
         labels = batch["labels"]
         class_w = None if self.weights is None else self.weights.to(labels.device)  # no-op after .to(device)
-        targets = soft_targets if soft_targets is not None else self._targets(labels, self.num_lv2)
+        targets = self._targets(labels, self.num_lv2)
+        rows = None
+        if soft_targets is not None:
+            rows = (soft_mask if soft_mask is not None else torch.ones_like(labels, dtype=torch.bool)).unsqueeze(1)
+            targets = torch.where(rows, soft_targets.float(), targets)
         if mixing is not None:
             targets = mix_targets(targets, mixing)
         weights = _sample_weights(labels, class_w, mixing)
@@ -191,6 +203,9 @@ class Criterion:
         if outputs.get("logits_lv1") is not None and self.model_cfg.lv1_loss_weight > 0:
             labels_lv1 = batch["labels_lv1"]
             targets_lv1 = self._targets(labels_lv1, self.num_lv1)
+            if rows is not None and self.lv2_to_lv1 is not None:
+                soft_lv1 = soft_targets.float() @ self.lv2_to_lv1.to(soft_targets.device)  # [B, C1]
+                targets_lv1 = torch.where(rows, soft_lv1, targets_lv1)
             if mixing is not None:
                 targets_lv1 = mix_targets(targets_lv1, mixing)
             losses["loss_lv1"] = self._part(_samples(outputs, "logits_lv1"), targets_lv1,

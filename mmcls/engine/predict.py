@@ -1,13 +1,17 @@
-"""Batch inference: one model or a weighted ensemble -> a submission CSV (and optionally logits).
+"""Batch inference: one model or a weighted ensemble, with optional test-time augmentation -> a submission CSV
+(and optionally the logits bundle, :mod:`mmcls.logits`).
 
-Each model reads the data through its own saved preprocessing (frame size, tokenizer, text budgets); their class
-probabilities are averaged with the given weights. Under ``accelerate launch`` every process predicts a shard, the
-results are gathered without the sampler's padding duplicates, and the main process writes each id exactly once,
-in annotation order.
+Each model reads the data through its own saved preprocessing (frame size, tokenizer, text budgets). Test-time
+augmentation runs every model over several views of each video (frame-sampling grids shifted inside the stride,
+horizontally flipped frames) and averages their class probabilities; the ensemble then averages the models'
+probabilities with the given weights. Under ``accelerate launch`` every process predicts a shard, the results are
+gathered without the sampler's padding duplicates, and the main process writes each id exactly once, in annotation
+order.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +21,39 @@ from accelerate import Accelerator
 
 from mmcls.data.dataset import build_dataloader, build_dataset
 from mmcls.data.splits import load_split
-from mmcls.engine.checkpoint import load_portable
+from mmcls.engine.checkpoint import LoadedModel, check_feature_width, load_portable
 from mmcls.engine.inference import run_inference
 from mmcls.engine.losses import logit_adjustment
 from mmcls.engine.runtime import resolve_mixed_precision
 from mmcls.errors import UserError
-from mmcls.io import atomic_open, atomic_write_text
+from mmcls.logits import save_logits, softmax
 from mmcls.metrics import write_submission
+
+logger = logging.getLogger("mmcls")
+
+
+@dataclass(frozen=True)
+class TestTimeAugmentation:
+    """The views each video is predicted under; their probabilities are averaged.
+
+    ``offsets`` K: the evaluation frame grid (a stride of ``n // max_frames``) starts at frame 0, 1 ... K-1 of the
+    stride (modulo the stride, so a short video repeats views rather than failing); ``hflip``: every grid also with
+    horizontally flipped frames. The default is the single official view.
+    """
+
+    __test__ = False  # not a pytest class, despite the name
+
+    offsets: int = 1
+    hflip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.offsets < 1:
+            raise UserError(f"--tta-offsets: must be >= 1, got {self.offsets}")
+
+    def views(self) -> list[tuple[int, bool]]:
+        """``(sampling offset, flipped)`` of every view, the official one first."""
+        flips = (False, True) if self.hflip else (False,)
+        return [(offset, flip) for offset in range(self.offsets) for flip in flips]
 
 
 @dataclass
@@ -32,25 +62,62 @@ class Prediction:
 
     ids: list[str]
     category_ids: list[str]
-    logits: np.ndarray  # [N, C]: logits of a single model, log of the averaged probabilities of an ensemble
+    logits: np.ndarray  # [N, C]: logits of a single model and view, else log of the averaged probabilities
     # (both with the logit adjustment added when one was asked for)
     video_failures: int
+    classes: list[str]  # category ids of the logits' columns
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+def predict_model(loaded: LoadedModel, split: str, accelerator: Accelerator, batch_size: int | None = None,
+                  tta: TestTimeAugmentation | None = None) -> tuple[list[str], np.ndarray, int]:
+    """``(ids in annotation order, logits [N, C], unreadable videos)`` of one model over ``data.<split>``.
+
+    With more than one view the logits are the log of the views' mean probabilities.
+    """
+    cfg = loaded.cfg
+    records = load_split(cfg.data, split)
+    check_feature_width(loaded, records.name)
+    order = [r.id for r in records.records]
+    views = (tta or TestTimeAugmentation()).views()
+    if cfg.model.mode == "text" and len(views) > 1:
+        logger.info("%s: a text-only model sees no frames; test-time augmentation skipped", loaded.path)
+        views = views[:1]
+    if any(flip for _, flip in views) and cfg.data.frame_source == "feats":
+        raise UserError(f"--tta-hflip: {loaded.path} reads frame features (data.frame_source=feats), which cannot "
+                        "be flipped")
+    model = accelerator.prepare(loaded.model)
+    mean_probs, logits, failures = None, None, 0
+    for offset, flip in views:
+        dataset = build_dataset(cfg.data, records, loaded.tokenizer, None, train=False,
+                                with_frames=cfg.model.mode != "text", sampling_offset=offset)
+        loader = accelerator.prepare(build_dataloader(dataset, cfg.data, batch_size or cfg.train.eval_batch_size))
+        name = f"predict {Path(loaded.path).name}" + (f" [offset {offset}{', flip' if flip else ''}]"
+                                                       if len(views) > 1 else "")
+        result = run_inference(model, loader, accelerator, desc=name, hflip=flip)
+        failures = max(failures, result.video_failures)
+        position = {video_id: i for i, video_id in enumerate(result.ids)}
+        if len(position) != len(order) or set(position) != set(order):
+            raise RuntimeError(f"inference returned {len(position)} distinct ids for {len(order)} records")
+        logits = result.logits[[position[i] for i in order]]
+        if len(views) > 1:
+            probs = softmax(logits) / len(views)
+            mean_probs = probs if mean_probs is None else mean_probs + probs
+    assert logits is not None
+    if mean_probs is not None:
+        logits = np.log(np.maximum(mean_probs, 1e-30)).astype(np.float32)
+    return order, logits, failures
 
 
 def predict(models: Sequence[str | Path], split: str = "test", weights: Sequence[float] | None = None,
             overrides: Sequence[str] = (), batch_size: int | None = None, mixed_precision: str = "auto",
-            accelerator: Accelerator | None = None, logit_adjust: float = 0.0) -> Prediction:
+            accelerator: Accelerator | None = None, logit_adjust: float = 0.0,
+            tta: TestTimeAugmentation | None = None) -> Prediction:
     """Predict ``data.<split>`` with every model in ``models`` (RUN/best folders) and average their probabilities.
 
     ``logit_adjust`` tau > 0 subtracts tau * log(prior) (training class frequencies of the first model) from the
     final logits before the argmax: post-hoc logit adjustment, which trades head-class precision for rare-class
-    recall and so raises macro-F1 on long-tailed data.
+    recall and so raises macro-F1 on long-tailed data. ``tta`` predicts several views per video (see
+    :class:`TestTimeAugmentation`).
     """
     if logit_adjust < 0:
         raise UserError(f"--logit-adjust: must be >= 0, got {logit_adjust}")
@@ -70,24 +137,14 @@ def predict(models: Sequence[str | Path], split: str = "test", weights: Sequence
             category_ids, counts = loaded.categories.lv2_ids, loaded.categories.count_list()
         elif loaded.categories.lv2_ids != category_ids:
             raise UserError(f"{path}: its categories differ from {models[0]}; an ensemble needs the same classes")
-        cfg = loaded.cfg
-        records = load_split(cfg.data, split)
+        ids, logits, model_failures = predict_model(loaded, split, accelerator, batch_size, tta)
         if order is None:
-            order = [r.id for r in records.records]
-        elif [r.id for r in records.records] != order:
+            order = ids
+        elif ids != order:
             raise UserError(f"{path}: reads a different data.{split} than {models[0]}")
-        dataset = build_dataset(cfg.data, records, loaded.tokenizer, None, train=False,
-                                with_frames=cfg.model.mode != "text")
-        loader = build_dataloader(dataset, cfg.data, batch_size or cfg.train.eval_batch_size)
-        model, loader = accelerator.prepare(loaded.model, loader)
-        result = run_inference(model, loader, accelerator, desc=f"predict {Path(path).name}")
-        failures = max(failures, result.video_failures)
-        position = {video_id: i for i, video_id in enumerate(result.ids)}
-        if len(position) != len(order) or set(position) != set(order):
-            raise RuntimeError(f"inference returned {len(position)} distinct ids for {len(order)} records")
-        logits = result.logits[[position[i] for i in order]]
+        failures = max(failures, model_failures)
         single_logits = logits if len(models) == 1 else None
-        probs = _softmax(logits.astype(np.float64)) * (weight / sum(weights))
+        probs = softmax(logits) * (weight / sum(weights))
         mean_probs = probs if mean_probs is None else mean_probs + probs
         accelerator.free_memory()
     assert order is not None and category_ids is not None and mean_probs is not None
@@ -97,14 +154,11 @@ def predict(models: Sequence[str | Path], split: str = "test", weights: Sequence
             raise UserError(f"--logit-adjust: {models[0]} has no training class counts in categories.json")
         out_logits = out_logits + logit_adjustment(counts, logit_adjust)[None, :]
     predicted = [category_ids[i] for i in out_logits.argmax(axis=1)]
-    return Prediction(order, predicted, out_logits.astype(np.float32), failures)
+    return Prediction(order, predicted, out_logits.astype(np.float32), failures, list(category_ids))
 
 
 def write_prediction(prediction: Prediction, output: str | Path, logits_path: str | Path | None = None) -> None:
-    """The submission CSV (no header, ``id,category_id``), and optionally ``logits.npy`` + ``logits.ids.txt``."""
+    """The submission CSV (no header, ``id,category_id``), and optionally the logits bundle."""
     write_submission(output, prediction.ids, prediction.category_ids)
     if logits_path is not None:
-        logits_path = Path(logits_path)
-        with atomic_open(logits_path, "wb") as handle:
-            np.save(handle, prediction.logits)
-        atomic_write_text(logits_path.with_suffix(".ids.txt"), "\n".join(prediction.ids) + "\n")
+        save_logits(logits_path, prediction.ids, prediction.logits, prediction.classes)

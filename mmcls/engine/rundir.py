@@ -7,6 +7,7 @@ portable weights go to a temporary sibling first and are renamed into place.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import shutil
 import sys
@@ -15,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from mmcls.config import Config, save_config
+from mmcls.io import atomic_write_text
 
 METRIC_COLUMNS = ("step", "epoch", "train_loss", "lr", "val_loss", "lv1_micro_f1", "lv1_macro_f1", "lv2_micro_f1",
                   "lv2_macro_f1", "mean_f1", "video_failures", "elapsed_s", "weights")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+VAL_LOGITS = "val_logits.npy"  # logits bundle (mmcls.logits) of the best weights on the validation split
+RESULT_FILE = "result.json"  # the best scores, written when a run has finished
 
 
 class RunDir:
@@ -44,10 +48,21 @@ class RunDir:
     def metrics_csv(self) -> Path:
         return self.path / "metrics.csv"
 
+    @property
+    def result_json(self) -> Path:
+        return self.path / RESULT_FILE
+
     def start_fresh(self) -> None:
-        """Forget the metrics of an earlier run in the same folder (its best/ stays until a better one replaces it)."""
-        if self.is_main and self.metrics_csv.exists():
-            self.metrics_csv.unlink()
+        """Forget the metrics and result of an earlier run in the same folder (its best/ and validation logits stay
+        until better ones replace them)."""
+        if self.is_main:
+            self.metrics_csv.unlink(missing_ok=True)
+            self.result_json.unlink(missing_ok=True)
+
+    def save_result(self, summary: Mapping[str, Any]) -> None:
+        """``result.json``: the run's best scores; its presence marks a finished run (drivers skip those)."""
+        if self.is_main:
+            atomic_write_text(self.result_json, json.dumps(dict(summary), indent=1, sort_keys=True) + "\n")
 
     def save_config(self, cfg: Config) -> None:
         if self.is_main:

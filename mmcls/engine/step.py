@@ -48,7 +48,7 @@ def _repeat_batch(batch: dict[str, Any], repeats: int) -> dict[str, Any]:
     if repeats == 1:
         return batch
     out = dict(batch)
-    for key in ("labels", "labels_lv1", "soft_targets"):
+    for key in ("labels", "labels_lv1", "soft_targets", "soft_mask"):
         if out.get(key) is not None:
             value = out[key]
             out[key] = value.repeat(repeats, *([1] * (value.ndim - 1)))
@@ -109,7 +109,7 @@ class TrainStep:
         size = inputs["input_ids"].shape[0]
         view = _repeat_batch({**batch, "frame_mask": inputs.get("frame_mask")}, repeats)
         losses = self.criterion(outputs, view, mixing=_repeat_mixing(step.mixing, size, repeats),
-                                soft_targets=view.get("soft_targets"))
+                                soft_targets=view.get("soft_targets"), soft_mask=view.get("soft_mask"))
         if repeats > 1:
             logits = outputs["logits"].float()
             losses["loss_rdrop"] = rdrop_loss(logits[:size], logits[size:])

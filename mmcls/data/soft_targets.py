@@ -1,0 +1,76 @@
+"""Soft training targets per video: soft pseudo-labels from the annotation file, and distillation from a teacher.
+
+A video's target is, in order of precedence:
+
+1. its ``category_probs`` (a soft pseudo-label written by tools/pseudo_label.py), as given;
+2. ``alpha * one-hot(label) + (1 - alpha) * softmax(teacher logits / T)`` when ``train.distill.teacher`` covers it;
+3. nothing here: the loss uses the (label-smoothed) hard label.
+
+Targets are float32 ``[C]`` vectors in the run's category order; the collator stacks them with a mask saying which
+rows are soft (:class:`mmcls.engine.losses.Criterion` keeps the hard target for the others).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from mmcls.config import DistillConfig
+from mmcls.data.categories import CategorySpace
+from mmcls.data.records import VideoRecord
+from mmcls.errors import ConfigError
+from mmcls.logits import load_logits
+
+logger = logging.getLogger("mmcls.data")
+
+
+class SoftTargets:
+    """Maps a record to its soft target ``[C]`` or None (see the module docstring)."""
+
+    def __init__(self, categories: CategorySpace, teacher: dict[str, np.ndarray] | None = None,
+                 alpha: float = 1.0) -> None:
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.categories = categories
+        self.teacher = teacher or {}
+        self.alpha = alpha
+
+    @classmethod
+    def from_config(cls, distill: DistillConfig, categories: CategorySpace,
+                    records: Sequence[VideoRecord]) -> SoftTargets | None:
+        """None when no record has a soft label and no teacher is set; logs how many videos each source covers."""
+        teacher = None
+        if distill.teacher:
+            bundle = load_logits(distill.teacher)
+            if set(bundle.classes) != set(categories.lv2_ids):
+                raise ConfigError(f"train.distill.teacher: {distill.teacher} predicts other classes than this run's "
+                                  "category list")
+            columns = [bundle.classes.index(c) for c in categories.lv2_ids]
+            probs = bundle.probabilities(distill.temperature)[:, columns].astype(np.float32)
+            teacher = dict(zip(bundle.ids, probs, strict=True))
+            covered = sum(r.id in teacher for r in records if r.category_probs is None)
+            logger.info("distillation: teacher %s covers %d of %d training videos (alpha %.2f, T %.2f)",
+                        distill.teacher, covered, len(records), distill.alpha, distill.temperature)
+            if covered == 0:
+                raise ConfigError(f"train.distill.teacher: {distill.teacher} covers none of the training videos")
+        soft_labels = sum(r.category_probs is not None for r in records)
+        if soft_labels:
+            logger.info("soft labels: %d training videos carry category_probs", soft_labels)
+        if teacher is None and not soft_labels:
+            return None
+        return cls(categories, teacher, distill.alpha)
+
+    def __call__(self, record: VideoRecord) -> np.ndarray | None:
+        if record.category_probs is not None:
+            target = np.zeros(self.categories.num_lv2, dtype=np.float32)
+            for category, prob in record.category_probs.items():
+                target[self.categories.lv2_index(category)] = prob
+            return target / target.sum()
+        probs = self.teacher.get(record.id)
+        if probs is None or record.category_id is None:
+            return None
+        target = (1.0 - self.alpha) * probs
+        target[self.categories.lv2_index(record.category_id)] += self.alpha
+        return target.astype(np.float32)

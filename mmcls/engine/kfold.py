@@ -1,0 +1,169 @@
+"""K-fold training as one command: make (or reuse) the folds, finetune every fold, collect the out-of-fold logits,
+and predict other splits with all fold models.
+
+Each fold runs as its own process (``python finetune/train.py`` or any launcher, e.g. ``accelerate launch
+--multi_gpu``), so a fold gets a fresh accelerator and its memory back, and the driver itself stays a plain loop.
+A fold whose run directory holds ``result.json`` is finished and skipped, so a killed driver rerun with the same
+command continues with the next unfinished fold.
+
+Layout under ``out``::
+
+    folds.csv                 id,fold (unless --folds names another file)
+    fold{k}/                  a normal run directory (best/, val_logits.npy = fold k's out-of-fold logits ...)
+    oof_logits.npy            every labelled video's logits from the fold model that did not train on it
+    {split}_logits.npy        the fold models' averaged probabilities (log) on data.{split}; {split}.csv submission
+    kfold.json                per-fold and out-of-fold scores
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mmcls.config import Config
+from mmcls.data.categories import CategorySpace
+from mmcls.data.folds import assign_folds, read_folds, write_folds
+from mmcls.data.records import load_records
+from mmcls.data.splits import data_path
+from mmcls.engine.rundir import RESULT_FILE, VAL_LOGITS
+from mmcls.errors import UserError
+from mmcls.io import atomic_write_text
+from mmcls.logits import SavedLogits, load_logits, save_logits
+from mmcls.metrics import mean_f1_from_indices
+
+logger = logging.getLogger("mmcls")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class KFoldPlan:
+    """What the driver runs: the config (files + overrides), the folds and where everything goes."""
+
+    config_files: list[str]
+    overrides: list[str]
+    cfg: Config
+    k: int
+    out: Path
+    folds_file: Path | None = None
+    launcher: tuple[str, ...] = (sys.executable,)
+
+    @property
+    def folds_path(self) -> Path:
+        return self.folds_file or self.out / "folds.csv"
+
+    def fold_dir(self, fold: int) -> Path:
+        return self.out / f"fold{fold}"
+
+    def fold_command(self, fold: int) -> list[str]:
+        """The finetuning command of one fold: the user's config and overrides, then the fold's own keys."""
+        configs = [arg for path in self.config_files for arg in ("--config", path)]
+        return [*self.launcher, str(REPO / "finetune" / "train.py"), *configs, *self.overrides,
+                f"data.folds_file={self.folds_path.resolve()}", f"data.fold={fold}", "data.val=null",
+                f"output_dir={self.fold_dir(fold)}"]
+
+
+def parse_launcher(text: str | None) -> tuple[str, ...]:
+    """``--launch "accelerate launch --multi_gpu --num_processes 8"`` -> argv prefix (default: this Python)."""
+    return tuple(shlex.split(text)) if text else (sys.executable,)
+
+
+def ensure_folds(plan: KFoldPlan) -> dict[str, int]:
+    """Read the folds file, or write it (stratified, ``cfg.seed``) when it does not exist yet."""
+    path = plan.folds_path
+    if path.is_file():
+        folds = read_folds(path)
+        found = sorted(set(folds.values()))
+        if found != list(range(plan.k)):
+            raise UserError(f"{path}: holds folds {found}, not 0..{plan.k - 1}; pass --k {len(found)} or remove it")
+        return folds
+    records = load_records(data_path(plan.cfg.data, plan.cfg.data.train), labelled=True)
+    folds = assign_folds(records, plan.k, plan.cfg.seed)
+    write_folds(path, folds)
+    logger.info("wrote %d videos in %d stratified folds -> %s", len(folds), plan.k, path)
+    return folds
+
+
+def train_folds(plan: KFoldPlan) -> None:
+    """Finetune every unfinished fold, in order, as a subprocess; a failing fold stops the driver."""
+    for fold in range(plan.k):
+        run = plan.fold_dir(fold)
+        if (run / RESULT_FILE).is_file():
+            logger.info("fold %d: finished earlier (%s), skipped", fold, run / RESULT_FILE)
+            continue
+        command = plan.fold_command(fold)
+        logger.info("fold %d/%d: %s", fold + 1, plan.k, shlex.join(command))
+        if subprocess.run(command, check=False).returncode != 0:
+            raise UserError(f"fold {fold} failed (see {run / 'train.log'}); rerun the same command to continue")
+
+
+def collect_oof(plan: KFoldPlan, folds: dict[str, int]) -> tuple[SavedLogits, dict]:
+    """Stack the folds' validation logits into ``oof_logits.npy`` (ids in folds-file order) and score them."""
+    bundles = []
+    for fold in range(plan.k):
+        path = plan.fold_dir(fold) / VAL_LOGITS
+        if not path.is_file():
+            raise UserError(f"fold {fold}: {path} is missing; is the fold finished?")
+        bundle = load_logits(path)
+        expected = {i for i, f in folds.items() if f == fold}
+        if set(bundle.ids) != expected:
+            raise UserError(f"{path}: its ids are not fold {fold} of {plan.folds_path} (was it trained with "
+                            "another folds file?)")
+        bundles.append(bundle)
+    classes = bundles[0].classes
+    ids = list(folds)  # every id is in exactly one bundle (checked above)
+    by_id = {video_id: row for b in bundles for video_id, row in zip(b.ids, b.aligned(b.ids, classes), strict=True)}
+    oof = SavedLogits(ids, np.stack([by_id[i] for i in ids]), classes)
+    save_logits(plan.out / "oof_logits.npy", oof.ids, oof.logits, oof.classes)
+
+    categories = CategorySpace.load(plan.fold_dir(0) / "best")
+    labels = {r.id: r.category_id for r in load_records(data_path(plan.cfg.data, plan.cfg.data.train), labelled=True)}
+    column = {c: j for j, c in enumerate(categories.lv2_ids)}
+    truth = np.array([column[labels[i]] for i in ids])
+    scores = mean_f1_from_indices(truth, oof.aligned(ids, categories.lv2_ids).argmax(axis=1),
+                                  categories.lv1_index_of_lv2())
+    per_fold = [json.loads((plan.fold_dir(f) / RESULT_FILE).read_text(encoding="utf-8")) for f in range(plan.k)]
+    summary = {"k": plan.k, "folds_file": str(plan.folds_path), "oof": scores,
+               "fold_mean_f1": [r.get("mean_f1") for r in per_fold],
+               "fold_seconds": [r.get("seconds") for r in per_fold]}
+    return oof, summary
+
+
+def predict_with_folds(plan: KFoldPlan, split: str, extra: Sequence[str] = ()) -> Path:
+    """``{split}_logits.npy`` and ``{split}.csv`` from the equal-weight ensemble of every fold's ``best/``."""
+    logits = plan.out / f"{split}_logits.npy"
+    results = [plan.fold_dir(f) / RESULT_FILE for f in range(plan.k)]
+    if logits.is_file() and all(logits.stat().st_mtime >= r.stat().st_mtime for r in results):
+        logger.info("%s: up to date, skipped", logits)
+        return logits
+    models = [arg for f in range(plan.k) for arg in ("--model", str(plan.fold_dir(f) / "best"))]
+    command = [*plan.launcher, str(REPO / "tools" / "predict.py"), *models, "--split", split,
+               "--output", str(plan.out / f"{split}.csv"), "--logits", str(logits), *extra, *_data_overrides(plan)]
+    logger.info("predict %s with %d folds: %s", split, plan.k, shlex.join(command))
+    if subprocess.run(command, check=False).returncode != 0:
+        raise UserError(f"predicting {split} with the fold models failed")
+    return logits
+
+
+def _data_overrides(plan: KFoldPlan) -> list[str]:
+    """The user's ``data.*`` overrides, so prediction reads the same data the folds were trained on."""
+    return [o for o in plan.overrides if o.startswith("data.") and not o.startswith(("data.fold", "data.val"))]
+
+
+def run_kfold(plan: KFoldPlan, predict_splits: Sequence[str] = (), predict_args: Sequence[str] = ()) -> dict:
+    """Folds, training, out-of-fold logits and predictions; writes and returns the ``kfold.json`` summary."""
+    plan.out.mkdir(parents=True, exist_ok=True)
+    folds = ensure_folds(plan)
+    train_folds(plan)
+    _, summary = collect_oof(plan, folds)
+    for split in predict_splits:
+        summary[f"{split}_logits"] = str(predict_with_folds(plan, split, predict_args))
+    atomic_write_text(plan.out / "kfold.json", json.dumps(summary, indent=1) + "\n")
+    return summary
