@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lv1-prefix-len", type=int, default=2, help="Level-1 prefix length (default 2).")
     parser.add_argument("--output", help="Submission CSV of the test predictions (needs --test).")
     parser.add_argument("--logits", help="Also save the ensemble's test log-probabilities as a logits bundle.")
+    parser.add_argument("--oof-logits", help="Also save the fitted ensemble's out-of-fold log-probabilities (a "
+                        "teacher for train.distill.teacher).")
     parser.add_argument("--report", help="Write the fitted weights, bias and scores as JSON.")
     return parser
 
@@ -53,6 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.output or args.logits) and not args.test:
         parser.error("--output and --logits need --test logits")
+    if args.oof_logits and not args.oof:
+        parser.error("--oof-logits needs --oof logits")
     from mmcls.data.categories import CategorySpace
     from mmcls.engine.ensemble import ensemble_files
     from mmcls.io import atomic_write_text
@@ -77,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {len(result.test_ids)} predictions -> {args.output}")
     if args.logits:
         save_logits(args.logits, result.test_ids, result.test_log_probs, result.classes)
+    if args.oof_logits:
+        save_logits(args.oof_logits, result.oof_ids, result.oof_log_probs, result.classes)
     if args.report:
         payload = {"oof": args.oof, "test": args.test, "classes": result.classes, "num_oof": result.num_oof,
                    **({} if fit is None else {

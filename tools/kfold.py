@@ -4,7 +4,7 @@ split (or others) predicted with all fold models.
 
 Examples:
     python tools/kfold.py --config configs/demo.yaml --k 5 --out runs/kfold --predict test
-    python tools/kfold.py --config configs/base.yaml --k 5 --out runs/kfold_base --predict test unlabeled \\
+    python tools/kfold.py --config configs/base.yaml --k 5 --out runs/kfold_base --predict test --predict unlabeled \\
         --launch "accelerate launch --multi_gpu --num_processes 8" data.root=/data/wbdc
     # round 2, self-distillation from round 1's out-of-fold predictions (same folds):
     python tools/kfold.py --config configs/demo.yaml --k 5 --out runs/kfold_distill --folds runs/kfold/folds.csv \\
@@ -17,7 +17,6 @@ and OUT/kfold.json. Rerunning the same command skips finished folds (those with 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,9 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--k", type=int, default=5, help="Number of folds (default 5).")
     parser.add_argument("--out", required=True, help="Folder of the K run directories and the combined outputs.")
     parser.add_argument("--folds", help="An existing id,fold CSV (default: OUT/folds.csv, written if missing).")
-    parser.add_argument("--predict", nargs="*", default=[], metavar="SPLIT",
+    parser.add_argument("--predict", action="append", default=[], metavar="SPLIT",
                         choices=["test", "unlabeled", "train", "val"],
-                        help="Splits (data.<split>) to predict with the ensemble of all folds.")
+                        help="A split (data.<split>) to predict with every fold and their ensemble (repeat).")
     parser.add_argument("--launch", help="Command prefix for each fold and prediction, e.g. \"accelerate launch "
                         "--multi_gpu --num_processes 8\" (default: this Python).")
     parser.add_argument("--tta-offsets", type=int, default=1, help="Passed to tools/predict.py (default 1).")
@@ -57,7 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds = ", ".join(f"{s:.4f}" for s in summary["fold_mean_f1"])
     print(f"fold mean_f1: {folds}")
     print(f"out-of-fold mean_f1 {summary['oof']['mean_f1']:.4f} -> {Path(args.out) / 'oof_logits.npy'}")
-    print(json.dumps({k: v for k, v in summary.items() if k.endswith("_logits")}))
+    for split in args.predict:
+        print(f"{split}: {summary[split]['csv']} (logits {summary[split]['logits']})")
     return 0
 
 

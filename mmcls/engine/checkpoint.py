@@ -16,6 +16,7 @@ apart, a ``pretrained.json`` marker instead of ``categories.json``). Finetuning 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -30,7 +31,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 from transformers import BertConfig
 
-from mmcls.config import Config, load_config, save_config
+from mmcls.config import Config, load_config, parse_override, save_config
 from mmcls.data.categories import CategorySpace
 from mmcls.data.tokenizer import load_tokenizer
 from mmcls.engine.rundir import replace_dir
@@ -106,7 +107,14 @@ class LoadedModel:
 
 
 def load_portable(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedModel:
-    """Rebuild a model saved by :func:`save_portable`; ``overrides`` (e.g. ``data.root=...``) redirect its data."""
+    """Rebuild a model saved by :func:`save_portable`; ``overrides`` (e.g. ``data.root=...``) redirect its data.
+
+    The architecture comes from the folder's config with the ``data.*`` section as saved (``model.*`` overrides,
+    such as ``model.text.attn_implementation``, still apply): ``data.*`` overrides change only how the data is
+    read. So a model trained on pixels predicts from cached frame features with ``data.frame_source=feats`` (its
+    forward takes features ``[B, T, D]`` and skips the vision tower; see :func:`check_feature_width`). The
+    returned ``cfg`` has every override. Data settings the trained weights cannot take are a one-line UserError.
+    """
     from mmcls.models import build_model
 
     path = Path(path)
@@ -117,15 +125,83 @@ def load_portable(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
                if not (path / name).is_file()]
     if missing:
         raise UserError(f"{path}: not a trained model folder (missing {', '.join(missing)}); pass RUN/best")
-    cfg = load_config(path / "config.yaml", [*overrides, f"data.tokenizer={path}"])
+    own = [f"data.tokenizer={path}"]
+    saved = load_config(path / "config.yaml", own)
+    cfg = load_config(path / "config.yaml", [*_prediction_overrides(saved, overrides), *own])
     categories = CategorySpace.load(path)
     tokenizer = load_tokenizer(path)
     bert_config = BertConfig.from_json_file(str(path / BERT_CONFIG_FILE))
-    model = build_model(cfg, categories.num_lv2, categories.num_lv1, tokenizer, bert_config=bert_config,
-                        load_pretrained=False)
+    model = build_model(dataclasses.replace(cfg, data=saved.data), categories.num_lv2, categories.num_lv1,
+                        tokenizer, bert_config=bert_config, load_pretrained=False)
     load_model(model, str(path / MODEL_FILE), strict=True)
     model.eval()
+    _check_data_fits(model, saved, cfg, path)
     return LoadedModel(model, cfg, categories, tokenizer, path)
+
+
+def _prediction_overrides(saved: Config, overrides: Sequence[str]) -> list[str]:
+    """``overrides``, plus ``train.mix.cutmix_alpha=0`` first when they switch a CutMix-trained model to frame
+    features: CutMix is a training switch, and the config check that rejects it with ``feats`` must not stop a
+    prediction."""
+    source = saved.data.frame_source
+    for item in overrides:
+        key, value = parse_override(item)
+        if key == ["data", "frame_source"]:
+            source = value
+    if source == "feats" and saved.train.mix.cutmix_alpha > 0:
+        return ["train.mix.cutmix_alpha=0", *overrides]
+    return list(overrides)
+
+
+def frame_feature_width(model: nn.Module) -> int | None:
+    """The frame-feature width ``model`` takes (its vision tower's ``out_dim``, or the width of the features it was
+    trained on); None without frame layers (text mode)."""
+    embedder = getattr(model, "frame_embedder", None)
+    return None if embedder is None else int(embedder.proj.in_features)
+
+
+def _check_data_fits(model: nn.Module, saved: Config, cfg: Config, path: Path) -> None:
+    """UserError when the (overridden) data settings cannot feed the trained ``model``."""
+    width = frame_feature_width(model)
+    data, vision = cfg.data, getattr(model, "vision", None)
+    if data.max_text_len > model.bert.config.max_position_embeddings:
+        raise UserError(f"data.max_text_len={data.max_text_len}: {path} has only "
+                        f"{model.bert.config.max_position_embeddings} text positions")
+    if width is None:  # text mode: no frames are read
+        return
+    if data.frame_source != "feats" and vision is None:
+        raise UserError(f"data.frame_source={data.frame_source}: {path} was trained on frame features "
+                        f"(data.frame_source=feats) and has no vision tower to read frames with")
+    if data.frame_source == "feats" and data.feat_dim is not None and data.feat_dim != width:
+        raise UserError(f"data.feat_dim={data.feat_dim}: {path} takes frame features of width {width}")
+    if data.max_frames > model.frame_embedder.max_frames:
+        raise UserError(f"data.max_frames={data.max_frames}: {path} was trained with at most "
+                        f"{model.frame_embedder.max_frames} frames per video")
+    if data.frame_source != "feats" and data.frame_size != saved.data.frame_size:
+        if vision.kind == "clip":  # fixed position embeddings: other sizes cannot run
+            raise UserError(f"data.frame_size={data.frame_size}: {path} has a CLIP tower trained at "
+                            f"{saved.data.frame_size} px")
+        logging.getLogger("mmcls").warning("data.frame_size=%d: %s was trained at %d px", data.frame_size, path,
+                                           saved.data.frame_size)
+
+
+def check_feature_width(loaded: LoadedModel, split: str) -> None:
+    """With ``data.frame_source=feats``: UserError when the feature zip of annotation split ``split`` (e.g.
+    ``test``) holds features of another width than the model takes (probed from the zip, never from
+    ``data.feat_dim``). Cheap: reads a few members; a missing zip is left to the usual per-video reporting."""
+    from mmcls.data.frames import FeatsFrameSource
+
+    width = frame_feature_width(loaded.model)
+    if loaded.cfg.data.frame_source != "feats" or width is None:
+        return
+    source = FeatsFrameSource.from_config(dataclasses.replace(loaded.cfg.data, feat_dim=None), split)
+    found = source.feature_dim()
+    if found is not None and found != width:
+        vision = getattr(loaded.model, "vision", None)
+        why = (f"the output width of its vision tower {vision.kind} {vision.name}" if vision is not None
+               else "the width of the features it was trained on")
+        raise UserError(f"{source.location}: frame features of width {found}, but {loaded.path} takes {width} "
+                        f"({why}); extract matching ones with tools/extract_features.py --model {loaded.path}")
 
 
 # ----------------------------------------------------------------------------------------------------------------

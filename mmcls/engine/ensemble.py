@@ -156,7 +156,12 @@ class EnsembleResult:
     classes: list[str]
     test_ids: list[str] = field(default_factory=list)
     test_log_probs: np.ndarray | None = None
-    num_oof: int = 0
+    oof_ids: list[str] = field(default_factory=list)
+    oof_log_probs: np.ndarray | None = None  # the fitted ensemble on the out-of-fold videos
+
+    @property
+    def num_oof(self) -> int:
+        return len(self.oof_ids)
 
     def test_labels(self) -> list[str]:
         assert self.test_log_probs is not None
@@ -205,8 +210,9 @@ def ensemble_files(oof: Sequence[str | Path], test: Sequence[str | Path], truth:
         probs = [softmax(b.aligned(ids, classes)) for b in oof_bundles]
         result.fit = fit_ensemble(probs, truth_idx, lv1_of_lv2, weights=weights, search=search,
                                   class_bias=class_bias)
-        result.num_oof = len(ids)
         fitted_weights, bias = result.fit.weights, np.asarray(result.fit.class_bias)
+        result.oof_ids = list(ids)
+        result.oof_log_probs = combine(probs, fitted_weights, bias).astype(np.float32)
     if test_bundles:
         ids = test_bundles[0].ids
         probs = [softmax(b.aligned(ids, classes)) for b in test_bundles]

@@ -11,6 +11,7 @@ Layout under ``out``::
     folds.csv                 id,fold (unless --folds names another file)
     fold{k}/                  a normal run directory (best/, val_logits.npy = fold k's out-of-fold logits ...)
     oof_logits.npy            every labelled video's logits from the fold model that did not train on it
+    fold{k}/{split}_logits.npy  fold k's predictions of data.{split} (with fold{k}/{split}.csv)
     {split}_logits.npy        the fold models' averaged probabilities (log) on data.{split}; {split}.csv submission
     kfold.json                per-fold and out-of-fold scores
 """
@@ -33,11 +34,12 @@ from mmcls.data.categories import CategorySpace
 from mmcls.data.folds import assign_folds, read_folds, write_folds
 from mmcls.data.records import load_records
 from mmcls.data.splits import data_path
+from mmcls.engine.ensemble import combine
 from mmcls.engine.rundir import RESULT_FILE, VAL_LOGITS
 from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
-from mmcls.logits import SavedLogits, load_logits, save_logits
-from mmcls.metrics import mean_f1_from_indices
+from mmcls.logits import SavedLogits, load_logits, save_logits, softmax
+from mmcls.metrics import mean_f1_from_indices, write_submission
 
 logger = logging.getLogger("mmcls")
 REPO = Path(__file__).resolve().parents[2]
@@ -136,20 +138,30 @@ def collect_oof(plan: KFoldPlan, folds: dict[str, int]) -> tuple[SavedLogits, di
     return oof, summary
 
 
-def predict_with_folds(plan: KFoldPlan, split: str, extra: Sequence[str] = ()) -> Path:
-    """``{split}_logits.npy`` and ``{split}.csv`` from the equal-weight ensemble of every fold's ``best/``."""
-    logits = plan.out / f"{split}_logits.npy"
-    results = [plan.fold_dir(f) / RESULT_FILE for f in range(plan.k)]
-    if logits.is_file() and all(logits.stat().st_mtime >= r.stat().st_mtime for r in results):
-        logger.info("%s: up to date, skipped", logits)
-        return logits
-    models = [arg for f in range(plan.k) for arg in ("--model", str(plan.fold_dir(f) / "best"))]
-    command = [*plan.launcher, str(REPO / "tools" / "predict.py"), *models, "--split", split,
-               "--output", str(plan.out / f"{split}.csv"), "--logits", str(logits), *extra, *_data_overrides(plan)]
-    logger.info("predict %s with %d folds: %s", split, plan.k, shlex.join(command))
-    if subprocess.run(command, check=False).returncode != 0:
-        raise UserError(f"predicting {split} with the fold models failed")
-    return logits
+def predict_with_folds(plan: KFoldPlan, split: str, extra: Sequence[str] = ()) -> dict:
+    """Predict ``data.{split}`` with every fold's ``best/`` (``fold{k}/{split}_logits.npy`` + ``.csv``), then
+    average their probabilities with equal weights into ``{split}_logits.npy`` and ``{split}.csv``.
+
+    A fold's prediction newer than its ``result.json`` is reused. Returns the paths written.
+    """
+    bundles = []
+    for fold in range(plan.k):
+        run = plan.fold_dir(fold)
+        logits = run / f"{split}_logits.npy"
+        if not (logits.is_file() and logits.stat().st_mtime >= (run / RESULT_FILE).stat().st_mtime):
+            command = [*plan.launcher, str(REPO / "tools" / "predict.py"), "--model", str(run / "best"),
+                       "--split", split, "--output", str(run / f"{split}.csv"), "--logits", str(logits), *extra,
+                       *_data_overrides(plan)]
+            logger.info("fold %d: predict %s: %s", fold, split, shlex.join(command))
+            if subprocess.run(command, check=False).returncode != 0:
+                raise UserError(f"fold {fold}: predicting {split} failed")
+        bundles.append(load_logits(logits))
+    ids, classes = bundles[0].ids, bundles[0].classes
+    log_probs = combine([softmax(b.aligned(ids, classes)) for b in bundles], [1.0] * plan.k)
+    out = plan.out / f"{split}_logits.npy"
+    save_logits(out, ids, log_probs, classes)
+    write_submission(plan.out / f"{split}.csv", ids, [classes[i] for i in log_probs.argmax(axis=1)])
+    return {"logits": str(out), "csv": str(plan.out / f"{split}.csv")}
 
 
 def _data_overrides(plan: KFoldPlan) -> list[str]:
@@ -164,6 +176,6 @@ def run_kfold(plan: KFoldPlan, predict_splits: Sequence[str] = (), predict_args:
     train_folds(plan)
     _, summary = collect_oof(plan, folds)
     for split in predict_splits:
-        summary[f"{split}_logits"] = str(predict_with_folds(plan, split, predict_args))
+        summary[split] = predict_with_folds(plan, split, predict_args)
     atomic_write_text(plan.out / "kfold.json", json.dumps(summary, indent=1) + "\n")
     return summary

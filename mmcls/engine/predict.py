@@ -91,8 +91,9 @@ def predict_model(loaded: LoadedModel, split: str, accelerator: Accelerator, bat
         dataset = build_dataset(cfg.data, records, loaded.tokenizer, None, train=False,
                                 with_frames=cfg.model.mode != "text", sampling_offset=offset)
         loader = accelerator.prepare(build_dataloader(dataset, cfg.data, batch_size or cfg.train.eval_batch_size))
-        name = f"predict {Path(loaded.path).name}" + (f" [offset {offset}{', flip' if flip else ''}]"
-                                                       if len(views) > 1 else "")
+        name = f"predict {Path(loaded.path).parent.name}/{Path(loaded.path).name}"
+        if len(views) > 1:
+            name += f" [offset {offset}{', flip' if flip else ''}]"
         result = run_inference(model, loader, accelerator, desc=name, hflip=flip)
         failures = max(failures, result.video_failures)
         position = {video_id: i for i, video_id in enumerate(result.ids)}
