@@ -31,10 +31,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmcls.cli import run_main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 MODEL_B = ["model.pooling=cls", "train.loss.label_smoothing=0.1", "seed=7"]
 
