@@ -50,7 +50,7 @@ class SoftTargets:
             columns = [bundle.classes.index(c) for c in categories.lv2_ids]
             probs = bundle.probabilities(distill.temperature)[:, columns].astype(np.float32)
             teacher = dict(zip(bundle.ids, probs, strict=True))
-            covered = sum(r.id in teacher for r in records if r.category_probs is None)
+            covered = sum(r.id in teacher for r in records)
             logger.info("distillation: teacher %s covers %d of %d training videos (alpha %.2f, T %.2f)",
                         distill.teacher, covered, len(records), distill.alpha, distill.temperature)
             if covered == 0:

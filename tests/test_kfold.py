@@ -1,0 +1,59 @@
+"""tools/kfold.py end to end on the tiny synthetic dataset: folds, one run per fold, out-of-fold logits, the fold
+ensemble on the test split, and a rerun that skips what is finished."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mmcls.cli import run_main
+from mmcls.data.folds import read_folds
+from mmcls.logits import load_logits, softmax
+from tests.test_finetune import tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(900)
+def test_kfold_trains_every_fold_and_stacks_out_of_fold_logits(synthetic_root, tmp_path, capsys):
+    from tools.kfold import main
+
+    out = tmp_path / "kfold"
+    overrides = [o for o in tiny_overrides(synthetic_root, tmp_path / "unused", "train.max_steps=2")
+                 if not o.startswith("output_dir=")]
+    args = ["--config", str(ROOT / "configs" / "demo.yaml"), "--k", "2", "--out", str(out), "--predict", "test",
+            *overrides]
+    assert run_main(main, args) == 0
+
+    folds = read_folds(out / "folds.csv")
+    labelled = [r["id"] for r in json.loads((synthetic_root / "annotations" / "labeled.json").read_text())]
+    assert sorted(folds) == sorted(labelled) and set(folds.values()) == {0, 1}
+    oof = load_logits(out / "oof_logits.npy")
+    assert sorted(oof.ids) == sorted(labelled)  # every labelled video once
+    for fold in (0, 1):
+        val = load_logits(out / f"fold{fold}" / "val_logits.npy")
+        assert set(val.ids) == {i for i, f in folds.items() if f == fold}  # validated on its own fold only
+        np.testing.assert_array_equal(oof.aligned(val.ids, val.classes), val.logits)
+    summary = json.loads((out / "kfold.json").read_text())
+    assert 0.0 <= summary["oof"]["mean_f1"] <= 1.0 and len(summary["fold_mean_f1"]) == 2
+
+    fold_logits = [load_logits(out / f"fold{f}" / "test_logits.npy") for f in (0, 1)]
+    ensemble = load_logits(out / "test_logits.npy")
+    expected = np.mean([softmax(b.aligned(ensemble.ids, ensemble.classes)) for b in fold_logits], axis=0)
+    np.testing.assert_allclose(np.exp(ensemble.logits), expected, rtol=1e-5, atol=1e-7)
+    submission = [line.split(",") for line in (out / "test.csv").read_text().splitlines()]
+    assert [i for i, _ in submission] == ensemble.ids
+    assert [c for _, c in submission] == [ensemble.classes[j] for j in expected.argmax(axis=1)]
+
+    # a rerun finds everything finished: no fold is retrained and no prediction redone
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("fold*/best/model.safetensors")}
+    stamps.update({p: p.stat().st_mtime_ns for p in out.glob("fold*/test_logits.npy")})
+    capsys.readouterr()
+    assert run_main(main, args) == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    # the folds file decides K: asking for another K is a one-line error
+    assert run_main(main, [*args[:2], "--k", "3", *args[4:]]) == 2
+    assert "holds folds [0, 1]" in capsys.readouterr().err

@@ -1,0 +1,68 @@
+"""Test-time augmentation in predict: the views, the flip, and the average of their probabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+
+from mmcls.config import build_config
+from mmcls.engine.inference import model_inputs
+from mmcls.engine.predict import TestTimeAugmentation
+from mmcls.errors import UserError
+from mmcls.logits import softmax
+from tests.test_finetune import tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_root, tmp_path_factory) -> Path:
+    from mmcls.engine.finetune import finetune
+
+    run = tmp_path_factory.mktemp("tta") / "run"
+    finetune(build_config({}, tiny_overrides(synthetic_root, run, "train.max_steps=2")))
+    return run / "best"
+
+
+def test_views_cover_every_offset_with_and_without_flip():
+    assert TestTimeAugmentation().views() == [(0, False)]
+    assert TestTimeAugmentation(offsets=2, hflip=True).views() == [(0, False), (0, True), (1, False), (1, True)]
+    with pytest.raises(UserError, match="--tta-offsets"):
+        TestTimeAugmentation(offsets=0)
+
+
+def test_hflip_mirrors_pixels_only():
+    frames = torch.arange(2 * 3 * 2 * 4, dtype=torch.uint8).view(1, 2, 3, 2, 4)  # [B, T, 3, H, W]
+    batch = {"input_ids": torch.ones(1, 3), "attention_mask": torch.ones(1, 3), "frames": frames,
+             "frame_mask": torch.ones(1, 2, dtype=torch.bool)}
+    assert torch.equal(model_inputs(batch, hflip=True)["frames"], frames.flip(-1))
+    assert torch.equal(model_inputs(batch)["frames"], frames)
+    features = {**batch, "frames": torch.randn(1, 2, 5)}  # [B, T, D] features cannot be flipped: left alone
+    assert torch.equal(model_inputs(features, hflip=True)["frames"], features["frames"])
+
+
+def test_tta_averages_the_probabilities_of_every_view(trained):
+    from mmcls.data.dataset import build_dataloader, build_dataset
+    from mmcls.data.splits import load_split
+    from mmcls.engine.checkpoint import load_portable
+    from mmcls.engine.inference import run_inference
+    from mmcls.engine.predict import predict
+
+    tta = TestTimeAugmentation(offsets=2, hflip=True)
+    got = predict([trained], "test", mixed_precision="no", tta=tta)
+
+    loaded = load_portable(trained)
+    records = load_split(loaded.cfg.data, "test")
+    accelerator = Accelerator(cpu=True)
+    views = []
+    for offset, flip in tta.views():
+        dataset = build_dataset(loaded.cfg.data, records, loaded.tokenizer, None, train=False, sampling_offset=offset)
+        result = run_inference(loaded.model, build_dataloader(dataset, loaded.cfg.data, 16), accelerator, hflip=flip)
+        assert result.ids == got.ids
+        views.append(softmax(result.logits))
+    assert not np.allclose(views[0], views[1], atol=1e-4)  # the flip changes what the model sees
+    assert not np.allclose(views[0], views[2], atol=1e-4)  # so does the shifted frame grid
+    np.testing.assert_allclose(np.exp(got.logits), np.mean(views, axis=0), rtol=1e-4, atol=1e-6)
+    assert got.category_ids == [got.classes[i] for i in np.mean(views, axis=0).argmax(axis=1)]
