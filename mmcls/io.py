@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -44,17 +45,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         handle.write(data)
 
 
+def _natural_key(path: str) -> list:
+    """Sort key that orders numbers by value: ``fold2`` before ``fold10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
 def expand_globs(patterns: Sequence[str], option: str) -> list[str]:
-    """Each pattern with ``*``, ``?`` or ``[`` replaced by its sorted matches (an error when it matches nothing);
-    other paths pass through as given."""
+    """Each pattern with ``*``, ``?`` or ``[`` replaced by its matches in natural order (``fold2`` before
+    ``fold10``; an error when it matches nothing); existing paths and other names pass through as given."""
     from mmcls.errors import UserError
 
     out: list[str] = []
     for pattern in patterns:
-        if not any(char in pattern for char in "*?["):
+        if not any(char in pattern for char in "*?[") or os.path.exists(pattern):
             out.append(pattern)
             continue
-        matches = sorted(glob.glob(pattern))
+        matches = sorted(glob.glob(pattern), key=_natural_key)
         if not matches:
             raise UserError(f"{option} {pattern}: matches nothing")
         out.extend(matches)

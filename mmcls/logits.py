@@ -9,6 +9,7 @@ a submission without the model.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,10 @@ class SavedLogits:
         if self.logits.ndim != 2 or self.logits.shape != (len(self.ids), len(self.classes)):
             raise UserError(f"{self.path or 'logits'}: shape {self.logits.shape} does not match {len(self.ids)} ids "
                             f"x {len(self.classes)} classes")
-        if len(set(self.ids)) != len(self.ids):
-            raise UserError(f"{self.path or 'logits'}: repeated ids")
+        for what, names in (("id", self.ids), ("class", self.classes)):
+            if len(set(names)) != len(names):
+                repeated = next(n for n, count in Counter(names).items() if count > 1)
+                raise UserError(f"{self.path or 'logits'}: repeated {what} {repeated!r}")
 
     def probabilities(self, temperature: float = 1.0) -> np.ndarray:
         """Softmax of ``logits / temperature`` in float64 ``[N, C]``."""

@@ -46,7 +46,8 @@ def extracted(trained, tmp_path_factory):
 
 def _members(path: Path) -> dict[str, np.ndarray]:
     with zipfile.ZipFile(path) as zf:
-        return {name.removesuffix(".npy"): np.load(io.BytesIO(zf.read(name))) for name in zf.namelist()}
+        return {name.removesuffix(".npy"): np.load(io.BytesIO(zf.read(name))) for name in zf.namelist()
+                if name.endswith(".npy")}
 
 
 def test_cached_features_give_the_same_predictions_as_live_frames(trained, extracted, synthetic_root):
@@ -61,6 +62,9 @@ def test_cached_features_give_the_same_predictions_as_live_frames(trained, extra
         assert 6 <= array.shape[0] <= 12  # every frame of the video (the fixture has 6 to 12)
         assert np.isfinite(array).all()
     assert sorted(p.name for p in out.parent.iterdir()) == ["test.zip"]  # no temporary file left behind
+    with zipfile.ZipFile(out) as zf:
+        manifest = json.loads(zf.read("__mmcls__.json"))
+    assert manifest["vision_sha256"] == tower.model.vision.fingerprint()
 
     live = predict([trained], "test", mixed_precision="no")
     cached = predict([trained], "test", mixed_precision="no",
@@ -104,6 +108,17 @@ def test_feature_width_mismatch_and_impossible_overrides_are_one_line_errors(tra
         load_portable(trained, ["data.max_frames=8"])
     loaded = load_portable(trained, ["data.frame_source=feats"])  # the architecture is the saved one
     assert loaded.model.vision is not None and loaded.cfg.data.frame_source == "feats"
+
+
+def test_features_of_another_tower_are_refused(trained, extracted, synthetic_root, tmp_path):
+    """Same width, other weights (e.g. another fold's finetuned tower): the manifest fingerprint tells them apart."""
+    from mmcls.engine.predict import predict
+
+    other = _finetune(synthetic_root, tmp_path / "other", "seed=3")
+    out = extracted[0]
+    with pytest.raises(UserError, match="made by another vision tower") as info:
+        predict([other], "test", overrides=["data.frame_source=feats", f"data.frame_dir={out.parent}"])
+    assert "\n" not in str(info.value)
 
 
 def test_cli_writes_the_zip_and_rejects_a_model_without_a_vision_tower(trained, synthetic_root, tmp_path, capsys):

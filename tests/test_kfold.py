@@ -37,6 +37,7 @@ def test_kfold_trains_every_fold_and_stacks_out_of_fold_logits(synthetic_root, t
         val = load_logits(out / f"fold{fold}" / "val_logits.npy")
         assert set(val.ids) == {i for i, f in folds.items() if f == fold}  # validated on its own fold only
         np.testing.assert_array_equal(oof.aligned(val.ids, val.classes), val.logits)
+    _assert_val_logits_come_from_best(out / "fold1")
     summary = json.loads((out / "kfold.json").read_text())
     assert 0.0 <= summary["oof"]["mean_f1"] <= 1.0 and len(summary["fold_mean_f1"]) == 2
 
@@ -57,3 +58,26 @@ def test_kfold_trains_every_fold_and_stacks_out_of_fold_logits(synthetic_root, t
     # the folds file decides K: asking for another K is a one-line error
     assert run_main(main, [*args[:2], "--k", "3", *args[4:]]) == 2
     assert "holds folds [0, 1]" in capsys.readouterr().err
+    # other settings into the same folder would mix old and new folds: refused
+    assert run_main(main, [*args, "train.lr=1e-3"]) == 2
+    assert "overrides differ" in capsys.readouterr().err
+    # an explicit folds file must exist (no silent new folds for a later round)
+    assert run_main(main, [*args[:5], str(tmp_path / "other"), "--folds", str(tmp_path / "typo.csv"), *args[6:]]) == 2
+    assert "typo.csv: not found" in capsys.readouterr().err
+
+
+def _assert_val_logits_come_from_best(run: Path) -> None:
+    """A fold's out-of-fold logits are what its exported best/ model predicts for its validation fold."""
+    from accelerate import Accelerator
+
+    from mmcls.data.dataset import build_dataloader, build_dataset
+    from mmcls.data.splits import load_labelled_splits
+    from mmcls.engine.checkpoint import load_portable
+    from mmcls.engine.inference import run_inference
+
+    loaded = load_portable(run / "best")
+    _, val, categories = load_labelled_splits(loaded.cfg.data, loaded.cfg.seed)
+    dataset = build_dataset(loaded.cfg.data, val, loaded.tokenizer, categories, train=False)
+    result = run_inference(loaded.model, build_dataloader(dataset, loaded.cfg.data, 16), Accelerator(cpu=True))
+    saved = load_logits(run / "val_logits.npy")
+    np.testing.assert_allclose(saved.aligned(result.ids, categories.lv2_ids), result.logits, atol=1e-4)

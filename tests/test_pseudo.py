@@ -128,6 +128,29 @@ def test_pseudo_split_drops_labelled_ids_and_reads_the_unlabelled_frames(synthet
     assert load_pseudo_split(build_config({}, [f"data.root={synthetic_root}"]).data, categories, labelled) is None
 
 
+def test_training_set_holds_the_pseudo_labels_with_their_soft_targets(synthetic_root, tmp_path, tiny_tokenizer):
+    from mmcls.data.splits import load_labelled_splits
+    from mmcls.engine.finetune import build_train_set
+
+    unlabeled = load_records(synthetic_root / "annotations" / "unlabeled.json")
+    ids = (synthetic_root / "category_ids.txt").read_text().split()
+    rows = [{"id": r.id, "title": r.title, "category_id": ids[i], "category_probs": {ids[i]: 0.75, ids[i + 1]: 0.25}}
+            for i, r in enumerate(unlabeled[:8])]
+    (tmp_path / "pseudo.json").write_text(json.dumps(rows))
+    cfg = build_config({}, [f"data.root={synthetic_root}", "data.category_file=category_ids.txt",
+                            "data.max_text_len=16", f"data.pseudo={tmp_path / 'pseudo.json'}"])
+    train, val, categories = load_labelled_splits(cfg.data, cfg.seed)
+    dataset, pseudo = build_train_set(cfg, train, val, categories, tiny_tokenizer)
+    assert len(dataset) == len(train.records) + 8 and pseudo.name == "unlabeled"
+    samples = [dataset[len(train.records) + i] for i in range(8)]
+    assert [s["id"] for s in samples] == [r["id"] for r in rows]
+    for i, sample in enumerate(samples):
+        assert sample["label"] == categories.lv2_index(ids[i])
+        assert sample["soft_target"][categories.lv2_index(ids[i + 1])] == pytest.approx(0.25)
+        assert sample["frames"] is not None or sample["video_error"]  # read from zip_frames/unlabeled/
+    assert dataset[0]["soft_target"] is None  # labelled videos keep their hard label (no teacher)
+
+
 def test_finetuning_trains_on_pseudo_labels_and_never_validates_on_them(synthetic_root, tmp_path):
     from mmcls.engine.finetune import finetune
     from mmcls.logits import load_logits
@@ -135,14 +158,15 @@ def test_finetuning_trains_on_pseudo_labels_and_never_validates_on_them(syntheti
 
     unlabeled = load_records(synthetic_root / "annotations" / "unlabeled.json")
     ids = (synthetic_root / "category_ids.txt").read_text().split()
-    rows = [{"id": r.id, "title": r.title, "category_id": ids[i % len(ids)],
-             "category_probs": {ids[i % len(ids)]: 0.75, ids[(i + 1) % len(ids)]: 0.25}}
-            for i, r in enumerate(unlabeled[:8])]
+    labelled = json.loads((synthetic_root / "annotations" / "labeled.json").read_text())
+    rows = [{"id": r.id, "title": r.title, "category_id": ids[i % len(ids)]} for i, r in enumerate(unlabeled[:8])]
+    rows += [{"id": r["id"], "title": "leak", "category_id": ids[0]} for r in labelled]  # every labelled video
     (tmp_path / "pseudo.json").write_text(json.dumps(rows))
     run = tmp_path / "run"
     finetune(build_config({}, tiny_overrides(synthetic_root, run, "train.max_steps=2",
                                              f"data.pseudo={tmp_path / 'pseudo.json'}")))
     log = (run / "train.log").read_text()
-    assert "8 pseudo-labelled" in log and "soft labels: 8 training videos" in log
+    assert f"{len(labelled)} of {len(rows)} pseudo-labelled ids are labelled videos" in log
+    assert "(8 pseudo-labelled)" in log
     val_ids = set(load_logits(run / "val_logits.npy").ids)
-    assert val_ids and not val_ids & {r["id"] for r in rows}
+    assert val_ids and not val_ids & {r["id"] for r in rows[:8]}

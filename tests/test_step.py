@@ -92,3 +92,21 @@ def test_rdrop_with_mixup_equals_the_criterion_on_the_mixed_batch(tiny_tokenizer
     criterion = Criterion(NUM_LV2, NUM_LV1, cfg.train.loss, cfg.model)
     expected = criterion(outputs, {**batch, "frame_mask": frame_mask}, mixing=mixing)["loss"]
     assert float(losses["loss"]) == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_soft_targets_reach_the_loss_only_in_their_rows(tiny_tokenizer):
+    """Distillation / soft pseudo-labels through TrainStep: soft rows train on their targets, the others on labels
+    (also under R-Drop, which repeats the batch and its soft targets)."""
+    for extra in ((), ("train.loss.rdrop_alpha=0.5",)):
+        _, model, step, batch = setup(tiny_tokenizer, *extra)
+        plain = step(batch)["loss_lv2"]
+        soft = torch.zeros(3, NUM_LV2)
+        soft[:, 0] = 1.0  # "class 0" for every row
+        masked_out = step({**batch, "soft_targets": soft, "soft_mask": torch.tensor([False, False, False])})
+        assert torch.allclose(masked_out["loss_lv2"], plain)  # no soft row: exactly the hard-label loss
+        got = step({**batch, "soft_targets": soft, "soft_mask": torch.tensor([False, True, True])})["loss_lv2"]
+        with torch.no_grad():
+            logits = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "frames", "frame_mask")})["logits"]
+        expected = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 0, 0]), reduction="none")
+        expected[0] = torch.nn.functional.cross_entropy(logits[:1], batch["labels"][:1])
+        assert torch.allclose(got, expected.mean(), atol=1e-5), extra

@@ -55,8 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if (args.output or args.logits) and not args.test:
         parser.error("--output and --logits need --test logits")
-    if args.oof_logits and not args.oof:
-        parser.error("--oof-logits needs --oof logits")
+    if not args.oof and (args.oof_logits or args.class_bias or args.no_search or args.truth):
+        parser.error("--oof-logits, --class-bias, --no-search and --truth work on --oof logits; give them")
     from mmcls.data.categories import CategorySpace
     from mmcls.engine.ensemble import ensemble_files
     from mmcls.io import atomic_write_text

@@ -59,7 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     accelerator = Accelerator(mixed_precision=resolve_mixed_precision(args.precision))
     tower = load_tower(args.model, args.config, args.overrides)
     summary = extract_features(tower.model, tower.cfg.data, args.split, args.out, max_frames=args.max_frames,
-                               batch_size=args.batch_size, accelerator=accelerator, progress=not args.no_progress)
+                               batch_size=args.batch_size, accelerator=accelerator, progress=not args.no_progress,
+                               source=str(args.model or " + ".join(args.config)))
     if accelerator.is_main_process:
         print(summary.describe())
     return 0

@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="Folder of the K run directories and the combined outputs.")
     parser.add_argument("--folds", help="An existing id,fold CSV (default: OUT/folds.csv, written if missing).")
     parser.add_argument("--predict", action="append", default=[], metavar="SPLIT",
-                        choices=["test", "unlabeled", "train", "val"],
+                        choices=["test", "unlabeled", "train"],
                         help="A split (data.<split>) to predict with every fold and their ensemble (repeat).")
     parser.add_argument("--launch", help="Command prefix for each fold and prediction, e.g. \"accelerate launch "
                         "--multi_gpu --num_processes 8\" (default: this Python).")

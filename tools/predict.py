@@ -44,8 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Subtract TAU * log(class prior) from the logits (prior from the training counts of "
                         "the first model): raises rare classes, which helps macro-F1. Default 0 = off.")
     parser.add_argument("--tta-offsets", type=int, default=1, metavar="K",
-                        help="Test-time augmentation: also predict the frame grids starting K-1 frames later inside "
-                        "the sampling stride, and average (default 1 = the official grid only).")
+                        help="Test-time augmentation: also predict the frame grids starting 1 ... K-1 frames later "
+                        "inside the sampling stride (n_frames // max_frames), and average (default 1 = the official "
+                        "grid only; no effect on videos with fewer than 2 * max_frames frames).")
     parser.add_argument("--tta-hflip", action="store_true",
                         help="Test-time augmentation: also predict every view with mirrored frames, and average.")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",

@@ -14,7 +14,7 @@ tools/pseudo_label.py, tools/evaluate.py's scoring):
   8. final       ensemble of every round's out-of-fold logits
 
 Example:
-    python tools/workflow.py --data data/synthetic --out runs/workflow          # about an hour on 2 CPU cores
+    python tools/workflow.py --data data/synthetic --out runs/workflow   # about 1.5 hours on 2 CPU cores
     python tools/workflow.py --data data/synthetic --out /tmp/wf --k 2 train.max_steps=3   # a smoke run
 
 Every step is resumable: rerun the same command after a kill and finished folds are skipped. Results go to
@@ -50,7 +50,7 @@ def run(command: Sequence[str]) -> None:
         raise UserError(f"step failed: {shlex.join(command)}")
 
 
-def test_score(pred_csv: Path, truth_csv: Path) -> float:
+def score_csv(pred_csv: Path, truth_csv: Path) -> float:
     """Mean-F1 of a submission against the truth CSV."""
     from mmcls.metrics import mean_f1_from_ids, read_submission
 
@@ -85,9 +85,9 @@ def kfold(args: argparse.Namespace, out: Path, extra: Sequence[str], folds: Path
 def round_scores(folder: Path, k: int, truth: Path) -> dict:
     """Out-of-fold, per-fold test and fold-ensemble test mean-F1 of a K-fold round."""
     summary = json.loads((folder / "kfold.json").read_text(encoding="utf-8"))
-    folds = [test_score(folder / f"fold{f}" / "test.csv", truth) for f in range(k)]
+    folds = [score_csv(folder / f"fold{f}" / "test.csv", truth) for f in range(k)]
     return {"oof": summary["oof"]["mean_f1"], "fold_test": folds, "best_fold_test": max(folds),
-            "test": test_score(folder / "test.csv", truth)}
+            "test": score_csv(folder / "test.csv", truth)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="Overrides for every round.")
     args = parser.parse_intermixed_args(argv)
     data, out = Path(args.data).resolve(), Path(args.out).resolve()
-    args.data = str(data)
+    args.data, args.config = str(data), str(Path(args.config).resolve())  # the tools run from the repository root
     out.mkdir(parents=True, exist_ok=True)
     truth = data / "annotations" / "test_truth.csv"
     labelled = data / "annotations" / "labeled.json"
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results["1 folds (model A)"] = round_scores(a, args.k, truth)
     run(["tools/predict.py", "--model", str(a / "fold*" / "best"), "--output", str(a / "test_tta.csv"),
          "--tta-offsets", "2", "--tta-hflip", f"data.root={data}", *args.overrides])
-    results["2 fold ensemble + TTA"] = {"test": test_score(a / "test_tta.csv", truth)}
+    results["2 fold ensemble + TTA"] = {"test": score_csv(a / "test_tta.csv", truth)}
     save()
 
     # 3-4: a second model on the same folds, and the weighted ensemble of both
@@ -129,13 +129,13 @@ def main(argv: Sequence[str] | None = None) -> int:
          "--output", str(ens / "test.csv"), "--oof-logits", str(ens / "oof_logits.npy"),
          "--report", str(ens / "ensemble.json")])
     fit = json.loads((ens / "ensemble.json").read_text(encoding="utf-8"))
-    results["4 ensemble A + B (searched weights)"] = {"oof": fit["score"], "test": test_score(ens / "test.csv", truth),
+    results["4 ensemble A + B (searched weights)"] = {"oof": fit["score"], "test": score_csv(ens / "test.csv", truth),
                                                       "weights": fit["weights"]}
     run([*common, "--test", str(a / "test_logits.npy"), "--test", str(b / "test_logits.npy"), "--class-bias",
          "--output", str(ens / "test_bias.csv"), "--report", str(ens / "ensemble_bias.json")])
     fit_bias = json.loads((ens / "ensemble_bias.json").read_text(encoding="utf-8"))
     results["4b ensemble A + B + class bias"] = {"oof": fit_bias["score"],
-                                                 "test": test_score(ens / "test_bias.csv", truth)}
+                                                 "test": score_csv(ens / "test_bias.csv", truth)}
     save()
 
     # 5: pseudo-labels from the A + B ensemble on the unlabelled videos
@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
          *[x for r in rounds for x in ("--test", str(r / "test_logits.npy"))], "--truth", str(labelled),
          "--output", str(final / "test.csv"), "--report", str(final / "ensemble.json")])
     fit_all = json.loads((final / "ensemble.json").read_text(encoding="utf-8"))
-    results["8 ensemble of all rounds"] = {"oof": fit_all["score"], "test": test_score(final / "test.csv", truth),
+    results["8 ensemble of all rounds"] = {"oof": fit_all["score"], "test": score_csv(final / "test.csv", truth),
                                            "weights": fit_all["weights"]}
     save()
     print(markdown(results))

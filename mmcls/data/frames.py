@@ -27,6 +27,7 @@ frames actually obtained (see :class:`Mp4FrameSource`).
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import zipfile
@@ -382,6 +383,9 @@ class Mp4FrameSource(FrameSource):
         return resize_shorter_side(torch.from_numpy(array).permute(0, 3, 1, 2), self.resize_size)
 
 
+FEATS_MANIFEST = "__mmcls__.json"  # member of a feature zip describing how it was made (not a video)
+
+
 class FeatsFrameSource(FrameSource):
     """``<root>/feats/<split>.zip`` of ``<id>.npy`` ``[n_frames, dim]``; the zip is opened once per process.
 
@@ -421,6 +425,15 @@ class FeatsFrameSource(FrameSource):
 
     def path(self, video_id: str) -> Path:
         return self.zip_path
+
+    def manifest(self) -> dict[str, Any] | None:
+        """The zip's ``__mmcls__.json`` (written by tools/extract_features.py: which tower made the features), or
+        None when the zip has none or cannot be read."""
+        try:
+            with zipfile.ZipFile(self.zip_path) as zf:
+                return json.loads(zf.read(FEATS_MANIFEST))
+        except (OSError, KeyError, zipfile.BadZipFile, ValueError):
+            return None
 
     def feature_dim(self) -> int | None:
         """The feature width: ``feat_dim`` when given, else probed once per process from the zip.

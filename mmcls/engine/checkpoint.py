@@ -188,7 +188,8 @@ def _check_data_fits(model: nn.Module, saved: Config, cfg: Config, path: Path) -
 def check_feature_width(loaded: LoadedModel, split: str) -> None:
     """With ``data.frame_source=feats``: UserError when the feature zip of annotation split ``split`` (e.g.
     ``test``) holds features of another width than the model takes (probed from the zip, never from
-    ``data.feat_dim``). Cheap: reads a few members; a missing zip is left to the usual per-video reporting."""
+    ``data.feat_dim``), or, for a model with its own vision tower, features that another tower made (the zip's
+    manifest fingerprint). Cheap: reads a few members; a missing zip is left to the usual per-video reporting."""
     from mmcls.data.frames import FeatsFrameSource
 
     width = frame_feature_width(loaded.model)
@@ -196,12 +197,17 @@ def check_feature_width(loaded: LoadedModel, split: str) -> None:
         return
     source = FeatsFrameSource.from_config(dataclasses.replace(loaded.cfg.data, feat_dim=None), split)
     found = source.feature_dim()
+    vision = getattr(loaded.model, "vision", None)
     if found is not None and found != width:
-        vision = getattr(loaded.model, "vision", None)
         why = (f"the output width of its vision tower {vision.kind} {vision.name}" if vision is not None
                else "the width of the features it was trained on")
         raise UserError(f"{source.location}: frame features of width {found}, but {loaded.path} takes {width} "
                         f"({why}); extract matching ones with tools/extract_features.py --model {loaded.path}")
+    manifest = source.manifest() or {}
+    if vision is not None and manifest.get("vision_sha256") not in (None, vision.fingerprint()):
+        raise UserError(f"{source.location}: made by another vision tower ({manifest.get('source', '?')}) than "
+                        f"{loaded.path}'s; extract its own with tools/extract_features.py --model {loaded.path}, "
+                        "or share one cache among models trained on it (data.frame_source=feats)")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import logging
 import time
 import zipfile
@@ -40,6 +41,7 @@ from tqdm import tqdm
 
 from mmcls.config import Config, DataConfig, load_config
 from mmcls.data.dataset import build_dataloader, build_dataset
+from mmcls.data.frames import FEATS_MANIFEST
 from mmcls.data.splits import build_tokenizer, load_split
 from mmcls.engine.checkpoint import PRETRAINED_MARKER, load_portable, load_pretrained_encoder
 from mmcls.engine.runtime import resolve_mixed_precision
@@ -206,7 +208,7 @@ def _batch_features(model: MultimodalClassifier, batch: dict[str, Any], accelera
 def extract_features(model: MultimodalClassifier, data: DataConfig, split: str = "test",
                      output: str | Path | None = None, max_frames: int = DEFAULT_MAX_FRAMES,
                      batch_size: int = 16, mixed_precision: str = "auto", accelerator: Accelerator | None = None,
-                     progress: bool = True) -> ExtractionSummary:
+                     progress: bool = True, source: str = "") -> ExtractionSummary:
     """Run ``model``'s frozen vision tower over every video of ``data.<split>`` and write the feature zip.
 
     ``split``: a config key (``test``, ``unlabeled``, ``train``, ``val``). ``output``: the zip to write (default
@@ -215,7 +217,8 @@ def extract_features(model: MultimodalClassifier, data: DataConfig, split: str =
     ``max_frames`` per video; ``batch_size`` videos per tower pass (their valid frames, flattened); autocast
     ``mixed_precision`` (``auto``: bf16/fp16 on GPUs, none on CPU). Under ``accelerate launch`` every process
     encodes a shard and the main process writes (and holds the complete summary). Unreadable videos are counted,
-    logged and not written.
+    logged and not written. The zip also holds ``__mmcls__.json``: the tower's weight fingerprint and ``source``
+    (where the tower came from), so predicting with another tower's features is refused.
     """
     if split not in SPLITS:
         raise UserError(f"--split: expected one of {list(SPLITS)}, got {split!r}")
@@ -264,6 +267,11 @@ def extract_features(model: MultimodalClassifier, data: DataConfig, split: str =
                     written.add(video_id)
                 if failed_ids:
                     bar.set_postfix(failed=len(failed_ids))
+            if main:
+                info = zipfile.ZipInfo(FEATS_MANIFEST, date_time=(1980, 1, 1, 0, 0, 0))
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, json.dumps({"vision_sha256": vision.fingerprint(), "source": source,
+                                              "max_frames": max_frames, "frame_size": data.frame_size}))
     finally:
         model.train(was_training)
     accelerator.wait_for_everyone()

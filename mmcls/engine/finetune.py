@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 from mmcls.config import Config
 from mmcls.data.categories import CategorySpace
-from mmcls.data.dataset import ConcatVideoDataset, build_dataloader, build_dataset
+from mmcls.data.dataset import ConcatVideoDataset, VideoTextDataset, build_dataloader, build_dataset
 from mmcls.data.soft_targets import SoftTargets
-from mmcls.data.splits import build_tokenizer, load_labelled_splits, load_pseudo_split
+from mmcls.data.splits import Split, build_tokenizer, load_labelled_splits, load_pseudo_split
 from mmcls.engine.averaging import WeightAverager
 from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder, save_portable
 from mmcls.engine.ema import build_ema
@@ -71,6 +71,23 @@ def save_validation_logits(run: RunDir, result: InferenceResult, categories: Cat
         save_logits(run.path / VAL_LOGITS, result.ids, result.logits, categories.lv2_ids)
 
 
+def build_train_set(cfg: Config, train_split: Split, val_split: Split, categories: CategorySpace, tokenizer: Any
+                    ) -> tuple[VideoTextDataset | ConcatVideoDataset, Split | None]:
+    """The training dataset: the labelled training split plus the ``data.pseudo`` videos (never any id of the
+    validation split), with the soft targets of ``train.distill`` and of soft pseudo-labels."""
+    pseudo_split = load_pseudo_split(cfg.data, categories, {r.id for r in train_split.records + val_split.records})
+    training_records = train_split.records + (pseudo_split.records if pseudo_split else [])
+    soft_targets = SoftTargets.from_config(cfg.train.distill, categories, training_records)
+    with_frames = cfg.model.mode != "text"  # video mode still needs [CLS] [SEP] from the text side
+    train_set = build_dataset(cfg.data, train_split, tokenizer, categories, train=True, with_frames=with_frames,
+                              seed=cfg.seed, soft_targets=soft_targets)
+    if pseudo_split is None:
+        return train_set, None
+    pseudo_set = build_dataset(cfg.data, pseudo_split, tokenizer, categories, train=True, with_frames=with_frames,
+                               seed=cfg.seed + 1, soft_targets=soft_targets)  # its own augmentation stream
+    return ConcatVideoDataset([train_set, pseudo_set]), pseudo_split
+
+
 @dataclass
 class TrainState:
     """Counters of the loop (what a resumable checkpoint must restore besides the tensors)."""
@@ -98,18 +115,9 @@ def finetune(cfg: Config) -> dict[str, float]:
     pretrained = load_pretrained_encoder(cfg.model.init_from) if cfg.model.init_from else None
     tokenizer = pretrained.tokenizer if pretrained else build_tokenizer(cfg.data, cfg.model.text.pretrained)
     train_split, val_split, categories = load_labelled_splits(cfg.data, cfg.seed)
-    pseudo_split = load_pseudo_split(cfg.data, categories, {r.id for r in train_split.records + val_split.records})
-    training_records = train_split.records + (pseudo_split.records if pseudo_split else [])
-    soft_targets = SoftTargets.from_config(cfg.train.distill, categories, training_records)
-    with_frames = cfg.model.mode != "text"  # video mode still needs [CLS] [SEP] from the text side
-    train_set = build_dataset(cfg.data, train_split, tokenizer, categories, train=True, with_frames=with_frames,
-                              seed=cfg.seed, soft_targets=soft_targets)
-    if pseudo_split is not None:  # its own frame folder; its own augmentation stream
-        train_set = ConcatVideoDataset([train_set, build_dataset(
-            cfg.data, pseudo_split, tokenizer, categories, train=True, with_frames=with_frames, seed=cfg.seed + 1,
-            soft_targets=soft_targets)])
-    val_set = build_dataset(cfg.data, val_split, tokenizer, categories, train=False, with_frames=with_frames,
-                            seed=cfg.seed)
+    train_set, pseudo_split = build_train_set(cfg, train_split, val_split, categories, tokenizer)
+    val_set = build_dataset(cfg.data, val_split, tokenizer, categories, train=False,
+                            with_frames=cfg.model.mode != "text", seed=cfg.seed)
     train_loader = build_dataloader(train_set, cfg.data, cfg.train.batch_size, shuffle=True, drop_last=True,
                                     generator=torch.Generator().manual_seed(cfg.seed))
     val_loader = build_dataloader(val_set, cfg.data, cfg.train.eval_batch_size)

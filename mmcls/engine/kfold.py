@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import subprocess
 import sys
@@ -78,19 +79,56 @@ def parse_launcher(text: str | None) -> tuple[str, ...]:
 
 
 def ensure_folds(plan: KFoldPlan) -> dict[str, int]:
-    """Read the folds file, or write it (stratified, ``cfg.seed``) when it does not exist yet."""
+    """Read the folds file, or write ``OUT/folds.csv`` (stratified, ``cfg.seed``) when it does not exist yet.
+
+    A file named with ``--folds`` must exist, hold folds ``0..K-1`` and exactly the ids of ``data.train``: a
+    mismatch is found here, not after K trainings.
+    """
     path = plan.folds_path
-    if path.is_file():
-        folds = read_folds(path)
-        found = sorted(set(folds.values()))
-        if found != list(range(plan.k)):
-            raise UserError(f"{path}: holds folds {found}, not 0..{plan.k - 1}; pass --k {len(found)} or remove it")
-        return folds
     records = load_records(data_path(plan.cfg.data, plan.cfg.data.train), labelled=True)
-    folds = assign_folds(records, plan.k, plan.cfg.seed)
-    write_folds(path, folds)
-    logger.info("wrote %d videos in %d stratified folds -> %s", len(folds), plan.k, path)
+    if not path.is_file():
+        if plan.folds_file is not None:
+            raise UserError(f"--folds {path}: not found (leave --folds out to write OUT/folds.csv)")
+        folds = assign_folds(records, plan.k, plan.cfg.seed)
+        write_folds(path, folds)
+        logger.info("wrote %d videos in %d stratified folds -> %s", len(folds), plan.k, path)
+        return folds
+    folds = read_folds(path)
+    found = sorted(set(folds.values()))
+    if found != list(range(plan.k)):
+        raise UserError(f"{path}: holds folds {found}, not 0..{plan.k - 1}; pass --k {len(found)} or remove it")
+    ids = {r.id for r in records}
+    if set(folds) != ids:
+        extra, missing = sorted(set(folds) - ids), sorted(ids - set(folds))
+        raise UserError(f"{path}: its ids are not those of data.train ({len(missing)} missing, e.g. "
+                        f"{missing[:1]}; {len(extra)} unknown, e.g. {extra[:1]}); make the folds for this data")
     return folds
+
+
+def check_plan(plan: KFoldPlan) -> None:
+    """``OUT/plan.json`` records what the folds are trained with; a rerun into the same folder with other settings
+    is an error (finished folds would otherwise be mixed with new ones)."""
+    record = {"config_files": [str(Path(c).resolve()) for c in plan.config_files], "overrides": plan.overrides,
+              "k": plan.k, "folds_file": str(plan.folds_path.resolve())}
+    path = plan.out / "plan.json"
+    if path.is_file():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        if before != record:
+            changed = sorted(key for key in record if before.get(key) != record[key])
+            raise UserError(f"{plan.out} holds folds trained with other settings ({', '.join(changed)} differ; see "
+                            f"{path}); use another --out, or delete the folder to start over")
+        return
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+
+
+def _run(command: Sequence[str], what: str) -> None:
+    """Run a subprocess; a missing launcher or a non-zero exit is a one-line error naming ``what``."""
+    try:
+        code = subprocess.run(list(command), check=False).returncode
+    except OSError as exc:
+        raise UserError(f"{what}: cannot start {command[0]!r} ({exc.strerror}); check --launch") from None
+    if code != 0:
+        raise UserError(f"{what} failed (exit {code}); rerun the same command to continue")
 
 
 def train_folds(plan: KFoldPlan) -> None:
@@ -102,8 +140,7 @@ def train_folds(plan: KFoldPlan) -> None:
             continue
         command = plan.fold_command(fold)
         logger.info("fold %d/%d: %s", fold + 1, plan.k, shlex.join(command))
-        if subprocess.run(command, check=False).returncode != 0:
-            raise UserError(f"fold {fold} failed (see {run / 'train.log'}); rerun the same command to continue")
+        _run(command, f"fold {fold} (see {run / 'train.log'})")
 
 
 def collect_oof(plan: KFoldPlan, folds: dict[str, int]) -> tuple[SavedLogits, dict]:
@@ -142,19 +179,23 @@ def predict_with_folds(plan: KFoldPlan, split: str, extra: Sequence[str] = ()) -
     """Predict ``data.{split}`` with every fold's ``best/`` (``fold{k}/{split}_logits.npy`` + ``.csv``), then
     average their probabilities with equal weights into ``{split}_logits.npy`` and ``{split}.csv``.
 
-    A fold's prediction newer than its ``result.json`` is reused. Returns the paths written.
+    A fold's prediction is reused when it is newer than its ``result.json`` and came from the same command (same
+    split, test-time augmentation and data overrides). Returns the paths written.
     """
     bundles = []
     for fold in range(plan.k):
         run = plan.fold_dir(fold)
         logits = run / f"{split}_logits.npy"
-        if not (logits.is_file() and logits.stat().st_mtime >= (run / RESULT_FILE).stat().st_mtime):
-            command = [*plan.launcher, str(REPO / "tools" / "predict.py"), "--model", str(run / "best"),
-                       "--split", split, "--output", str(run / f"{split}.csv"), "--logits", str(logits), *extra,
-                       *_data_overrides(plan)]
+        command = [*plan.launcher, str(REPO / "tools" / "predict.py"), "--model", str(run / "best"),
+                   "--split", split, "--output", str(run / f"{split}.csv"), "--logits", str(logits), *extra,
+                   *_data_overrides(plan)]
+        stamp = run / f"{split}_logits.command.json"  # the command that wrote the logits: reuse only the same
+        fresh = (logits.is_file() and stamp.is_file() and logits.stat().st_mtime >= (run / RESULT_FILE).stat().st_mtime
+                 and json.loads(stamp.read_text(encoding="utf-8")) == command[len(plan.launcher):])
+        if not fresh:
             logger.info("fold %d: predict %s: %s", fold, split, shlex.join(command))
-            if subprocess.run(command, check=False).returncode != 0:
-                raise UserError(f"fold {fold}: predicting {split} failed")
+            _run(command, f"fold {fold}: predicting {split}")
+            atomic_write_text(stamp, json.dumps(command[len(plan.launcher):]) + "\n")
         bundles.append(load_logits(logits))
     ids, classes = bundles[0].ids, bundles[0].classes
     log_probs = combine([softmax(b.aligned(ids, classes)) for b in bundles], [1.0] * plan.k)
@@ -171,8 +212,12 @@ def _data_overrides(plan: KFoldPlan) -> list[str]:
 
 def run_kfold(plan: KFoldPlan, predict_splits: Sequence[str] = (), predict_args: Sequence[str] = ()) -> dict:
     """Folds, training, out-of-fold logits and predictions; writes and returns the ``kfold.json`` summary."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserError("tools/kfold.py runs every fold as its own process: start it with python, not under "
+                        "accelerate launch, and pass the launcher with --launch \"accelerate launch ...\"")
     plan.out.mkdir(parents=True, exist_ok=True)
     folds = ensure_folds(plan)
+    check_plan(plan)
     train_folds(plan)
     _, summary = collect_oof(plan, folds)
     for split in predict_splits:

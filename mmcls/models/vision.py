@@ -14,6 +14,7 @@ Builders are plain functions in :data:`VISION_BUILDERS`, keyed by ``model.vision
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import sys
 import types
 from collections.abc import Callable
@@ -52,6 +53,14 @@ class VisionTower(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kind={self.kind}, name={self.name}, out_dim={self.out_dim}"
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the tower's weights (names, shapes, float32 values): which tower made a feature cache."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(f"{name}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
 
 def _stats(cfg: VisionConfig, own: tuple[Stats, Stats]) -> tuple[Stats, Stats]:
