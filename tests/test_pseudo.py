@@ -170,3 +170,20 @@ def test_finetuning_trains_on_pseudo_labels_and_never_validates_on_them(syntheti
     assert "(8 pseudo-labelled)" in log
     val_ids = set(load_logits(run / "val_logits.npy").ids)
     assert val_ids and not val_ids & {r["id"] for r in rows[:8]}
+
+
+def test_a_wrong_frame_folder_is_a_config_error(synthetic_root, tmp_path):
+    from mmcls.data.splits import load_labelled_splits, load_pseudo_split
+    from mmcls.errors import ConfigError
+
+    test = load_records(synthetic_root / "annotations" / "test.json")
+    ids = (synthetic_root / "category_ids.txt").read_text().split()
+    (tmp_path / "pseudo.json").write_text(json.dumps([{"id": r.id, "category_id": ids[0]} for r in test[:5]]))
+    base = [f"data.root={synthetic_root}", "data.category_file=category_ids.txt", f"data.pseudo={tmp_path}/pseudo.json"]
+    cfg = build_config({}, base)
+    _, _, categories = load_labelled_splits(cfg.data, cfg.seed)
+    with pytest.raises(ConfigError, match=r"data\.pseudo_frames: none of the first 5"):
+        load_pseudo_split(cfg.data, categories, set())  # test videos looked for under zip_frames/unlabeled
+    assert load_pseudo_split(cfg.data, categories, set(), with_frames=False) is not None  # text-only: no frames
+    fixed = build_config({}, [*base, "data.pseudo_frames=test"])
+    assert load_pseudo_split(fixed.data, categories, set()).name == "test"

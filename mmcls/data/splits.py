@@ -142,12 +142,14 @@ def load_labelled_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, Cate
     return Split(train.name, kept_train), val, categories
 
 
-def load_pseudo_split(cfg: DataConfig, categories: CategorySpace, labelled: Collection[str]) -> Split | None:
+def load_pseudo_split(cfg: DataConfig, categories: CategorySpace, labelled: Collection[str],
+                      with_frames: bool = True) -> Split | None:
     """The ``data.pseudo`` videos to add to training (None when unset), minus any id in ``labelled``.
 
     ``labelled`` holds the ids of the training and validation splits: a pseudo-label for one of them is dropped
     (and counted in the log), so validation never scores a video that trained on a pseudo-label of itself. The
-    videos' frames live under ``data.pseudo_frames``, by default the folder of ``data.unlabeled``.
+    videos' frames live under ``data.pseudo_frames``, by default the folder of ``data.unlabeled``; ``with_frames``
+    checks that some of them are there (pseudo-labels of the test split need ``data.pseudo_frames=test``).
     """
     if not cfg.pseudo:
         return None
@@ -160,8 +162,23 @@ def load_pseudo_split(cfg: DataConfig, categories: CategorySpace, labelled: Coll
     if not kept:
         raise ConfigError(f"data.pseudo: every video of {path} is a labelled one; nothing to add")
     frames = cfg.pseudo_frames or (split_name(data_path(cfg, cfg.unlabeled)) if cfg.unlabeled else split_name(path))
+    if with_frames and cfg.frame_source != "feats":
+        _check_frames_exist(cfg, frames, [r.id for r in kept[:PROBE_IDS]])
     logger.info("data.pseudo: %d pseudo-labelled videos from %s (frames: %s)", len(kept), path, frames)
     return Split(frames, kept)
+
+
+PROBE_IDS = 20
+
+
+def _check_frames_exist(cfg: DataConfig, split: str, ids: Sequence[str]) -> None:
+    """ConfigError when none of ``ids`` has a frame file under ``split``: a wrong frame folder, not broken videos."""
+    from mmcls.data.frames import build_frame_source
+
+    source = build_frame_source(cfg, split)
+    if not any(source.path(video_id).exists() for video_id in ids):
+        raise ConfigError(f"data.pseudo_frames: none of the first {len(ids)} pseudo-labelled videos has frames in "
+                          f"{source.location}; set data.pseudo_frames to the split they come from (e.g. test)")
 
 
 def load_split(cfg: DataConfig, which: str) -> Split:

@@ -75,10 +75,11 @@ def build_train_set(cfg: Config, train_split: Split, val_split: Split, categorie
                     ) -> tuple[VideoTextDataset | ConcatVideoDataset, Split | None]:
     """The training dataset: the labelled training split plus the ``data.pseudo`` videos (never any id of the
     validation split), with the soft targets of ``train.distill`` and of soft pseudo-labels."""
-    pseudo_split = load_pseudo_split(cfg.data, categories, {r.id for r in train_split.records + val_split.records})
+    with_frames = cfg.model.mode != "text"  # video mode still needs [CLS] [SEP] from the text side
+    pseudo_split = load_pseudo_split(cfg.data, categories, {r.id for r in train_split.records + val_split.records},
+                                     with_frames)
     training_records = train_split.records + (pseudo_split.records if pseudo_split else [])
     soft_targets = SoftTargets.from_config(cfg.train.distill, categories, training_records)
-    with_frames = cfg.model.mode != "text"  # video mode still needs [CLS] [SEP] from the text side
     train_set = build_dataset(cfg.data, train_split, tokenizer, categories, train=True, with_frames=with_frames,
                               seed=cfg.seed, soft_targets=soft_targets)
     if pseudo_split is None:
