@@ -149,3 +149,20 @@ def test_ensemble_cli_writes_submission_logits_and_report(bundles):
                                     "--test", str(folder / "test_b.npy"), "--truth", str(folder / "truth.csv")]) == 2
     (folder / "short.csv").write_text("v0,0101\n")
     assert run_main(ensemble.main, ["--oof", str(folder / "oof_a.npy"), "--truth", str(folder / "short.csv")]) == 2
+
+
+def test_fixed_and_equal_weights_skip_the_search(bundles):
+    folder, (oof_a, oof_b), (test_a, test_b), truth = bundles
+    oof, test = [folder / "oof_a.npy", folder / "oof_b.npy"], [folder / "test_a.npy", folder / "test_b.npy"]
+    fixed = ensemble_files(oof, test, folder / "truth.csv", weights=[3, 1])
+    assert fixed.fit.weights == pytest.approx([0.75, 0.25]) and fixed.fit.history == []
+    np.testing.assert_allclose(fixed.test_log_probs, combine([softmax(test_a), softmax(test_b)], [3, 1]), atol=1e-6)
+    equal = ensemble_files(oof, test, folder / "truth.csv", search=False)
+    assert equal.fit.weights == pytest.approx([0.5, 0.5])
+    assert equal.fit.weighted_score == pytest.approx(equal.fit.equal_score)
+    without_oof = ensemble_files([], test, None, weights=[1, 3])
+    assert without_oof.fit is None
+    np.testing.assert_allclose(without_oof.test_log_probs, combine([softmax(test_a), softmax(test_b)], [1, 3]),
+                               atol=1e-6)
+    with pytest.raises(UserError, match="--weights"):
+        ensemble_files(oof, test, folder / "truth.csv", weights=[1])
