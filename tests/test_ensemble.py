@@ -152,7 +152,7 @@ def test_ensemble_cli_writes_submission_logits_and_report(bundles):
 
 
 def test_fixed_and_equal_weights_skip_the_search(bundles):
-    folder, (oof_a, oof_b), (test_a, test_b), truth = bundles
+    folder, _, (test_a, test_b), _ = bundles
     oof, test = [folder / "oof_a.npy", folder / "oof_b.npy"], [folder / "test_a.npy", folder / "test_b.npy"]
     fixed = ensemble_files(oof, test, folder / "truth.csv", weights=[3, 1])
     assert fixed.fit.weights == pytest.approx([0.75, 0.25]) and fixed.fit.history == []
