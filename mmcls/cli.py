@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from mmcls.errors import UserError
 
@@ -20,3 +23,21 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--precision auto|no|bf16|fp16`` of the inference tools."""
+    parser.add_argument("--precision", default="auto", choices=["auto", "no", "bf16", "fp16"],
+                        help="Autocast precision (auto: bf16/fp16 on GPUs, none on CPU).")
+
+
+def inference_accelerator(precision: str) -> Any:
+    """An ``accelerate.Accelerator`` for ``--precision``, with the hub switched off (models load from local
+    folders only). Imported late: ``--help`` stays fast."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from accelerate import Accelerator
+
+    from mmcls.engine.runtime import resolve_mixed_precision
+
+    return Accelerator(mixed_precision=resolve_mixed_precision(precision))

@@ -19,14 +19,13 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mmcls.cli import run_main
+from mmcls.cli import add_precision_argument, inference_accelerator, run_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,20 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, default=32,
                         help="Frames stored per video at most (uniform sampling; default 32, the WBDC frame count).")
     parser.add_argument("--batch-size", type=int, default=16, help="Videos per tower pass per process (default 16).")
-    parser.add_argument("--precision", default="auto", choices=["auto", "no", "bf16", "fp16"],
-                        help="Autocast precision (auto: bf16/fp16 on GPUs, none on CPU).")
+    add_precision_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help="Config overrides, e.g. data.root=... data.test=... data.num_workers=8")
     args = parser.parse_intermixed_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from accelerate import Accelerator
-
+    accelerator = inference_accelerator(args.precision)
     from mmcls.engine.features import extract_features, load_tower
-    from mmcls.engine.runtime import resolve_mixed_precision
 
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(args.precision))
     tower = load_tower(args.model, args.config, args.overrides)
     summary = extract_features(tower.model, tower.cfg.data, args.split, args.out, max_frames=args.max_frames,
                                batch_size=args.batch_size, accelerator=accelerator, progress=not args.no_progress,

@@ -17,14 +17,13 @@ tools/ensemble.py, tools/pseudo_label.py and train.distill.teacher read.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mmcls.cli import run_main
+from mmcls.cli import add_precision_argument, inference_accelerator, run_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,8 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="Submission CSV to write (atomically).")
     parser.add_argument("--logits", help="Also save logits as .npy (ids in the same order in <name>.ids.txt).")
     parser.add_argument("--batch-size", type=int, help="Videos per batch per process (default train.eval_batch_size).")
-    parser.add_argument("--precision", default="auto", choices=["auto", "no", "bf16", "fp16"],
-                        help="Autocast precision (auto: bf16/fp16 on GPUs, none on CPU).")
+    add_precision_argument(parser)
     parser.add_argument("--logit-adjust", type=float, default=0.0, metavar="TAU",
                         help="Subtract TAU * log(class prior) from the logits (prior from the training counts of "
                         "the first model): raises rare classes, which helps macro-F1. Default 0 = off.")
@@ -52,15 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help="Config overrides for every model, e.g. data.root=... data.test=...")
     args = parser.parse_intermixed_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from accelerate import Accelerator
-
+    accelerator = inference_accelerator(args.precision)
     from mmcls.engine.predict import TestTimeAugmentation, predict, write_prediction
-    from mmcls.engine.runtime import resolve_mixed_precision
     from mmcls.io import expand_globs
 
-    accelerator = Accelerator(mixed_precision=resolve_mixed_precision(args.precision))
     tta = TestTimeAugmentation(offsets=args.tta_offsets, hflip=args.tta_hflip)
     prediction = predict(expand_globs(args.model, "--model"), args.split, args.weights, args.overrides,
                          args.batch_size, accelerator=accelerator, logit_adjust=args.logit_adjust, tta=tta)
