@@ -22,7 +22,7 @@ def test_workflow_runs_every_stage_and_scores_it(synthetic_root, tmp_path):
     assert run_main(main, ["--data", str(synthetic_root), "--out", str(out), "--k", "2", "--threshold", "0",
                            *overrides]) == 0
     results = json.loads((out / "workflow.json").read_text())
-    assert len(results) == 9
+    assert len(results) == 10
     for stage, scores in results.items():
         if "test" in scores:
             assert 0.0 <= scores["test"] <= 1.0, stage
@@ -31,5 +31,5 @@ def test_workflow_runs_every_stage_and_scores_it(synthetic_root, tmp_path):
     assert all("category_probs" in r for r in pseudo)
     assert "distillation: teacher" in (out / "a_pseudo_distill" / "fold0" / "train.log").read_text()
     table = (out / "workflow.md").read_text()
-    assert table.count("\n") == 11 and "8 ensemble of all rounds" in table
+    assert table.count("\n") == 12 and "8 ensemble of all rounds" in table
     assert Path(out / "ensemble_all" / "test.csv").is_file()

@@ -7,7 +7,7 @@ tools/pseudo_label.py, tools/evaluate.py's scoring):
   1. folds       5-fold run of the config (model A); every fold predicts test and unlabeled; fold ensemble
   2. tta         the fold ensemble of stage 1 with test-time augmentation (2 frame grids x flip)
   3. model B     a second, different 5-fold run on the same folds ([CLS] pooling, label smoothing, another seed)
-  4. ensemble    A + B weights (and a per-class bias) searched on their out-of-fold logits
+  4. ensemble    A + B: equal weights, then weights (and a per-class bias) searched on their out-of-fold logits
   5. pseudo      the A + B ensemble labels the unlabelled videos; the confident ones (soft labels) are kept
   6. A + pseudo  model A retrained on labelled + pseudo-labelled videos (same folds)
   7. distill     model A retrained on pseudo-labels + self-distillation from the A + B out-of-fold ensemble
@@ -125,6 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ens = out / "ensemble_ab"
     common = ["tools/ensemble.py", "--oof", str(a / "oof_logits.npy"), "--oof", str(b / "oof_logits.npy"),
               "--truth", str(labelled)]
+    run([*common, "--test", str(a / "test_logits.npy"), "--test", str(b / "test_logits.npy"), "--no-search",
+         "--output", str(ens / "test_equal.csv"), "--report", str(ens / "ensemble_equal.json")])
+    fit_equal = json.loads((ens / "ensemble_equal.json").read_text(encoding="utf-8"))
+    results["4a ensemble A + B (equal weights)"] = {"oof": fit_equal["score"],
+                                                    "test": score_csv(ens / "test_equal.csv", truth)}
     run([*common, "--test", str(a / "test_logits.npy"), "--test", str(b / "test_logits.npy"),
          "--output", str(ens / "test.csv"), "--oof-logits", str(ens / "oof_logits.npy"),
          "--report", str(ens / "ensemble.json")])
