@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmcls.cli import run_main
 from mmcls.config import add_config_arguments, config_from_args
+from mmcls.errors import UserError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,9 +29,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config_from_args(args)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from mmcls.engine.finetune import finetune
+    import torch
 
-    scores = finetune(cfg)
+    from mmcls.engine.finetune import finetune
+    from mmcls.engine.guard import out_of_memory_advice
+
+    try:
+        scores = finetune(cfg)
+    except torch.OutOfMemoryError as exc:
+        raise UserError(out_of_memory_advice(cfg, exc)) from None
     print(f"best validation mean_f1 {scores.get('mean_f1', float('nan')):.4f} -> {Path(cfg.output_dir) / 'best'} "
           f"({scores['train_videos_per_s']:.1f} training videos/s)")
     return 0

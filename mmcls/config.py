@@ -396,6 +396,9 @@ class TrainConfig:
     warmup_steps: int = option(0, "Warm-up length in optimizer updates (0 = use train.warmup_ratio).")
     min_lr_ratio: float = option(0.0, "Final learning rate as a fraction of the peak.")
     max_grad_norm: float = option(1.0, "Gradient clipping by global norm (0 = off).")
+    max_nonfinite_updates: int = option(
+        10, "An update whose gradient is NaN or inf is skipped (weights and optimizer state unchanged) and counted; "
+        "after this many in a row the run stops with a clear message (0 = never stop).")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = option(
         "auto", "Autocast precision: auto = bf16 where the device supports it (else fp16 on CUDA, no on CPU).")
     eval_every: int = option(0, "Also evaluate every N optimizer updates (0 = only at the end of each epoch).")
@@ -421,7 +424,8 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"{prefix}{name}: must be >= 1, got {value}")
-        _check_at_least(prefix, self, ("max_steps", "warmup_steps", "eval_every", "early_stopping_patience"), 0)
+        _check_at_least(prefix, self, ("max_steps", "warmup_steps", "eval_every", "early_stopping_patience",
+                                       "max_nonfinite_updates"), 0)
         _check_at_least(prefix, self, ("lr", "lr_text", "lr_vision", "weight_decay", "max_grad_norm", "sam_rho"), 0)
         for name in ("warmup_ratio", "min_lr_ratio", "momentum", "cycle_decay"):
             _check_range(prefix, name, getattr(self, name), 0.0, 1.0)

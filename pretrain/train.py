@@ -31,9 +31,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config_from_args(args)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import torch
+
+    from mmcls.engine.guard import out_of_memory_advice
     from mmcls.engine.pretrain import pretrain
 
-    result = pretrain(cfg)
+    try:
+        result = pretrain(cfg)
+    except torch.OutOfMemoryError as exc:
+        raise UserError(out_of_memory_advice(cfg, exc)) from None
     best = Path(cfg.output_dir) / "best"
     if "update" not in result:
         raise UserError(f"no validation loss was finite: {best} was not written (see {cfg.output_dir}/train.log)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from mmcls.engine.averaging import WeightAverager
 from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder, save_portable
 from mmcls.engine.ema import build_ema
 from mmcls.engine.freeze import TowerFreezer
+from mmcls.engine.guard import NonFiniteGuard, TrainingDiverged, guarded_step
 from mmcls.engine.inference import InferenceResult, run_inference
 from mmcls.engine.losses import Criterion
 from mmcls.engine.optim import build_scheduler, optimizer_for
@@ -157,6 +159,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     if averager is not None:
         accelerator.register_for_checkpointing(averager)
     train_step = TrainStep(cfg, model, core, criterion, accelerator, cfg.seed)
+    guard = NonFiniteGuard(cfg.train.max_nonfinite_updates)
     log.info("training: %s", describe_plan(plan, cfg, accelerator))
 
     # ---- loop -------------------------------------------------------------------------------------------------
@@ -213,12 +216,15 @@ def finetune(cfg: Config) -> dict[str, float]:
                 log.info("update %d: %s", state.update, message)
             with accelerator.accumulate(model):
                 losses = train_step(batch)
-                if accelerator.sync_gradients and cfg.train.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            running += float(losses["loss"])
-            running_n += 1
+                try:
+                    guarded_step(accelerator, model.parameters(), optimizer, cfg.train.max_grad_norm, guard,
+                                 state.update + 1)
+                except TrainingDiverged:
+                    save_last_checkpoint(accelerator, run)
+                    raise
+            if math.isfinite(loss := float(losses["loss"])):
+                running += loss
+                running_n += 1
             failures += sum(e is not None for e in batch["video_errors"])
             if not accelerator.sync_gradients:
                 continue
@@ -229,8 +235,8 @@ def finetune(cfg: Config) -> dict[str, float]:
             if ema is not None:
                 ema.update(core, step=state.update)
             if state.update % cfg.train.log_every == 0:
-                bar.set_postfix(loss=f"{running / running_n:.4f}", lr=f"{lr:.2e}")
-                run.scalar("train/loss", running / running_n, state.update)
+                bar.set_postfix(loss=f"{running / max(1, running_n):.4f}", lr=f"{lr:.2e}")
+                run.scalar("train/loss", running / max(1, running_n), state.update)
                 run.scalar("train/lr", lr, state.update)
                 for name, value in losses.items():
                     if name != "loss":
@@ -255,7 +261,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     elapsed, speed = finish_run(core, accelerator, cfg, state.update, start, state.eval_seconds)
     log.info("done in %.1f s (training %.1f videos/s): best mean_f1 %.4f at update %d -> %s", elapsed, speed,
              state.best_score, state.best_update, run.best)
-    summary = {**best_scores, "seconds": elapsed, "train_videos_per_s": speed}
+    summary = {**best_scores, "seconds": elapsed, "train_videos_per_s": speed, "skipped_updates": guard.skipped}
     run.save_result(summary)
     run.close()
     accelerator.end_training()

@@ -28,6 +28,7 @@ from mmcls.data.splits import Split, build_tokenizer, load_pretrain_splits, pret
 from mmcls.data.wwm import batch_word_ids
 from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder, save_pretrained_folder
 from mmcls.engine.freeze import TowerFreezer
+from mmcls.engine.guard import NonFiniteGuard, TrainingDiverged, guarded_step
 from mmcls.engine.masking import mask_frames, mask_tokens, shuffle_videos
 from mmcls.engine.optim import build_scheduler, optimizer_for
 from mmcls.engine.rundir import RunDir
@@ -201,6 +202,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
     accelerator.register_for_checkpointing(scheduler)
     freezer = TowerFreezer(core, cfg.train.freeze) if cfg.train.freeze.towers else None  # after DDP wrapping
     log.info("pretraining: %s", describe_plan(plan, cfg, accelerator))
+    guard = NonFiniteGuard(cfg.train.max_nonfinite_updates)
 
     # ---- loop -------------------------------------------------------------------------------------------------
     state = PretrainState()
@@ -243,14 +245,17 @@ def pretrain(cfg: Config) -> dict[str, float]:
                 outputs = model(**masked_inputs(batch, cfg.pretrain, tokenizer, generator))
                 loss = total_loss(outputs, weights)
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.train.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            running["loss"] += float(loss.detach())
-            for task in weights:
-                running[f"loss_{task}"] += float(outputs[f"loss_{task}"].detach())
-            running_n += 1
+                try:
+                    guarded_step(accelerator, model.parameters(), optimizer, cfg.train.max_grad_norm, guard,
+                                 state.update + 1)
+                except TrainingDiverged:
+                    save_last_checkpoint(accelerator, run)
+                    raise
+            if math.isfinite(float(loss.detach())):
+                running["loss"] += float(loss.detach())
+                for task in weights:
+                    running[f"loss_{task}"] += float(outputs[f"loss_{task}"].detach())
+                running_n += 1
             if not accelerator.sync_gradients:
                 continue
             lr = base_lr(optimizer)
@@ -258,15 +263,15 @@ def pretrain(cfg: Config) -> dict[str, float]:
             state.update += 1
             state.last_lr = lr
             if state.update % cfg.train.log_every == 0:
-                bar.set_postfix(loss=f"{running['loss'] / running_n:.4f}", lr=f"{lr:.2e}")
+                bar.set_postfix(loss=f"{running['loss'] / max(1, running_n):.4f}", lr=f"{lr:.2e}")
                 run.scalar("train/lr", lr, state.update)
                 for name, value in running.items():
-                    run.scalar(f"train/{name}", value / running_n, state.update)
+                    run.scalar(f"train/{name}", value / max(1, running_n), state.update)
                 for name in ACCURACIES:
                     if name in outputs:
                         run.scalar(f"train/{name}", float(outputs[name]), state.update)
             if cfg.train.eval_every and state.update % cfg.train.eval_every == 0:
-                validate_and_save(running["loss"] / running_n)
+                validate_and_save(running["loss"] / max(1, running_n))
             if state.update >= total_updates:
                 break
         bar.close()
@@ -281,4 +286,4 @@ def pretrain(cfg: Config) -> dict[str, float]:
              state.best_loss, state.best_update, run.best)
     run.close()
     accelerator.end_training()
-    return {**best, "seconds": elapsed, "train_videos_per_s": speed}
+    return {**best, "seconds": elapsed, "train_videos_per_s": speed, "skipped_updates": guard.skipped}
