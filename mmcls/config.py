@@ -403,6 +403,11 @@ class TrainConfig:
         "auto", "Autocast precision: auto = bf16 where the device supports it (else fp16 on CUDA, no on CPU).")
     eval_every: int = option(0, "Also evaluate every N optimizer updates (0 = only at the end of each epoch).")
     log_every: int = option(10, "Log training loss and learning rate every N optimizer updates.")
+    resume: bool = option(
+        True, "Continue from output_dir/checkpoints/last when it exists (after a kill, rerun the same command); a "
+        "checkpoint of a run with other settings is an error. false = start over.")
+    checkpoint_every: int = option(
+        0, "Also save checkpoints/last every N optimizer updates, so a kill loses at most N (0 = at validations).")
     early_stopping_patience: int = option(
         0, "Stop after this many validations in a row without a better mean-F1 (0 = never).")
     grad_checkpointing: bool = option(False, "Recompute activations of both towers in the backward pass (less memory).")
@@ -425,7 +430,7 @@ class TrainConfig:
             if value < 1:
                 raise ConfigError(f"{prefix}{name}: must be >= 1, got {value}")
         _check_at_least(prefix, self, ("max_steps", "warmup_steps", "eval_every", "early_stopping_patience",
-                                       "max_nonfinite_updates"), 0)
+                                       "max_nonfinite_updates", "checkpoint_every"), 0)
         _check_at_least(prefix, self, ("lr", "lr_text", "lr_vision", "weight_decay", "max_grad_norm", "sam_rho"), 0)
         for name in ("warmup_ratio", "min_lr_ratio", "momentum", "cycle_decay"):
             _check_range(prefix, name, getattr(self, name), 0.0, 1.0)

@@ -13,6 +13,7 @@ the EMA, validates (the EMA weights when on), keeps SWA snapshots and stops earl
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -37,6 +38,14 @@ from mmcls.engine.guard import NonFiniteGuard, TrainingDiverged, guarded_step
 from mmcls.engine.inference import InferenceResult, run_inference
 from mmcls.engine.losses import Criterion
 from mmcls.engine.optim import build_scheduler, optimizer_for
+from mmcls.engine.resume import (
+    check_same_run,
+    comparable_config,
+    decode_generator,
+    encode_generator,
+    find_checkpoint,
+    read_trainer_state,
+)
 from mmcls.engine.rundir import VAL_LOGITS, RunDir
 from mmcls.engine.runtime import (
     base_lr,
@@ -92,6 +101,22 @@ def build_train_set(cfg: Config, train_split: Split, val_split: Split, categorie
 
 
 @dataclass
+class EpochPosition:
+    """Where the loop is inside the current epoch: the shuffle's generator state at the epoch's start, batches
+    done, the running loss and failures (what a mid-epoch resume restores)."""
+
+    epoch_rng: str = ""
+    batches: int = 0
+    running: float = 0.0
+    running_n: int = 0
+    failures: int = 0
+    epoch_done: bool = False
+
+    def mean_loss(self) -> float:
+        return self.running / max(1, self.running_n)
+
+
+@dataclass
 class TrainState:
     """Counters of the loop (what a resumable checkpoint must restore besides the tensors)."""
 
@@ -111,7 +136,12 @@ def finetune(cfg: Config) -> dict[str, float]:
     set_seed(cfg.seed)
     run = RunDir(cfg.output_dir, accelerator.is_main_process)
     log = run.setup_logging()
-    run.start_fresh()
+    checkpoint = find_checkpoint(run.checkpoints) if cfg.train.resume else None
+    saved = read_trainer_state(checkpoint) if checkpoint is not None else None
+    if saved is not None:
+        check_same_run(saved, cfg, checkpoint)  # before anything in the folder changes
+    else:
+        run.start_fresh()
     run.save_config(cfg)
 
     # ---- data -------------------------------------------------------------------------------------------------
@@ -121,8 +151,9 @@ def finetune(cfg: Config) -> dict[str, float]:
     train_set, pseudo_split = build_train_set(cfg, train_split, val_split, categories, tokenizer)
     val_set = build_dataset(cfg.data, val_split, tokenizer, categories, train=False,
                             with_frames=cfg.model.mode != "text", seed=cfg.seed)
+    loader_generator = torch.Generator().manual_seed(cfg.seed)  # the shuffle; saved per epoch for resuming
     train_loader = build_dataloader(train_set, cfg.data, cfg.train.batch_size, shuffle=True, drop_last=True,
-                                    generator=torch.Generator().manual_seed(cfg.seed))
+                                    generator=loader_generator)
     val_loader = build_dataloader(val_set, cfg.data, cfg.train.eval_batch_size)
     log.info("data: %d train%s / %d val videos, %d categories (%d level-1)", len(train_set),
              f" ({len(pseudo_split.records)} pseudo-labelled)" if pseudo_split else "", len(val_set),
@@ -164,8 +195,30 @@ def finetune(cfg: Config) -> dict[str, float]:
 
     # ---- loop -------------------------------------------------------------------------------------------------
     state = TrainState()
+    position = EpochPosition()
     start = time.perf_counter()
     best_scores: dict[str, float] = {}
+    if saved is not None:
+        accelerator.load_state(str(checkpoint))
+        state, position = TrainState(**saved["state"]), EpochPosition(**saved["position"])
+        best_scores = saved["best_scores"]
+        train_step.load_state_dict(saved["step"])
+        guard.skipped = saved["skipped"]
+        if position.epoch_done:  # the checkpoint closed its epoch: the next one starts from the saved shuffle state
+            decode_generator(loader_generator, saved["loader_rng"])
+            state.epoch, position = state.epoch + 1, EpochPosition()
+        else:
+            decode_generator(loader_generator, position.epoch_rng)  # replay this epoch's shuffle ...
+        run.truncate_metrics(state.update)
+        log.info("resumed from %s: update %d, epoch %d, %d batches into it", checkpoint, state.update,
+                 state.epoch + 1, position.batches)
+
+    def trainer_state() -> dict[str, Any]:
+        """What checkpoints/last needs besides the tensors (see mmcls.engine.resume)."""
+        return {"config": comparable_config(cfg), "state": dataclasses.asdict(state),
+                "position": dataclasses.asdict(position), "best_scores": best_scores,
+                "loader_rng": encode_generator(loader_generator), "step": train_step.state_dict(),
+                "skipped": guard.skipped}
 
     def evaluated_model() -> torch.nn.Module:
         """The weights that are validated and exported: the EMA when it is on and evaluated, else the model."""
@@ -199,18 +252,24 @@ def finetune(cfg: Config) -> dict[str, float]:
             state.stopped_early = True
             log.info("early stopping: no better mean_f1 in %d validations (best %.4f at update %d)", patience,
                      state.best_score, state.best_update)
-        save_last_checkpoint(accelerator, run)
+        save_last_checkpoint(accelerator, run, trainer_state())
         state.eval_seconds += time.perf_counter() - eval_start
 
     model.train()
-    for epoch in range(epochs):
+    for epoch in range(state.epoch, epochs):
+        if state.update >= total_updates or state.stopped_early:  # a resumed run that had already finished
+            break
         state.epoch = epoch
         train_set.set_epoch(epoch)
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
-        running, running_n, failures = 0.0, 0, 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{epochs}", dynamic_ncols=True,
-                   disable=not accelerator.is_local_main_process)
+        loader = train_loader
+        if position.batches:  # ... and skip the batches done before the kill
+            loader = accelerator.skip_first_batches(train_loader, position.batches)
+        else:
+            position = EpochPosition(epoch_rng=encode_generator(loader_generator))
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", dynamic_ncols=True, initial=position.batches,
+                   total=len(train_loader), disable=not accelerator.is_local_main_process)
         for batch in bar:
             if freezer is not None and (message := freezer.update(state.update)):
                 log.info("update %d: %s", state.update, message)
@@ -220,12 +279,13 @@ def finetune(cfg: Config) -> dict[str, float]:
                     guarded_step(accelerator, model.parameters(), optimizer, cfg.train.max_grad_norm, guard,
                                  state.update + 1)
                 except TrainingDiverged:
-                    save_last_checkpoint(accelerator, run)
+                    save_last_checkpoint(accelerator, run, trainer_state())
                     raise
+            position.batches += 1
             if math.isfinite(loss := float(losses["loss"])):
-                running += loss
-                running_n += 1
-            failures += sum(e is not None for e in batch["video_errors"])
+                position.running += loss
+                position.running_n += 1
+            position.failures += sum(e is not None for e in batch["video_errors"])
             if not accelerator.sync_gradients:
                 continue
             lr = base_lr(optimizer)  # the rate this update used
@@ -235,23 +295,29 @@ def finetune(cfg: Config) -> dict[str, float]:
             if ema is not None:
                 ema.update(core, step=state.update)
             if state.update % cfg.train.log_every == 0:
-                bar.set_postfix(loss=f"{running / max(1, running_n):.4f}", lr=f"{lr:.2e}")
-                run.scalar("train/loss", running / max(1, running_n), state.update)
+                bar.set_postfix(loss=f"{position.mean_loss():.4f}", lr=f"{lr:.2e}")
+                run.scalar("train/loss", position.mean_loss(), state.update)
                 run.scalar("train/lr", lr, state.update)
                 for name, value in losses.items():
                     if name != "loss":
                         run.scalar(f"train/{name}", float(value), state.update)
             if cfg.train.eval_every and state.update % cfg.train.eval_every == 0:
-                validate_and_save(running / max(1, running_n))
+                validate_and_save(position.mean_loss())
+            elif cfg.train.checkpoint_every and state.update % cfg.train.checkpoint_every == 0:
+                save_last_checkpoint(accelerator, run, trainer_state())
             if state.update >= total_updates or state.stopped_early:
                 break
         bar.close()
+        position.epoch_done = True
         log.info("epoch %d done: train loss %.4f, %d unreadable videos seen by this process", epoch + 1,
-                 running / max(1, running_n), failures)
-        if not state.stopped_early and not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
-            validate_and_save(running / max(1, running_n))
+                 position.mean_loss(), position.failures)
         if averager is not None and cfg.train.swa.mode == "last":
             averager.offer(accelerator.unwrap_model(evaluated_model()), update=state.update, score=None)
+        if not state.stopped_early and not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
+            validate_and_save(position.mean_loss())
+        elif cfg.train.checkpoint_every:
+            save_last_checkpoint(accelerator, run, trainer_state())
+        position = EpochPosition()
         if state.update >= total_updates or state.stopped_early:
             break
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mmcls.config import Config, save_config
-from mmcls.io import atomic_write_text
+from mmcls.io import atomic_open, atomic_write_text
 
 METRIC_COLUMNS = ("step", "epoch", "train_loss", "lr", "val_loss", "lv1_micro_f1", "lv1_macro_f1", "lv2_micro_f1",
                   "lv2_macro_f1", "mean_f1", "video_failures", "elapsed_s", "weights")
@@ -58,6 +58,20 @@ class RunDir:
         if self.is_main:
             self.metrics_csv.unlink(missing_ok=True)
             self.result_json.unlink(missing_ok=True)
+
+    def truncate_metrics(self, update: int) -> None:
+        """Drop metrics.csv rows logged after ``update`` (a resumed run logs them again)."""
+        if not self.is_main or not self.metrics_csv.exists():
+            return
+        with self.metrics_csv.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        kept = [row for row in rows if row.get("step", "") == "" or int(float(row["step"])) <= update]
+        if len(kept) == len(rows):
+            return
+        with atomic_open(self.metrics_csv, "w") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.columns, extrasaction="ignore", lineterminator="\r\n")
+            writer.writeheader()
+            writer.writerows(kept)
 
     def save_result(self, summary: Mapping[str, Any]) -> None:
         """``result.json``: the run's best scores; its presence marks a finished run (drivers skip those)."""

@@ -3,6 +3,7 @@ atomic ``checkpoints/last`` and the end-of-run check that every process holds th
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -58,12 +59,15 @@ def check_replicas_in_sync(model: torch.nn.Module, accelerator: Accelerator) -> 
     logging.getLogger("mmcls").info("weights identical on all %d processes", accelerator.num_processes)
 
 
-def save_last_checkpoint(accelerator: Accelerator, run: RunDir) -> None:
-    """``checkpoints/last``: the full training state (model, optimizer, scheduler, RNG), swapped in atomically."""
+def save_last_checkpoint(accelerator: Accelerator, run: RunDir, trainer_state: dict[str, Any] | None = None) -> None:
+    """``checkpoints/last``: the full training state (model, optimizer, scheduler, RNG, and the loop's
+    ``trainer_state.json`` when given), swapped in atomically."""
     tmp = run.checkpoints / "last.tmp"
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        if trainer_state is not None:
+            (tmp / "trainer_state.json").write_text(json.dumps(trainer_state), encoding="utf-8")
         replace_dir(tmp, run.checkpoints / "last")
     accelerator.wait_for_everyone()
 

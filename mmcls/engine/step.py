@@ -83,6 +83,13 @@ class TrainStep:
         self.sam = SharpnessAwareMinimization(list(model.parameters()), cfg.train.sam_rho) \
             if cfg.train.sam_rho > 0 else None
 
+    def state_dict(self) -> dict[str, Any]:
+        """The mixing generator's state (JSON-ready), for resumable checkpoints."""
+        return {"mix_generator": self.mix_generator.get_state().tolist()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mix_generator.set_state(torch.tensor(state["mix_generator"], dtype=torch.uint8))
+
     def _prepare(self, batch: dict[str, Any]) -> StepInputs:
         inputs = model_inputs(batch)
         if self.mix is None or inputs.get("frames") is None:

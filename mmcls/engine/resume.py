@@ -1,0 +1,80 @@
+"""Resuming a killed run: what ``checkpoints/last`` holds besides the tensors, and how a run finds it again.
+
+``accelerator.save_state`` stores the model, optimizer, scheduler, gradient scaler, EMA, SWA snapshots list and
+every RNG; :data:`TRAINER_STATE` adds the loop's counters, the position inside the epoch and the state of the
+DataLoader's shuffling generator at the start of that epoch. Replaying the epoch's shuffle from that state and
+skipping the batches already done gives, on CPU with a fixed seed, the same weights as a run that was never killed.
+
+The checkpoint is written to ``last.tmp`` and swapped in by renames (:func:`mmcls.engine.runtime.save_last_checkpoint`);
+a kill between the two renames leaves ``last.old``, which :func:`find_checkpoint` falls back to.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmcls.config import Config, to_dict
+from mmcls.errors import ConfigError
+
+TRAINER_STATE = "trainer_state.json"
+
+# keys that may change between a run and its resumption (they do not change what is computed)
+RUNTIME_KEYS = ("train.resume", "train.checkpoint_every", "train.log_every", "train.eval_batch_size",
+                "data.num_workers", "data.pin_memory", "data.persistent_workers", "data.prefetch_factor",
+                "data.worker_start", "data.decode_timeout")
+
+
+def find_checkpoint(checkpoints: Path) -> Path | None:
+    """``checkpoints/last`` (or ``last.old`` after a kill mid-swap) when it holds a complete trainer state."""
+    for name in ("last", "last.old"):
+        if (checkpoints / name / TRAINER_STATE).is_file():
+            return checkpoints / name
+    return None
+
+
+def comparable_config(cfg: Config) -> dict[str, Any]:
+    """The config as a flat ``{dotted key: value}`` without :data:`RUNTIME_KEYS`."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and prefix not in ("data.text_budgets", "data.text_truncation",
+                                                      "model.vision.overrides"):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, sub)
+        elif prefix not in RUNTIME_KEYS:
+            flat[prefix] = value
+
+    walk("", to_dict(cfg))
+    return flat
+
+
+def check_same_run(saved: dict[str, Any], cfg: Config, where: Path) -> None:
+    """ConfigError naming the keys that differ between the checkpoint's run and ``cfg``."""
+    current = comparable_config(cfg)
+    before = saved.get("config", {})
+    changed = sorted(k for k in set(current) | set(before) if current.get(k) != before.get(k))
+    if changed:
+        shown = ", ".join(f"{k} ({before.get(k)!r} -> {current.get(k)!r})" for k in changed[:3])
+        raise ConfigError(f"output_dir: {where} holds a run with other settings: {shown}"
+                          f"{' ...' if len(changed) > 3 else ''}; use another output_dir, or train.resume=false to "
+                          "start this one over")
+
+
+def read_trainer_state(path: Path) -> dict[str, Any]:
+    return json.loads((path / TRAINER_STATE).read_text(encoding="utf-8"))
+
+
+def encode_generator(generator: torch.Generator) -> str:
+    """A torch generator's state as text (for the JSON trainer state)."""
+    return base64.b64encode(generator.get_state().numpy().tobytes()).decode("ascii")
+
+
+def decode_generator(generator: torch.Generator, text: str) -> None:
+    """Restore a state written by :func:`encode_generator`."""
+    data = bytearray(base64.b64decode(text))
+    generator.set_state(torch.frombuffer(data, dtype=torch.uint8).clone())

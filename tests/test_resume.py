@@ -1,0 +1,87 @@
+"""A finetuning run killed with SIGKILL and started again with the same command ends with the same weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mmcls.config import build_config
+from mmcls.errors import ConfigError
+from tests.test_finetune import read_metrics, tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _command(root: Path, run: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "finetune" / "train.py"), "--config", str(ROOT / "configs" / "demo.yaml"),
+            *tiny_overrides(root, run, "train.max_steps=30", "train.checkpoint_every=4", "train.log_every=1",
+                            "train.ema.decay=0.9", *extra)]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def _kill_after_checkpoint(command: list[str], run: Path, min_update: int) -> int:
+    """Start ``command``, SIGKILL it as soon as checkpoints/last holds update >= ``min_update``; that update."""
+    process = subprocess.Popen(command, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = run / "checkpoints" / "last" / "trainer_state.json"
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                update = json.loads(state.read_text())["state"]["update"]
+            except (OSError, ValueError, KeyError):
+                update = -1
+            if update >= min_update:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+                return update
+            time.sleep(0.005)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    pytest.fail("the run finished or stalled before it could be killed")
+
+
+@pytest.mark.timeout(900)
+def test_killed_run_resumes_to_the_same_weights(synthetic_root, tmp_path):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    subprocess.run(_command(synthetic_root, reference), env=_env(), check=True, capture_output=True)
+
+    at = _kill_after_checkpoint(_command(synthetic_root, killed), killed, min_update=12)
+    assert not (killed / "result.json").exists() and at < 30  # really killed mid-run
+    subprocess.run(_command(synthetic_root, killed), env=_env(), check=True, capture_output=True)
+    assert f"resumed from {killed / 'checkpoints'}" in (killed / "train.log").read_text()
+
+    for name in ("checkpoints/last/model.safetensors", "best/model.safetensors"):
+        expected, got = load_file(reference / name), load_file(killed / name)
+        assert expected.keys() == got.keys()
+        assert all(torch.equal(expected[k], got[k]) for k in expected), name
+    rows = [(r["step"], r["mean_f1"], r["val_loss"]) for r in read_metrics(reference)]
+    assert [(r["step"], r["mean_f1"], r["val_loss"]) for r in read_metrics(killed)] == rows
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(synthetic_root, tmp_path):
+    from mmcls.engine.finetune import finetune
+
+    run = tmp_path / "run"
+    finetune(build_config({}, tiny_overrides(synthetic_root, run, "train.max_steps=2")))
+    with pytest.raises(ConfigError, match=r"holds a run with other settings: train\.lr"):
+        finetune(build_config({}, tiny_overrides(synthetic_root, run, "train.max_steps=2", "train.lr=1e-2")))
+    # the finished run resumed: nothing left to train, the same best score
+    again = finetune(build_config({}, tiny_overrides(synthetic_root, run, "train.max_steps=2")))
+    assert "resumed from" in (run / "train.log").read_text()
+    fresh = finetune(build_config({}, tiny_overrides(synthetic_root, run, "train.max_steps=2", "train.lr=1e-2",
+                                                     "train.resume=false")))
+    assert again["update"] == 2 and fresh["update"] == 2
