@@ -198,6 +198,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     position = EpochPosition()
     start = time.perf_counter()
     best_scores: dict[str, float] = {}
+    resumed_at = 0  # updates done before this process started (for the speed figure)
     if saved is not None:
         accelerator.load_state(str(checkpoint))
         state, position = TrainState(**saved["state"]), EpochPosition(**saved["position"])
@@ -210,6 +211,7 @@ def finetune(cfg: Config) -> dict[str, float]:
         else:
             decode_generator(loader_generator, position.epoch_rng)  # replay this epoch's shuffle ...
         run.truncate_metrics(state.update)
+        resumed_at = state.update
         log.info("resumed from %s: update %d, epoch %d, %d batches into it", checkpoint, state.update,
                  state.epoch + 1, position.batches)
 
@@ -324,7 +326,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     if averager is not None:
         best_scores = validate_average(averager, core, val_loader, accelerator, cfg, categories, tokenizer, run,
                                        state, best_scores)
-    elapsed, speed = finish_run(core, accelerator, cfg, state.update, start, state.eval_seconds)
+    elapsed, speed = finish_run(core, accelerator, cfg, state.update - resumed_at, start, state.eval_seconds)
     log.info("done in %.1f s (training %.1f videos/s): best mean_f1 %.4f at update %d -> %s", elapsed, speed,
              state.best_score, state.best_update, run.best)
     summary = {**best_scores, "seconds": elapsed, "train_videos_per_s": speed, "skipped_updates": guard.skipped}
