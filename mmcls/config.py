@@ -404,9 +404,8 @@ class TrainConfig:
     eval_every: int = option(0, "Also evaluate every N optimizer updates (0 = only at the end of each epoch).")
     log_every: int = option(10, "Log training loss and learning rate every N optimizer updates.")
     resume: bool = option(
-        True, "Finetuning continues from output_dir/checkpoints/last when it exists (after a kill, rerun the same "
-        "command); a checkpoint of a run with other settings is an error. false = start over. (Pretraining "
-        "always starts over for now.)")
+        True, "Finetuning and pretraining continue from output_dir/checkpoints/last when it exists (after a kill, "
+        "rerun the same command); a checkpoint of a run with other settings is an error. false = start over.")
     checkpoint_every: int = option(
         0, "Also save checkpoints/last every N optimizer updates, so a kill loses at most N (0 = at validations).")
     early_stopping_patience: int = option(

@@ -27,6 +27,12 @@ def _command(root: Path, run: Path, *extra: str) -> list[str]:
                             "train.ema.decay=0.9", *extra)]
 
 
+def _pretrain_command(root: Path, run: Path) -> list[str]:
+    return [sys.executable, str(ROOT / "pretrain" / "train.py"), "--config", str(ROOT / "configs" / "demo.yaml"),
+            "--config", str(ROOT / "configs" / "pretrain_demo.yaml"),
+            *tiny_overrides(root, run, "pretrain.holdout=16", "train.max_steps=30", "train.checkpoint_every=4")]
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
@@ -70,6 +76,20 @@ def test_killed_run_resumes_to_the_same_weights(synthetic_root, tmp_path):
         assert all(torch.equal(expected[k], got[k]) for k in expected), name
     rows = [(r["step"], r["mean_f1"], r["val_loss"]) for r in read_metrics(reference)]
     assert [(r["step"], r["mean_f1"], r["val_loss"]) for r in read_metrics(killed)] == rows
+
+
+@pytest.mark.timeout(900)
+def test_killed_pretraining_resumes_to_the_same_weights(synthetic_root, tmp_path):
+    """Also the per-batch masking (drawn from the batch's index in the epoch) replays after a resume."""
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    subprocess.run(_pretrain_command(synthetic_root, reference), env=_env(), check=True, capture_output=True)
+    at = _kill_after_checkpoint(_pretrain_command(synthetic_root, killed), killed, min_update=10)
+    assert at < 30
+    subprocess.run(_pretrain_command(synthetic_root, killed), env=_env(), check=True, capture_output=True)
+    assert "resumed from" in (killed / "train.log").read_text()
+    expected = load_file(reference / "checkpoints" / "last" / "model.safetensors")
+    got = load_file(killed / "checkpoints" / "last" / "model.safetensors")
+    assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
 
 
 def test_a_checkpoint_of_other_settings_is_not_resumed(synthetic_root, tmp_path):

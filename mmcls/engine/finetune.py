@@ -39,6 +39,7 @@ from mmcls.engine.inference import InferenceResult, run_inference
 from mmcls.engine.losses import Criterion
 from mmcls.engine.optim import build_scheduler, optimizer_for
 from mmcls.engine.resume import (
+    EpochPosition,
     check_same_run,
     comparable_config,
     decode_generator,
@@ -98,22 +99,6 @@ def build_train_set(cfg: Config, train_split: Split, val_split: Split, categorie
     pseudo_set = build_dataset(cfg.data, pseudo_split, tokenizer, categories, train=True, with_frames=with_frames,
                                seed=cfg.seed + 1, soft_targets=soft_targets)  # its own augmentation stream
     return ConcatVideoDataset([train_set, pseudo_set]), pseudo_split
-
-
-@dataclass
-class EpochPosition:
-    """Where the loop is inside the current epoch: the shuffle's generator state at the epoch's start, batches
-    done, the running loss and failures (what a mid-epoch resume restores)."""
-
-    epoch_rng: str = ""
-    batches: int = 0
-    running: float = 0.0
-    running_n: int = 0
-    failures: int = 0
-    epoch_done: bool = False
-
-    def mean_loss(self) -> float:
-        return self.running / max(1, self.running_n)
 
 
 @dataclass

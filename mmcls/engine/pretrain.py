@@ -11,6 +11,7 @@ and, when the validation loss is the lowest so far, ``best/``: the folder ``mode
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -31,6 +32,15 @@ from mmcls.engine.freeze import TowerFreezer
 from mmcls.engine.guard import NonFiniteGuard, TrainingDiverged, guarded_step
 from mmcls.engine.masking import mask_frames, mask_tokens, shuffle_videos
 from mmcls.engine.optim import build_scheduler, optimizer_for
+from mmcls.engine.resume import (
+    EpochPosition,
+    check_same_run,
+    comparable_config,
+    decode_generator,
+    encode_generator,
+    find_checkpoint,
+    read_trainer_state,
+)
 from mmcls.engine.rundir import RunDir
 from mmcls.engine.runtime import (
     base_lr,
@@ -155,7 +165,12 @@ def pretrain(cfg: Config) -> dict[str, float]:
     set_seed(cfg.seed)
     run = RunDir(cfg.output_dir, accelerator.is_main_process, columns=PRETRAIN_COLUMNS)
     log = run.setup_logging()
-    run.start_fresh()
+    checkpoint = find_checkpoint(run.checkpoints) if cfg.train.resume else None
+    saved = read_trainer_state(checkpoint) if checkpoint is not None else None
+    if saved is not None:
+        check_same_run(saved, cfg, checkpoint)  # before anything in the folder changes
+    else:
+        run.start_fresh()
     run.save_config(cfg)
     weights = task_weights(cfg.pretrain)
     ignored = finetuning_only_switches(cfg)
@@ -173,8 +188,9 @@ def pretrain(cfg: Config) -> dict[str, float]:
     train_splits, val_splits = pretrain_holdout(sources, cfg.pretrain.holdout, cfg.seed)
     train_set = videos_of(train_splits, cfg, tokenizer, train=True)
     val_set = videos_of(val_splits, cfg, tokenizer, train=False) if val_splits else None
+    loader_generator = torch.Generator().manual_seed(cfg.seed)  # the shuffle; saved per epoch for resuming
     train_loader = build_dataloader(train_set, cfg.data, cfg.train.batch_size, shuffle=True, drop_last=True,
-                                    generator=torch.Generator().manual_seed(cfg.seed))
+                                    generator=loader_generator)
     val_loader = build_dataloader(val_set, cfg.data, cfg.train.eval_batch_size) if val_set is not None else None
     log.info("data: %d pretraining / %d held-out videos from %s; tasks %s", len(train_set),
              len(val_set) if val_set is not None else 0,
@@ -206,8 +222,31 @@ def pretrain(cfg: Config) -> dict[str, float]:
 
     # ---- loop -------------------------------------------------------------------------------------------------
     state = PretrainState()
+    position = EpochPosition()
+    running = {name: 0.0 for name in ("loss", *(f"loss_{t}" for t in weights))}
     start = time.perf_counter()
     best: dict[str, float] = {}
+    resumed_at = 0  # updates done before this process started (for the speed figure)
+    if saved is not None:
+        accelerator.load_state(str(checkpoint))
+        state, position = PretrainState(**saved["state"]), EpochPosition(**saved["position"])
+        best, running = saved["best"], saved["running"]
+        guard.skipped = saved["skipped"]
+        if position.epoch_done:  # the checkpoint closed its epoch: the next one starts from the saved shuffle state
+            decode_generator(loader_generator, saved["loader_rng"])
+            state.epoch, position = state.epoch + 1, EpochPosition()
+        else:
+            decode_generator(loader_generator, position.epoch_rng)  # replay this epoch's shuffle ...
+        run.truncate_metrics(state.update)
+        resumed_at = state.update
+        log.info("resumed from %s: update %d, epoch %d, %d batches into it", checkpoint, state.update,
+                 state.epoch + 1, position.batches)
+
+    def trainer_state() -> dict[str, Any]:
+        """What checkpoints/last needs besides the tensors (see mmcls.engine.resume)."""
+        return {"config": comparable_config(cfg), "state": dataclasses.asdict(state),
+                "position": dataclasses.asdict(position), "best": best, "running": running,
+                "loader_rng": encode_generator(loader_generator), "skipped": guard.skipped}
 
     def validate_and_save(train_loss: float) -> None:
         nonlocal best
@@ -224,23 +263,30 @@ def pretrain(cfg: Config) -> dict[str, float]:
             if accelerator.is_main_process:
                 save_pretrained_folder(run.best, core, cfg, tokenizer)
             log.info("new best pretraining loss %.4f -> %s", loss, run.best)
-        save_last_checkpoint(accelerator, run)
+        save_last_checkpoint(accelerator, run, trainer_state())
         state.eval_seconds += time.perf_counter() - eval_start
 
     model.train()
-    for epoch in range(epochs):
+    for epoch in range(state.epoch, epochs):
+        if state.update >= total_updates:  # a resumed run that had already finished
+            break
         state.epoch = epoch
         train_set.set_epoch(epoch)
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
-        running = {name: 0.0 for name in ("loss", *(f"loss_{t}" for t in weights))}
-        running_n = 0
-        bar = tqdm(train_loader, desc=f"pretrain {epoch + 1}/{epochs}", dynamic_ncols=True,
-                   disable=not accelerator.is_local_main_process)
-        for index, batch in enumerate(bar):
+        loader = train_loader
+        if position.batches:  # ... and skip the batches done before the kill
+            loader = accelerator.skip_first_batches(train_loader, position.batches)
+        else:
+            position = EpochPosition(epoch_rng=encode_generator(loader_generator))
+            running = dict.fromkeys(running, 0.0)
+        bar = tqdm(loader, desc=f"pretrain {epoch + 1}/{epochs}", dynamic_ncols=True, initial=position.batches,
+                   total=len(train_loader), disable=not accelerator.is_local_main_process)
+        for batch in bar:
             if freezer is not None and (message := freezer.update(state.update)):
                 log.info("update %d: %s", state.update, message)
-            generator = batch_generator(accelerator.device, cfg.seed, epoch, accelerator.process_index, index)
+            generator = batch_generator(accelerator.device, cfg.seed, epoch, accelerator.process_index,
+                                        position.batches)  # the batch's index in the epoch, also after a resume
             with accelerator.accumulate(model):
                 outputs = model(**masked_inputs(batch, cfg.pretrain, tokenizer, generator))
                 loss = total_loss(outputs, weights)
@@ -249,39 +295,48 @@ def pretrain(cfg: Config) -> dict[str, float]:
                     guarded_step(accelerator, model.parameters(), optimizer, cfg.train.max_grad_norm, guard,
                                  state.update + 1)
                 except TrainingDiverged:
-                    save_last_checkpoint(accelerator, run)
+                    save_last_checkpoint(accelerator, run, trainer_state())
                     raise
+            position.batches += 1
             if math.isfinite(float(loss.detach())):
                 running["loss"] += float(loss.detach())
                 for task in weights:
                     running[f"loss_{task}"] += float(outputs[f"loss_{task}"].detach())
-                running_n += 1
+                position.running_n += 1
             if not accelerator.sync_gradients:
                 continue
             lr = base_lr(optimizer)
             scheduler.step()
             state.update += 1
             state.last_lr = lr
+            mean_loss = running["loss"] / max(1, position.running_n)
             if state.update % cfg.train.log_every == 0:
-                bar.set_postfix(loss=f"{running['loss'] / max(1, running_n):.4f}", lr=f"{lr:.2e}")
+                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
                 run.scalar("train/lr", lr, state.update)
                 for name, value in running.items():
-                    run.scalar(f"train/{name}", value / max(1, running_n), state.update)
+                    run.scalar(f"train/{name}", value / max(1, position.running_n), state.update)
                 for name in ACCURACIES:
                     if name in outputs:
                         run.scalar(f"train/{name}", float(outputs[name]), state.update)
             if cfg.train.eval_every and state.update % cfg.train.eval_every == 0:
-                validate_and_save(running["loss"] / max(1, running_n))
+                validate_and_save(mean_loss)
+            elif cfg.train.checkpoint_every and state.update % cfg.train.checkpoint_every == 0:
+                save_last_checkpoint(accelerator, run, trainer_state())
             if state.update >= total_updates:
                 break
         bar.close()
-        log.info("epoch %d done: train loss %.4f", epoch + 1, running["loss"] / max(1, running_n))
+        position.epoch_done = True
+        mean_loss = running["loss"] / max(1, position.running_n)
+        log.info("epoch %d done: train loss %.4f", epoch + 1, mean_loss)
         if not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
-            validate_and_save(running["loss"] / max(1, running_n))
+            validate_and_save(mean_loss)
+        elif cfg.train.checkpoint_every:
+            save_last_checkpoint(accelerator, run, trainer_state())
+        position = EpochPosition()
         if state.update >= total_updates:
             break
 
-    elapsed, speed = finish_run(core, accelerator, cfg, state.update, start, state.eval_seconds)
+    elapsed, speed = finish_run(core, accelerator, cfg, state.update - resumed_at, start, state.eval_seconds)
     log.info("done in %.1f s (pretraining %.1f videos/s): best loss %.4f at update %d -> %s", elapsed, speed,
              state.best_loss, state.best_update, run.best)
     run.close()

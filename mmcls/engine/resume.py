@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,19 @@ def decode_generator(generator: torch.Generator, text: str) -> None:
     """Restore a state written by :func:`encode_generator`."""
     data = bytearray(base64.b64decode(text))
     generator.set_state(torch.frombuffer(data, dtype=torch.uint8).clone())
+
+
+@dataclass
+class EpochPosition:
+    """Where the loop is inside the current epoch: the shuffle's generator state at the epoch's start, batches
+    done, the running loss and failures (what a mid-epoch resume restores)."""
+
+    epoch_rng: str = ""
+    batches: int = 0
+    running: float = 0.0
+    running_n: int = 0
+    failures: int = 0
+    epoch_done: bool = False
+
+    def mean_loss(self) -> float:
+        return self.running / max(1, self.running_n)
