@@ -13,7 +13,6 @@ the EMA, validates (the EMA weights when on), keeps SWA snapshots and stops earl
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import math
 import time
@@ -34,19 +33,11 @@ from mmcls.engine.averaging import WeightAverager
 from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder, save_portable
 from mmcls.engine.ema import build_ema
 from mmcls.engine.freeze import TowerFreezer
-from mmcls.engine.guard import NonFiniteGuard, TrainingDiverged, guarded_step
+from mmcls.engine.guard import NonFiniteGuard, guarded_step
 from mmcls.engine.inference import InferenceResult, run_inference
 from mmcls.engine.losses import Criterion
 from mmcls.engine.optim import build_scheduler, optimizer_for
-from mmcls.engine.resume import (
-    EpochPosition,
-    check_same_run,
-    comparable_config,
-    decode_generator,
-    encode_generator,
-    find_checkpoint,
-    read_trainer_state,
-)
+from mmcls.engine.resume import EpochPosition, epoch_loader, open_run, restore, trainer_state
 from mmcls.engine.rundir import VAL_LOGITS, RunDir
 from mmcls.engine.runtime import (
     base_lr,
@@ -121,12 +112,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     set_seed(cfg.seed)
     run = RunDir(cfg.output_dir, accelerator.is_main_process)
     log = run.setup_logging()
-    checkpoint = find_checkpoint(run.checkpoints) if cfg.train.resume else None
-    saved = read_trainer_state(checkpoint) if checkpoint is not None else None
-    if saved is not None:
-        check_same_run(saved, cfg, checkpoint)  # before anything in the folder changes
-    else:
-        run.start_fresh()
+    checkpoint, saved = open_run(cfg, run)
     run.save_config(cfg)
 
     # ---- data -------------------------------------------------------------------------------------------------
@@ -185,27 +171,14 @@ def finetune(cfg: Config) -> dict[str, float]:
     best_scores: dict[str, float] = {}
     resumed_at = 0  # updates done before this process started (for the speed figure)
     if saved is not None:
-        accelerator.load_state(str(checkpoint))
-        state, position = TrainState(**saved["state"]), EpochPosition(**saved["position"])
-        best_scores = saved["best_scores"]
+        counters, position = restore(accelerator, checkpoint, saved, loader_generator, run)
+        state, resumed_at = TrainState(**counters), counters["update"]
+        best_scores, guard.skipped = saved["best_scores"], saved["skipped"]
         train_step.load_state_dict(saved["step"])
-        guard.skipped = saved["skipped"]
-        if position.epoch_done:  # the checkpoint closed its epoch: the next one starts from the saved shuffle state
-            decode_generator(loader_generator, saved["loader_rng"])
-            state.epoch, position = state.epoch + 1, EpochPosition()
-        else:
-            decode_generator(loader_generator, position.epoch_rng)  # replay this epoch's shuffle ...
-        run.truncate_metrics(state.update)
-        resumed_at = state.update
-        log.info("resumed from %s: update %d, epoch %d, %d batches into it", checkpoint, state.update,
-                 state.epoch + 1, position.batches)
 
-    def trainer_state() -> dict[str, Any]:
-        """What checkpoints/last needs besides the tensors (see mmcls.engine.resume)."""
-        return {"config": comparable_config(cfg), "state": dataclasses.asdict(state),
-                "position": dataclasses.asdict(position), "best_scores": best_scores,
-                "loader_rng": encode_generator(loader_generator), "step": train_step.state_dict(),
-                "skipped": guard.skipped}
+    def checkpoint_state() -> dict[str, Any]:
+        return trainer_state(cfg, state, position, loader_generator, best_scores=best_scores,
+                             step=train_step.state_dict(), skipped=guard.skipped)
 
     def evaluated_model() -> torch.nn.Module:
         """The weights that are validated and exported: the EMA when it is on and evaluated, else the model."""
@@ -239,7 +212,7 @@ def finetune(cfg: Config) -> dict[str, float]:
             state.stopped_early = True
             log.info("early stopping: no better mean_f1 in %d validations (best %.4f at update %d)", patience,
                      state.best_score, state.best_update)
-        save_last_checkpoint(accelerator, run, trainer_state())
+        save_last_checkpoint(accelerator, run, checkpoint_state())
         state.eval_seconds += time.perf_counter() - eval_start
 
     model.train()
@@ -250,11 +223,7 @@ def finetune(cfg: Config) -> dict[str, float]:
         train_set.set_epoch(epoch)
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
-        loader = train_loader
-        if position.batches:  # ... and skip the batches done before the kill
-            loader = accelerator.skip_first_batches(train_loader, position.batches)
-        else:
-            position = EpochPosition(epoch_rng=encode_generator(loader_generator))
+        loader, position = epoch_loader(accelerator, train_loader, loader_generator, position)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", dynamic_ncols=True, initial=position.batches,
                    total=len(train_loader), disable=not accelerator.is_local_main_process)
         for batch in bar:
@@ -262,12 +231,8 @@ def finetune(cfg: Config) -> dict[str, float]:
                 log.info("update %d: %s", state.update, message)
             with accelerator.accumulate(model):
                 losses = train_step(batch)
-                try:
-                    guarded_step(accelerator, model.parameters(), optimizer, cfg.train.max_grad_norm, guard,
-                                 state.update + 1)
-                except TrainingDiverged:
-                    save_last_checkpoint(accelerator, run, trainer_state())
-                    raise
+                guarded_step(accelerator, model.parameters(), optimizer, cfg.train.max_grad_norm, guard,
+                             state.update + 1, lambda: save_last_checkpoint(accelerator, run, checkpoint_state()))
             position.batches += 1
             if math.isfinite(loss := float(losses["loss"])):
                 position.running += loss
@@ -291,7 +256,7 @@ def finetune(cfg: Config) -> dict[str, float]:
             if cfg.train.eval_every and state.update % cfg.train.eval_every == 0:
                 validate_and_save(position.mean_loss())
             elif cfg.train.checkpoint_every and state.update % cfg.train.checkpoint_every == 0:
-                save_last_checkpoint(accelerator, run, trainer_state())
+                save_last_checkpoint(accelerator, run, checkpoint_state())
             if state.update >= total_updates or state.stopped_early:
                 break
         bar.close()
@@ -303,7 +268,7 @@ def finetune(cfg: Config) -> dict[str, float]:
         if not state.stopped_early and not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
             validate_and_save(position.mean_loss())
         elif cfg.train.checkpoint_every:
-            save_last_checkpoint(accelerator, run, trainer_state())
+            save_last_checkpoint(accelerator, run, checkpoint_state())
         position = EpochPosition()
         if state.update >= total_updates or state.stopped_early:
             break

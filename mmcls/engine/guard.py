@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from accelerate import Accelerator
@@ -57,15 +57,23 @@ class NonFiniteGuard:
 
 
 def guarded_step(accelerator: Accelerator, parameters: Iterable[torch.nn.Parameter], optimizer: torch.optim.Optimizer,
-                 max_grad_norm: float, guard: NonFiniteGuard, update: int) -> None:
+                 max_grad_norm: float, guard: NonFiniteGuard, update: int,
+                 before_stop: Callable[[], None] | None = None) -> None:
     """Clip (when ``max_grad_norm > 0``), then step and zero the optimizer unless the gradient is not finite.
 
     Call it inside ``accelerator.accumulate``: between synchronisations it only passes through (accelerate's
-    optimizer ignores ``step`` and ``zero_grad`` while gradients accumulate).
+    optimizer ignores ``step`` and ``zero_grad`` while gradients accumulate). ``before_stop`` runs (e.g. saves a
+    checkpoint) before :class:`TrainingDiverged` propagates.
     """
     if accelerator.sync_gradients:
         norm = accelerator.clip_grad_norm_(parameters, max_grad_norm if max_grad_norm > 0 else math.inf)
-        if not guard.check(norm, update) and accelerator.scaler is None:
+        try:
+            finite = guard.check(norm, update)
+        except TrainingDiverged:
+            if before_stop is not None:
+                before_stop()
+            raise
+        if not finite and accelerator.scaler is None:
             optimizer.zero_grad(set_to_none=True)
             return
     optimizer.step()

@@ -11,7 +11,6 @@ and, when the validation loss is the lowest so far, ``best/``: the folder ``mode
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -29,18 +28,10 @@ from mmcls.data.splits import Split, build_tokenizer, load_pretrain_splits, pret
 from mmcls.data.wwm import batch_word_ids
 from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder, save_pretrained_folder
 from mmcls.engine.freeze import TowerFreezer
-from mmcls.engine.guard import NonFiniteGuard, TrainingDiverged, guarded_step
+from mmcls.engine.guard import NonFiniteGuard, guarded_step
 from mmcls.engine.masking import mask_frames, mask_tokens, shuffle_videos
 from mmcls.engine.optim import build_scheduler, optimizer_for
-from mmcls.engine.resume import (
-    EpochPosition,
-    check_same_run,
-    comparable_config,
-    decode_generator,
-    encode_generator,
-    find_checkpoint,
-    read_trainer_state,
-)
+from mmcls.engine.resume import EpochPosition, epoch_loader, open_run, restore, trainer_state
 from mmcls.engine.rundir import RunDir
 from mmcls.engine.runtime import (
     base_lr,
@@ -165,12 +156,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
     set_seed(cfg.seed)
     run = RunDir(cfg.output_dir, accelerator.is_main_process, columns=PRETRAIN_COLUMNS)
     log = run.setup_logging()
-    checkpoint = find_checkpoint(run.checkpoints) if cfg.train.resume else None
-    saved = read_trainer_state(checkpoint) if checkpoint is not None else None
-    if saved is not None:
-        check_same_run(saved, cfg, checkpoint)  # before anything in the folder changes
-    else:
-        run.start_fresh()
+    checkpoint, saved = open_run(cfg, run)
     run.save_config(cfg)
     weights = task_weights(cfg.pretrain)
     ignored = finetuning_only_switches(cfg)
@@ -228,25 +214,13 @@ def pretrain(cfg: Config) -> dict[str, float]:
     best: dict[str, float] = {}
     resumed_at = 0  # updates done before this process started (for the speed figure)
     if saved is not None:
-        accelerator.load_state(str(checkpoint))
-        state, position = PretrainState(**saved["state"]), EpochPosition(**saved["position"])
-        best, running = saved["best"], saved["running"]
-        guard.skipped = saved["skipped"]
-        if position.epoch_done:  # the checkpoint closed its epoch: the next one starts from the saved shuffle state
-            decode_generator(loader_generator, saved["loader_rng"])
-            state.epoch, position = state.epoch + 1, EpochPosition()
-        else:
-            decode_generator(loader_generator, position.epoch_rng)  # replay this epoch's shuffle ...
-        run.truncate_metrics(state.update)
-        resumed_at = state.update
-        log.info("resumed from %s: update %d, epoch %d, %d batches into it", checkpoint, state.update,
-                 state.epoch + 1, position.batches)
+        counters, position = restore(accelerator, checkpoint, saved, loader_generator, run)
+        state, resumed_at = PretrainState(**counters), counters["update"]
+        best, running, guard.skipped = saved["best"], saved["running"], saved["skipped"]
 
-    def trainer_state() -> dict[str, Any]:
-        """What checkpoints/last needs besides the tensors (see mmcls.engine.resume)."""
-        return {"config": comparable_config(cfg), "state": dataclasses.asdict(state),
-                "position": dataclasses.asdict(position), "best": best, "running": running,
-                "loader_rng": encode_generator(loader_generator), "skipped": guard.skipped}
+    def checkpoint_state() -> dict[str, Any]:
+        return trainer_state(cfg, state, position, loader_generator, best=best, running=running,
+                             skipped=guard.skipped)
 
     def validate_and_save(train_loss: float) -> None:
         nonlocal best
@@ -263,7 +237,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
             if accelerator.is_main_process:
                 save_pretrained_folder(run.best, core, cfg, tokenizer)
             log.info("new best pretraining loss %.4f -> %s", loss, run.best)
-        save_last_checkpoint(accelerator, run, trainer_state())
+        save_last_checkpoint(accelerator, run, checkpoint_state())
         state.eval_seconds += time.perf_counter() - eval_start
 
     model.train()
@@ -274,12 +248,9 @@ def pretrain(cfg: Config) -> dict[str, float]:
         train_set.set_epoch(epoch)
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
-        loader = train_loader
-        if position.batches:  # ... and skip the batches done before the kill
-            loader = accelerator.skip_first_batches(train_loader, position.batches)
-        else:
-            position = EpochPosition(epoch_rng=encode_generator(loader_generator))
+        if not position.batches:
             running = dict.fromkeys(running, 0.0)
+        loader, position = epoch_loader(accelerator, train_loader, loader_generator, position)
         bar = tqdm(loader, desc=f"pretrain {epoch + 1}/{epochs}", dynamic_ncols=True, initial=position.batches,
                    total=len(train_loader), disable=not accelerator.is_local_main_process)
         for batch in bar:
@@ -291,12 +262,8 @@ def pretrain(cfg: Config) -> dict[str, float]:
                 outputs = model(**masked_inputs(batch, cfg.pretrain, tokenizer, generator))
                 loss = total_loss(outputs, weights)
                 accelerator.backward(loss)
-                try:
-                    guarded_step(accelerator, model.parameters(), optimizer, cfg.train.max_grad_norm, guard,
-                                 state.update + 1)
-                except TrainingDiverged:
-                    save_last_checkpoint(accelerator, run, trainer_state())
-                    raise
+                guarded_step(accelerator, model.parameters(), optimizer, cfg.train.max_grad_norm, guard,
+                             state.update + 1, lambda: save_last_checkpoint(accelerator, run, checkpoint_state()))
             position.batches += 1
             if math.isfinite(float(loss.detach())):
                 running["loss"] += float(loss.detach())
@@ -321,7 +288,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
             if cfg.train.eval_every and state.update % cfg.train.eval_every == 0:
                 validate_and_save(mean_loss)
             elif cfg.train.checkpoint_every and state.update % cfg.train.checkpoint_every == 0:
-                save_last_checkpoint(accelerator, run, trainer_state())
+                save_last_checkpoint(accelerator, run, checkpoint_state())
             if state.update >= total_updates:
                 break
         bar.close()
@@ -331,7 +298,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
         if not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
             validate_and_save(mean_loss)
         elif cfg.train.checkpoint_every:
-            save_last_checkpoint(accelerator, run, trainer_state())
+            save_last_checkpoint(accelerator, run, checkpoint_state())
         position = EpochPosition()
         if state.update >= total_updates:
             break

@@ -12,7 +12,9 @@ a kill between the two renames leaves ``last.old``, which :func:`find_checkpoint
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,3 +97,48 @@ class EpochPosition:
 
     def mean_loss(self) -> float:
         return self.running / max(1, self.running_n)
+
+
+def open_run(cfg: Config, run: Any) -> tuple[Path | None, dict[str, Any] | None]:
+    """``(checkpoint, trainer state)`` to resume from (``train.resume`` and a complete checkpoint of the same
+    settings), else ``(None, None)`` after clearing the folder's old metrics and result."""
+    checkpoint = find_checkpoint(run.checkpoints) if cfg.train.resume else None
+    if checkpoint is None:
+        run.start_fresh()
+        return None, None
+    saved = read_trainer_state(checkpoint)
+    check_same_run(saved, cfg, checkpoint)  # before anything in the folder changes
+    return checkpoint, saved
+
+
+def restore(accelerator: Any, checkpoint: Path, saved: dict[str, Any], loader_generator: torch.Generator,
+            run: Any) -> tuple[dict[str, Any], EpochPosition]:
+    """Load the tensors and RNGs, set the shuffle generator, drop later metrics rows; returns the loop's counters
+    (with ``epoch`` moved on when the checkpoint closed its epoch) and the position inside that epoch."""
+    accelerator.load_state(str(checkpoint))
+    counters, position = dict(saved["state"]), EpochPosition(**saved["position"])
+    if position.epoch_done:  # the next epoch starts from the shuffle state saved after this one
+        decode_generator(loader_generator, saved["loader_rng"])
+        counters["epoch"], position = counters["epoch"] + 1, EpochPosition()
+    else:  # replay this epoch's shuffle (the loop then skips the batches already done)
+        decode_generator(loader_generator, position.epoch_rng)
+    run.truncate_metrics(counters["update"])
+    logging.getLogger("mmcls").info("resumed from %s: update %d, epoch %d, %d batches into it", checkpoint,
+                                    counters["update"], counters["epoch"] + 1, position.batches)
+    return counters, position
+
+
+def epoch_loader(accelerator: Any, loader: Any, generator: torch.Generator, position: EpochPosition
+                 ) -> tuple[Any, EpochPosition]:
+    """The loader of a starting epoch and its position: a fresh position (recording the shuffle state), or after a
+    resume the same loader minus the batches already done."""
+    if position.batches:
+        return accelerator.skip_first_batches(loader, position.batches), position
+    return loader, EpochPosition(epoch_rng=encode_generator(generator))
+
+
+def trainer_state(cfg: Config, counters: Any, position: EpochPosition, generator: torch.Generator,
+                  **extra: Any) -> dict[str, Any]:
+    """The JSON that goes into checkpoints/last next to the tensors."""
+    return {"config": comparable_config(cfg), "state": dataclasses.asdict(counters),
+            "position": dataclasses.asdict(position), "loader_rng": encode_generator(generator), **extra}
