@@ -408,6 +408,9 @@ class TrainConfig:
         "rerun the same command); a checkpoint of a run with other settings is an error. false = start over.")
     checkpoint_every: int = option(
         0, "Also save checkpoints/last every N optimizer updates, so a kill loses at most N (0 = at validations).")
+    keep_checkpoints: int = option(
+        1, "Resumable checkpoints kept: checkpoints/last plus the previous N - 1 as checkpoints/update-<N> (best/ "
+        "always holds the best weights).")
     early_stopping_patience: int = option(
         0, "Stop after this many validations in a row without a better mean-F1 (0 = never).")
     grad_checkpointing: bool = option(False, "Recompute activations of both towers in the backward pass (less memory).")
@@ -425,6 +428,7 @@ class TrainConfig:
     def validate(self, prefix: str) -> None:
         """Value checks; ``prefix`` is this section's dotted path."""
         positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
+                    "keep_checkpoints": self.keep_checkpoints,
                     "grad_accum_steps": self.grad_accum_steps, "log_every": self.log_every, "cycles": self.cycles}
         for name, value in positive.items():
             if value < 1:

@@ -105,3 +105,23 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(synthetic_root, tmp_path)
     fresh = finetune(build_config({}, tiny_overrides(synthetic_root, run, "train.max_steps=2", "train.lr=1e-2",
                                                      "train.resume=false")))
     assert again["update"] == 2 and fresh["update"] == 2
+
+
+def test_the_last_n_checkpoints_are_kept_and_a_resume_finds_one(synthetic_root, tmp_path):
+    from mmcls.engine.finetune import finetune
+    from mmcls.engine.resume import find_checkpoint
+
+    run = tmp_path / "run"
+    overrides = tiny_overrides(synthetic_root, run, "train.max_steps=12", "train.checkpoint_every=2",
+                               "train.keep_checkpoints=3")
+    finetune(build_config({}, overrides))
+    checkpoints = run / "checkpoints"
+    kept = sorted(p.name for p in checkpoints.glob("update-*"))
+    assert len(kept) == 2 and not (checkpoints / "last.tmp").exists()
+    last_update = json.loads((checkpoints / "last" / "trainer_state.json").read_text())["state"]["update"]
+    assert last_update == 12 and all(int(name.split("-")[1]) < 12 for name in kept)
+    # a kill between the two renames of a save leaves no `last`: the newest kept checkpoint is found
+    (checkpoints / "last").rename(checkpoints / "gone")
+    assert find_checkpoint(checkpoints) == checkpoints / kept[-1]
+    with pytest.raises(ConfigError, match="keep_checkpoints"):
+        build_config({}, ["train.keep_checkpoints=0"])

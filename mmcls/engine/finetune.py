@@ -176,9 +176,11 @@ def finetune(cfg: Config) -> dict[str, float]:
         best_scores, guard.skipped = saved["best_scores"], saved["skipped"]
         train_step.load_state_dict(saved["step"])
 
-    def checkpoint_state() -> dict[str, Any]:
-        return trainer_state(cfg, state, position, loader_generator, best_scores=best_scores,
-                             step=train_step.state_dict(), skipped=guard.skipped)
+    def save_checkpoint() -> None:
+        """checkpoints/last with everything a resume needs (see mmcls.engine.resume)."""
+        extra = {"best_scores": best_scores, "step": train_step.state_dict(), "skipped": guard.skipped}
+        save_last_checkpoint(accelerator, run, trainer_state(cfg, state, position, loader_generator, **extra),
+                             cfg.train.keep_checkpoints)
 
     def evaluated_model() -> torch.nn.Module:
         """The weights that are validated and exported: the EMA when it is on and evaluated, else the model."""
@@ -212,7 +214,7 @@ def finetune(cfg: Config) -> dict[str, float]:
             state.stopped_early = True
             log.info("early stopping: no better mean_f1 in %d validations (best %.4f at update %d)", patience,
                      state.best_score, state.best_update)
-        save_last_checkpoint(accelerator, run, checkpoint_state())
+        save_checkpoint()
         state.eval_seconds += time.perf_counter() - eval_start
 
     model.train()
@@ -232,7 +234,7 @@ def finetune(cfg: Config) -> dict[str, float]:
             with accelerator.accumulate(model):
                 losses = train_step(batch)
                 guarded_step(accelerator, model.parameters(), optimizer, cfg.train.max_grad_norm, guard,
-                             state.update + 1, lambda: save_last_checkpoint(accelerator, run, checkpoint_state()))
+                             state.update + 1, save_checkpoint)
             position.batches += 1
             if math.isfinite(loss := float(losses["loss"])):
                 position.running += loss
@@ -256,7 +258,7 @@ def finetune(cfg: Config) -> dict[str, float]:
             if cfg.train.eval_every and state.update % cfg.train.eval_every == 0:
                 validate_and_save(position.mean_loss())
             elif cfg.train.checkpoint_every and state.update % cfg.train.checkpoint_every == 0:
-                save_last_checkpoint(accelerator, run, checkpoint_state())
+                save_checkpoint()
             if state.update >= total_updates or state.stopped_early:
                 break
         bar.close()
@@ -268,7 +270,7 @@ def finetune(cfg: Config) -> dict[str, float]:
         if not state.stopped_early and not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
             validate_and_save(position.mean_loss())
         elif cfg.train.checkpoint_every:
-            save_last_checkpoint(accelerator, run, checkpoint_state())
+            save_checkpoint()
         position = EpochPosition()
         if state.update >= total_updates or state.stopped_early:
             break

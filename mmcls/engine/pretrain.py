@@ -218,9 +218,11 @@ def pretrain(cfg: Config) -> dict[str, float]:
         state, resumed_at = PretrainState(**counters), counters["update"]
         best, running, guard.skipped = saved["best"], saved["running"], saved["skipped"]
 
-    def checkpoint_state() -> dict[str, Any]:
-        return trainer_state(cfg, state, position, loader_generator, best=best, running=running,
-                             skipped=guard.skipped)
+    def save_checkpoint() -> None:
+        """checkpoints/last with everything a resume needs (see mmcls.engine.resume)."""
+        extra = {"best": best, "running": running, "skipped": guard.skipped}
+        save_last_checkpoint(accelerator, run, trainer_state(cfg, state, position, loader_generator, **extra),
+                             cfg.train.keep_checkpoints)
 
     def validate_and_save(train_loss: float) -> None:
         nonlocal best
@@ -237,7 +239,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
             if accelerator.is_main_process:
                 save_pretrained_folder(run.best, core, cfg, tokenizer)
             log.info("new best pretraining loss %.4f -> %s", loss, run.best)
-        save_last_checkpoint(accelerator, run, checkpoint_state())
+        save_checkpoint()
         state.eval_seconds += time.perf_counter() - eval_start
 
     model.train()
@@ -263,7 +265,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
                 loss = total_loss(outputs, weights)
                 accelerator.backward(loss)
                 guarded_step(accelerator, model.parameters(), optimizer, cfg.train.max_grad_norm, guard,
-                             state.update + 1, lambda: save_last_checkpoint(accelerator, run, checkpoint_state()))
+                             state.update + 1, save_checkpoint)
             position.batches += 1
             if math.isfinite(float(loss.detach())):
                 running["loss"] += float(loss.detach())
@@ -288,7 +290,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
             if cfg.train.eval_every and state.update % cfg.train.eval_every == 0:
                 validate_and_save(mean_loss)
             elif cfg.train.checkpoint_every and state.update % cfg.train.checkpoint_every == 0:
-                save_last_checkpoint(accelerator, run, checkpoint_state())
+                save_checkpoint()
             if state.update >= total_updates:
                 break
         bar.close()
@@ -298,7 +300,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
         if not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
             validate_and_save(mean_loss)
         elif cfg.train.checkpoint_every:
-            save_last_checkpoint(accelerator, run, checkpoint_state())
+            save_checkpoint()
         position = EpochPosition()
         if state.update >= total_updates:
             break

@@ -27,16 +27,18 @@ from mmcls.errors import ConfigError
 TRAINER_STATE = "trainer_state.json"
 
 # keys that may change between a run and its resumption (they do not change what is computed)
-RUNTIME_KEYS = ("train.resume", "train.checkpoint_every", "train.log_every", "train.eval_batch_size",
+RUNTIME_KEYS = ("train.resume", "train.checkpoint_every", "train.keep_checkpoints", "train.log_every",
+                "train.eval_batch_size",
                 "data.num_workers", "data.pin_memory", "data.persistent_workers", "data.prefetch_factor",
                 "data.worker_start", "data.decode_timeout")
 
 
 def find_checkpoint(checkpoints: Path) -> Path | None:
-    """``checkpoints/last`` (or ``last.old`` after a kill mid-swap) when it holds a complete trainer state."""
-    for name in ("last", "last.old"):
-        if (checkpoints / name / TRAINER_STATE).is_file():
-            return checkpoints / name
+    """``checkpoints/last`` when it holds a complete trainer state; after a kill mid-swap ``last.old`` or the
+    newest kept ``update-<N>`` (``train.keep_checkpoints``)."""
+    for path in (checkpoints / "last", checkpoints / "last.old", *sorted(checkpoints.glob("update-*"))[::-1]):
+        if (path / TRAINER_STATE).is_file():
+            return path
     return None
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,17 +61,40 @@ def check_replicas_in_sync(model: torch.nn.Module, accelerator: Accelerator) -> 
     logging.getLogger("mmcls").info("weights identical on all %d processes", accelerator.num_processes)
 
 
-def save_last_checkpoint(accelerator: Accelerator, run: RunDir, trainer_state: dict[str, Any] | None = None) -> None:
+def save_last_checkpoint(accelerator: Accelerator, run: RunDir, trainer_state: dict[str, Any] | None = None,
+                         keep: int = 1) -> None:
     """``checkpoints/last``: the full training state (model, optimizer, scheduler, RNG, and the loop's
-    ``trainer_state.json`` when given), swapped in atomically."""
+    ``trainer_state.json`` when given), swapped in atomically.
+
+    ``keep`` > 1 keeps the previous ``keep - 1`` checkpoints too, as ``checkpoints/update-<N>`` (the update they
+    were taken at), the oldest removed first.
+    """
     tmp = run.checkpoints / "last.tmp"
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if trainer_state is not None:
             (tmp / "trainer_state.json").write_text(json.dumps(trainer_state), encoding="utf-8")
-        replace_dir(tmp, run.checkpoints / "last")
+        last = run.checkpoints / "last"
+        kept = _kept_name(last) if keep > 1 else None
+        same_update = trainer_state is not None and kept == _kept_name(tmp)  # e.g. a validation right after a save
+        if kept is not None and not kept.exists() and not same_update:
+            last.rename(kept)  # between the renames a resume finds the newest update-* (mmcls.engine.resume)
+            tmp.rename(last)
+        else:
+            replace_dir(tmp, last)
+        for old in sorted(run.checkpoints.glob("update-*"))[:-(keep - 1) or None]:
+            shutil.rmtree(old)
     accelerator.wait_for_everyone()
+
+
+def _kept_name(last: Path) -> Path | None:
+    """``update-<N>`` for the checkpoint now in ``last`` (None when it has no trainer state)."""
+    state = last / "trainer_state.json"
+    if not state.is_file():
+        return None
+    update = json.loads(state.read_text(encoding="utf-8"))["state"]["update"]
+    return last.with_name(f"update-{update:08d}")
 
 
 def with_feature_width(cfg: Config, dataset: Any, run: RunDir) -> Config:
