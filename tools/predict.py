@@ -24,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmcls.cli import add_precision_argument, inference_accelerator, run_main
+from mmcls.data.splits import SPLIT_KEYS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="A RUN/best folder (repeat for an ensemble; a quoted glob such as 'runs/kfold/fold*/best' "
                         "adds every match).")
     parser.add_argument("--weights", nargs="+", type=float, help="Ensemble weights, one per --model (default equal).")
-    parser.add_argument("--split", default="test", choices=["test", "unlabeled", "train", "val"],
+    parser.add_argument("--split", default="test", choices=SPLIT_KEYS,
                         help="Which annotation file of the config to predict (default test = data.test).")
     parser.add_argument("--output", required=True, help="Submission CSV to write (atomically).")
     parser.add_argument("--logits", help="Also save logits as .npy (ids in the same order in <name>.ids.txt).")

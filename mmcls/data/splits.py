@@ -181,6 +181,9 @@ def _check_frames_exist(cfg: DataConfig, split: str, ids: Sequence[str]) -> None
                           f"{source.location}; set data.pseudo_frames to the split they come from (e.g. test)")
 
 
+SPLIT_KEYS = ("test", "unlabeled", "train", "val")  # the annotation-file keys data.<key> that tools read
+
+
 def load_split(cfg: DataConfig, which: str) -> Split:
     """The split of config key ``data.<which>`` (e.g. ``test``, ``unlabeled``); labels, if any, are kept."""
     relative = getattr(cfg, which)

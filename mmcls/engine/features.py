@@ -41,8 +41,8 @@ from tqdm import tqdm
 
 from mmcls.config import Config, DataConfig, load_config
 from mmcls.data.dataset import build_dataloader, build_dataset
-from mmcls.data.frames import FEATS_MANIFEST
-from mmcls.data.splits import build_tokenizer, load_split
+from mmcls.data.frames import FEATS_MANIFEST, FeatsFrameSource
+from mmcls.data.splits import SPLIT_KEYS, build_tokenizer, load_split
 from mmcls.engine.checkpoint import PRETRAINED_MARKER, load_portable, load_pretrained_encoder
 from mmcls.engine.runtime import resolve_mixed_precision
 from mmcls.errors import UserError
@@ -53,8 +53,6 @@ from mmcls.models.weights import load_exact, strip_prefix
 logger = logging.getLogger("mmcls")
 
 DEFAULT_MAX_FRAMES = 32  # WBDC videos have at most 32 frames
-SPLITS = ("test", "unlabeled", "train", "val")  # config keys data.<split>
-FEATS_DIR = "feats"
 
 
 @dataclass
@@ -167,7 +165,7 @@ def _pretrained_tower(path: Path, overrides: Sequence[str]) -> FrameTower:
 
 def default_output(cfg: DataConfig, split_name: str) -> Path:
     """Where the feats source of annotation split ``split_name`` looks by default: ``<root>/feats/<split>.zip``."""
-    return Path(cfg.root) / FEATS_DIR / f"{split_name}.zip"
+    return Path(cfg.root) / FeatsFrameSource.default_dir / f"{split_name}.zip"
 
 
 def _member(video_id: str) -> zipfile.ZipInfo:
@@ -220,8 +218,8 @@ def extract_features(model: MultimodalClassifier, data: DataConfig, split: str =
     logged and not written. The zip also holds ``__mmcls__.json``: the tower's weight fingerprint and ``source``
     (where the tower came from), so predicting with another tower's features is refused.
     """
-    if split not in SPLITS:
-        raise UserError(f"--split: expected one of {list(SPLITS)}, got {split!r}")
+    if split not in SPLIT_KEYS:
+        raise UserError(f"--split: expected one of {list(SPLIT_KEYS)}, got {split!r}")
     if max_frames < 1:
         raise UserError(f"--max-frames: must be >= 1, got {max_frames}")
     if batch_size < 1:

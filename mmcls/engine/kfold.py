@@ -33,7 +33,7 @@ import numpy as np
 from mmcls.config import Config
 from mmcls.data.categories import CategorySpace
 from mmcls.data.folds import assign_folds, read_folds, write_folds
-from mmcls.data.records import load_records
+from mmcls.data.records import VideoRecord, load_records
 from mmcls.data.splits import data_path
 from mmcls.engine.ensemble import combine
 from mmcls.engine.rundir import RESULT_FILE, VAL_LOGITS
@@ -78,14 +78,13 @@ def parse_launcher(text: str | None) -> tuple[str, ...]:
     return tuple(shlex.split(text)) if text else (sys.executable,)
 
 
-def ensure_folds(plan: KFoldPlan) -> dict[str, int]:
+def ensure_folds(plan: KFoldPlan, records: Sequence[VideoRecord]) -> dict[str, int]:
     """Read the folds file, or write ``OUT/folds.csv`` (stratified, ``cfg.seed``) when it does not exist yet.
 
     A file named with ``--folds`` must exist, hold folds ``0..K-1`` and exactly the ids of ``data.train``: a
     mismatch is found here, not after K trainings.
     """
     path = plan.folds_path
-    records = load_records(data_path(plan.cfg.data, plan.cfg.data.train), labelled=True)
     if not path.is_file():
         if plan.folds_file is not None:
             raise UserError(f"--folds {path}: not found (leave --folds out to write OUT/folds.csv)")
@@ -143,7 +142,8 @@ def train_folds(plan: KFoldPlan) -> None:
         _run(command, f"fold {fold} (see {run / 'train.log'})")
 
 
-def collect_oof(plan: KFoldPlan, folds: dict[str, int]) -> tuple[SavedLogits, dict]:
+def collect_oof(plan: KFoldPlan, folds: dict[str, int], records: Sequence[VideoRecord]
+                ) -> tuple[SavedLogits, dict]:
     """Stack the folds' validation logits into ``oof_logits.npy`` (ids in folds-file order) and score them."""
     bundles = []
     for fold in range(plan.k):
@@ -163,7 +163,7 @@ def collect_oof(plan: KFoldPlan, folds: dict[str, int]) -> tuple[SavedLogits, di
     save_logits(plan.out / "oof_logits.npy", oof.ids, oof.logits, oof.classes)
 
     categories = CategorySpace.load(plan.fold_dir(0) / "best")
-    labels = {r.id: r.category_id for r in load_records(data_path(plan.cfg.data, plan.cfg.data.train), labelled=True)}
+    labels = {r.id: r.category_id for r in records}
     column = {c: j for j, c in enumerate(categories.lv2_ids)}
     truth = np.array([column[labels[i]] for i in ids])
     scores = mean_f1_from_indices(truth, oof.aligned(ids, categories.lv2_ids).argmax(axis=1),
@@ -216,10 +216,11 @@ def run_kfold(plan: KFoldPlan, predict_splits: Sequence[str] = (), predict_args:
         raise UserError("tools/kfold.py runs every fold as its own process: start it with python, not under "
                         "accelerate launch, and pass the launcher with --launch \"accelerate launch ...\"")
     plan.out.mkdir(parents=True, exist_ok=True)
-    folds = ensure_folds(plan)
+    records = load_records(data_path(plan.cfg.data, plan.cfg.data.train), labelled=True)
+    folds = ensure_folds(plan, records)
     check_plan(plan)
     train_folds(plan)
-    _, summary = collect_oof(plan, folds)
+    _, summary = collect_oof(plan, folds, records)
     for split in predict_splits:
         summary[split] = predict_with_folds(plan, split, predict_args)
     atomic_write_text(plan.out / "kfold.json", json.dumps(summary, indent=1) + "\n")

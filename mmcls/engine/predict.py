@@ -22,6 +22,7 @@ from accelerate import Accelerator
 from mmcls.data.dataset import build_dataloader, build_dataset
 from mmcls.data.splits import load_split
 from mmcls.engine.checkpoint import LoadedModel, check_feature_width, load_portable
+from mmcls.engine.ensemble import combine
 from mmcls.engine.inference import run_inference
 from mmcls.engine.losses import logit_adjustment
 from mmcls.engine.runtime import resolve_mixed_precision
@@ -86,7 +87,7 @@ def predict_model(loaded: LoadedModel, split: str, accelerator: Accelerator, bat
         raise UserError(f"--tta-hflip: {loaded.path} reads frame features (data.frame_source=feats), which cannot "
                         "be flipped")
     model = accelerator.prepare(loaded.model)
-    mean_probs, logits, failures = None, None, 0
+    view_probs, logits, failures = [], None, 0
     for offset, flip in views:
         dataset = build_dataset(cfg.data, records, loaded.tokenizer, None, train=False,
                                 with_frames=cfg.model.mode != "text", sampling_offset=offset)
@@ -100,12 +101,10 @@ def predict_model(loaded: LoadedModel, split: str, accelerator: Accelerator, bat
         if len(position) != len(order) or set(position) != set(order):
             raise RuntimeError(f"inference returned {len(position)} distinct ids for {len(order)} records")
         logits = result.logits[[position[i] for i in order]]
-        if len(views) > 1:
-            probs = softmax(logits) / len(views)
-            mean_probs = probs if mean_probs is None else mean_probs + probs
+        view_probs.append(softmax(logits))
     assert logits is not None
-    if mean_probs is not None:
-        logits = np.log(np.maximum(mean_probs, 1e-30)).astype(np.float32)
+    if len(views) > 1:
+        logits = combine(view_probs, [1.0] * len(views)).astype(np.float32)
     return order, logits, failures
 
 

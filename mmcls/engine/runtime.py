@@ -77,7 +77,8 @@ def save_last_checkpoint(accelerator: Accelerator, run: RunDir, trainer_state: d
             (tmp / "trainer_state.json").write_text(json.dumps(trainer_state), encoding="utf-8")
         last = run.checkpoints / "last"
         kept = _kept_name(last) if keep > 1 else None
-        same_update = trainer_state is not None and kept == _kept_name(tmp)  # e.g. a validation right after a save
+        same_update = (trainer_state is not None and kept is not None  # e.g. a validation right after a save
+                       and kept.name == f"update-{trainer_state['state']['update']:08d}")
         if kept is not None and not kept.exists() and not same_update:
             last.rename(kept)  # between the renames a resume finds the newest update-* (mmcls.engine.resume)
             tmp.rename(last)
