@@ -23,6 +23,13 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if type(exc).__name__ != "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "OutOfMemoryError"
+        print(f"error: out of device memory ({first[:160]}); try a smaller --batch-size, fewer data.max_frames "
+              "or a smaller data.frame_size, or --precision bf16", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:

@@ -199,6 +199,14 @@ class TextConfig:
     max_positions: int = option(512, "Position table size when building from config (>= data.max_text_len).")
     attn_implementation: Literal["sdpa", "eager"] = option(
         "sdpa", "Attention kernel: sdpa (PyTorch fused scaled-dot-product attention) or eager.")
+    dropout: float | None = option(
+        None, "Dropout inside the BERT (hidden states and attention probabilities, also on the frame embeddings); "
+        "null = the value in the checkpoint's config (0.1 when built from the sizes above).")
+
+    def validate(self, prefix: str) -> None:
+        """Value checks; ``prefix`` is this section's dotted path."""
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{prefix}dropout: must be in [0, 1) or null, got {self.dropout}")
 
 
 @dataclass

@@ -182,3 +182,40 @@ def test_bad_model_folder_is_a_one_line_error(tmp_path):
                            "--output", str(tmp_path / "x.csv")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path}: not a trained model folder")
+
+
+@pytest.mark.parametrize("source", ["zip", "mp4"])
+def test_unreadable_videos_are_counted_per_epoch_in_the_metrics(synthetic_root, tmp_path, source):
+    """Every planted broken video (missing, zero-byte, truncated, member-less or non-JPEG zips; zero-byte or
+    truncated mp4s) costs one sample: the run goes on and metrics.csv counts each once per epoch."""
+    from mmcls.data.dataset import build_dataset
+    from mmcls.data.splits import load_labelled_splits
+    from mmcls.data.synthetic import FAULT_SOURCES
+    from mmcls.data.tokenizer import load_tokenizer
+    from mmcls.engine.finetune import finetune
+
+    run = tmp_path / "run"
+    cfg = build_config({}, tiny_overrides(synthetic_root, run, "train.epochs=2", "train.batch_size=1",
+                                          f"data.frame_source={source}"))
+    train_split, val_split, categories = load_labelled_splits(cfg.data, cfg.seed)
+    faults = json.loads((synthetic_root / "faults.json").read_text(encoding="utf-8"))["labeled"]
+    tokenizer = load_tokenizer(synthetic_root / "tokenizer")
+
+    def unreadable(split) -> int:
+        """The videos of ``split`` the frame loader rejects; at least every planted fault that always breaks."""
+        dataset = build_dataset(cfg.data, split, tokenizer, categories, train=False)
+        failed = {dataset[i]["id"] for i in range(len(dataset)) if dataset[i]["video_error"] is not None}
+        # a truncated mp4 may keep a decodable head, which is then read
+        certain = {r.id for r in split.records if faults.get(r.id) not in (None, "truncated_mp4")
+                   and source in FAULT_SOURCES[faults[r.id]]}
+        assert certain <= failed
+        return len(failed)
+
+    assert unreadable(train_split) >= 2  # planted faults that the counts below must find
+    finetune(cfg)
+    rows = read_metrics(run)
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert [int(r["train_video_failures"]) for r in rows] == [unreadable(train_split)] * 2
+    assert [int(r["video_failures"]) for r in rows] == [unreadable(val_split)] * 2
+    log = (run / "train.log").read_text(encoding="utf-8")
+    assert f"{unreadable(train_split)} unreadable training videos" in log

@@ -115,3 +115,22 @@ def test_out_of_memory_becomes_advice(synthetic_root, tmp_path, monkeypatch, cap
     cfg = build_config({}, ["train.grad_checkpointing=true", "train.mixed_precision=bf16"])
     advice = out_of_memory_advice(cfg, RuntimeError(""))
     assert "grad_checkpointing" not in advice and "bf16" not in advice
+
+
+def test_out_of_memory_in_an_inference_tool_becomes_advice(tmp_path, monkeypatch, capsys):
+    sys.path.insert(0, str(ROOT / "tools"))
+    import predict
+
+    import mmcls.engine.predict
+
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB\ndetail")
+
+    monkeypatch.setattr(mmcls.engine.predict, "predict", oom)
+    (tmp_path / "best").mkdir()  # never read: predict itself runs out of memory
+    code = run_main(predict.main, ["--model", str(tmp_path / "best"), "--output", str(tmp_path / "out.csv")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and "Tried to allocate 8.00 GiB" in err and "--batch-size" in err
+    assert not (tmp_path / "out.csv").exists()
+    with pytest.raises(ValueError, match="not memory"):  # other errors still surface as tracebacks
+        run_main(lambda argv: (_ for _ in ()).throw(ValueError("not memory")), [])

@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mmcls.config import Config
+from mmcls.config import Config, build_config
 from mmcls.data.transforms import NORMALIZATIONS
 from mmcls.errors import ConfigError
 from mmcls.models import (
@@ -241,6 +241,24 @@ def test_bert_from_pretrained_dir(tmp_path, tiny_tokenizer):
     rebuilt = build_bert(cfg, len(tiny_tokenizer), 0, config=bert.config)  # from a run dir: weights not read
     assert not torch.equal(rebuilt.embeddings.word_embeddings.weight, bert.embeddings.word_embeddings.weight)
     assert bert.config._attn_implementation == "eager"  # the given config is not modified
+
+
+def test_text_dropout_reaches_every_way_a_bert_is_built(tmp_path, tiny_tokenizer):
+    cfg = make_cfg().model.text
+    built = build_bert(cfg, len(tiny_tokenizer), 0)
+    assert built.config.hidden_dropout_prob == 0.1  # null keeps BERT's own
+    built.save_pretrained(tmp_path / "bert")
+    cfg.dropout = 0.0
+    from_dir = build_bert(dataclasses.replace(cfg, pretrained=str(tmp_path / "bert")), len(tiny_tokenizer), 0)
+    for bert in (build_bert(cfg, len(tiny_tokenizer), 0), from_dir,
+                 build_bert(cfg, len(tiny_tokenizer), 0, config=built.config)):
+        assert bert.config.hidden_dropout_prob == bert.config.attention_probs_dropout_prob == 0.0
+        bert.train()
+        ids = torch.randint(5, len(tiny_tokenizer), (2, 8))
+        assert torch.equal(bert(input_ids=ids).last_hidden_state, bert(input_ids=ids).last_hidden_state)
+    assert built.config.hidden_dropout_prob == 0.1  # the given config is not modified
+    with pytest.raises(ConfigError, match=r"model.text.dropout: must be in \[0, 1\)"):
+        build_config(overrides=["model.text.dropout=1.5"])
 
 
 def test_bert_bad_pretrained_dirs(tmp_path, tiny_tokenizer):

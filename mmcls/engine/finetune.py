@@ -42,6 +42,7 @@ from mmcls.engine.rundir import VAL_LOGITS, RunDir
 from mmcls.engine.runtime import (
     base_lr,
     describe_plan,
+    epoch_totals,
     finish_run,
     make_accelerator,
     plan_updates,
@@ -142,7 +143,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     if cfg.train.grad_checkpointing:
         model.set_grad_checkpointing(True)
     log.info("model:\n%s", model_summary(model))
-    criterion = Criterion.from_config(cfg, categories).to(accelerator.device)
+    criterion = Criterion.from_config(cfg, categories, across_processes=True).to(accelerator.device)
     model = model.to(accelerator.device)  # first, so that AdamW can pick its fused CUDA kernel
     optimizer = optimizer_for(model, cfg.train)
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
@@ -188,16 +189,20 @@ def finetune(cfg: Config) -> dict[str, float]:
 
     weights_name = "ema" if ema is not None and cfg.train.ema.evaluate else "model"
 
-    def validate_and_save(train_loss: float | None) -> None:
+    def validate_and_save() -> None:
         nonlocal best_scores
         eval_start = time.perf_counter()
+        train_loss, train_failures = epoch_totals(accelerator, position.running, position.running_n,
+                                                  position.failures)
         scores, result = evaluate(evaluated_model(), val_loader, accelerator, cfg, categories)
         row = {"step": state.update, "epoch": state.epoch, "train_loss": train_loss, "lr": state.last_lr, **scores,
-               "elapsed_s": round(time.perf_counter() - start, 1), "weights": weights_name}
+               "train_video_failures": train_failures, "elapsed_s": round(time.perf_counter() - start, 1),
+               "weights": weights_name}
         run.append_metrics(row)
-        log.info("update %d epoch %d: mean_f1 %.4f (lv1 %.4f/%.4f lv2 %.4f/%.4f) val_loss %s video failures %d",
-                 state.update, state.epoch, scores["mean_f1"], scores["lv1_micro_f1"], scores["lv1_macro_f1"],
-                 scores["lv2_micro_f1"], scores["lv2_macro_f1"], _fmt(scores["val_loss"]), scores["video_failures"])
+        log.info("update %d epoch %d: mean_f1 %.4f (lv1 %.4f/%.4f lv2 %.4f/%.4f) val_loss %s; unreadable videos: "
+                 "%d val, %d train this epoch", state.update, state.epoch, scores["mean_f1"], scores["lv1_micro_f1"],
+                 scores["lv1_macro_f1"], scores["lv2_micro_f1"], scores["lv2_macro_f1"], _fmt(scores["val_loss"]),
+                 scores["video_failures"], train_failures)
         if scores["mean_f1"] > state.best_score:
             state.best_score, state.best_update, state.evals_since_best = scores["mean_f1"], state.update, 0
             best_scores = {**scores, "update": state.update}
@@ -256,19 +261,19 @@ def finetune(cfg: Config) -> dict[str, float]:
                     if name != "loss":
                         run.scalar(f"train/{name}", float(value), state.update)
             if cfg.train.eval_every and state.update % cfg.train.eval_every == 0:
-                validate_and_save(position.mean_loss())
+                validate_and_save()
             elif cfg.train.checkpoint_every and state.update % cfg.train.checkpoint_every == 0:
                 save_checkpoint()
             if state.update >= total_updates or state.stopped_early:
                 break
         bar.close()
         position.epoch_done = True
-        log.info("epoch %d done: train loss %.4f, %d unreadable videos seen by this process", epoch + 1,
-                 position.mean_loss(), position.failures)
+        log.info("epoch %d done: train loss %.4f, %d unreadable training videos", epoch + 1,
+                 *epoch_totals(accelerator, position.running, position.running_n, position.failures))
         if averager is not None and cfg.train.swa.mode == "last":
             averager.offer(accelerator.unwrap_model(evaluated_model()), update=state.update, score=None)
         if not state.stopped_early and not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
-            validate_and_save(position.mean_loss())
+            validate_and_save()
         elif cfg.train.checkpoint_every:
             save_checkpoint()
         position = EpochPosition()

@@ -46,29 +46,29 @@ def run_inference(model: torch.nn.Module, loader: Any, accelerator: Any, model_c
     was_training = model.training
     model.eval()
     ids: list[str] = []
-    logits, labels = [], []
-    loss_sum = torch.zeros((), device=accelerator.device)
-    loss_count = torch.zeros((), device=accelerator.device)
-    failures = 0
+    logits, labels, failed = [], [], []
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True,
                       disable=not accelerator.is_local_main_process):
         outputs = model(**model_inputs(batch, hflip))
-        if model_cfg is not None and (batch["labels"] >= 0).any():
-            n = (batch["labels"] >= 0).sum()
-            loss_sum += validation_loss(outputs, batch) * n
-            loss_count += n
-        batch_logits, batch_labels = accelerator.gather_for_metrics((outputs["logits"].float(), batch["labels"]))
+        batch_failed = torch.tensor([error is not None for error in batch["video_errors"]],
+                                    device=batch["labels"].device)
+        # gather_for_metrics drops the duplicated tail samples, so the loss and counts below see each sample once
+        batch_logits, batch_labels, batch_failed = accelerator.gather_for_metrics(
+            (outputs["logits"].float(), batch["labels"], batch_failed))
         ids.extend(accelerator.gather_for_metrics(batch["ids"], use_gather_object=True))
-        failures += sum(error is not None for error in batch["video_errors"])
         logits.append(batch_logits.cpu())
         labels.append(batch_labels.cpu())
+        failed.append(batch_failed.cpu())
     model.train(was_training)
-    totals = accelerator.reduce(torch.stack([loss_sum, loss_count,
-                                             torch.tensor(float(failures), device=accelerator.device)]), "sum")
+    all_logits = torch.cat(logits) if logits else torch.zeros((0, 0))
+    all_labels = torch.cat(labels) if labels else torch.zeros((0,), dtype=torch.long)
+    loss = None
+    if model_cfg is not None and bool((all_labels >= 0).any()):
+        loss = float(validation_loss({"logits": all_logits}, {"labels": all_labels}))
     return InferenceResult(
         ids=ids,
-        logits=torch.cat(logits).numpy() if logits else np.zeros((0, 0), np.float32),
-        labels=torch.cat(labels).numpy() if labels else np.zeros((0,), np.int64),
-        loss=float(totals[0] / totals[1]) if totals[1] > 0 else None,
-        video_failures=int(totals[2]),
+        logits=all_logits.numpy().astype(np.float32, copy=False),
+        labels=all_labels.numpy(),
+        loss=loss,
+        video_failures=int(torch.cat(failed).sum()) if failed else 0,
     )

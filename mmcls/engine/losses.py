@@ -115,12 +115,6 @@ def validation_loss(outputs: dict[str, Any], batch: dict[str, Any]) -> torch.Ten
     return F.cross_entropy(outputs["logits"].float(), batch["labels"], ignore_index=IGNORE_INDEX)
 
 
-def _weighted_mean(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``sum(w * l) / sum(w)``; 0 (still in the graph, not NaN) when every weight is 0."""
-    total = weights.sum()
-    return (weights * losses).sum() / torch.where(total > 0, total, torch.ones_like(total))
-
-
 def _sample_weights(labels: torch.Tensor, class_w: torch.Tensor | None, mixing: Mixing | None) -> torch.Tensor:
     """Per-sample weight ``[B]``: the class weight of the label (mixed like the targets), 0 where unlabelled.
 
@@ -149,26 +143,33 @@ class Criterion:
     of the frames the model saw, i.e. the one :func:`mmcls.engine.mix.mix_frames` returns). Unlabelled samples (-100)
     contribute nothing; a part with no sample left is 0 with its head still in the graph (every DDP process then
     builds the same graph).
+
+    ``across_processes``: the denominators ``sum(w_i)`` are averaged over all processes (one all-reduce of three
+    numbers per call), so that DDP's gradient average equals the gradient of ONE weighted mean over the global
+    batch. Otherwise a process whose shard holds fewer videos with frames (or other class weights) would get the
+    same say as the others, and two processes would not train like one with the same global batch.
     """
 
     def __init__(self, num_lv2: int, num_lv1: int, loss_cfg: LossConfig, model_cfg: ModelConfig,
-                 weights: torch.Tensor | None = None, lv1_of_lv2: Sequence[int] | None = None) -> None:
+                 weights: torch.Tensor | None = None, lv1_of_lv2: Sequence[int] | None = None,
+                 across_processes: bool = False) -> None:
         if weights is not None and tuple(weights.shape) != (num_lv2,):
             raise ValueError(f"class weights must have shape ({num_lv2},), got {tuple(weights.shape)}")
         self.num_lv2, self.num_lv1 = num_lv2, num_lv1
         self.loss_cfg, self.model_cfg = loss_cfg, model_cfg
         self.weights = weights
+        self.across_processes = across_processes
         # [C2, C1] 0/1: sums soft level-2 targets into level-1 targets
         self.lv2_to_lv1 = None if lv1_of_lv2 is None else F.one_hot(torch.as_tensor(list(lv1_of_lv2)), num_lv1).float()
 
     @classmethod
-    def from_config(cls, cfg: Config, categories: CategorySpace) -> Criterion:
+    def from_config(cls, cfg: Config, categories: CategorySpace, across_processes: bool = False) -> Criterion:
         """Class weights from the training counts of ``categories`` as ``cfg.train.loss`` says."""
         loss_cfg = cfg.train.loss
         weights = class_weights(categories.count_list(), loss_cfg.class_weights, loss_cfg.class_weight_power,
                                 loss_cfg.effective_beta)
         return cls(categories.num_lv2, categories.num_lv1, loss_cfg, cfg.model, weights,
-                   categories.lv1_index_of_lv2())
+                   categories.lv1_index_of_lv2(), across_processes)
 
     def to(self, device: torch.device | str) -> Criterion:
         """Move the class weights to ``device`` once (instead of a copy every step); returns ``self``."""
@@ -197,9 +198,11 @@ class Criterion:
             targets = torch.where(rows, soft_targets.float(), targets)
         if mixing is not None:
             targets = mix_targets(targets, mixing)
-        weights = _sample_weights(labels, class_w, mixing)
-        losses = {"loss_lv2": self._part(_samples(outputs, "logits"), targets, weights, self.num_lv2)}
-        total = losses["loss_lv2"]
+        # each part: (name, logits, targets, per-sample weights, classes, loss weight); the video part may be absent
+        # on one process (a batch without any readable video skips the video head) and present on another
+        parts: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, float] | None] = {
+            "loss_lv2": (_samples(outputs, "logits"), targets, _sample_weights(labels, class_w, mixing),
+                         self.num_lv2, 1.0), "loss_lv1": None, "loss_video": None}
         if outputs.get("logits_lv1") is not None and self.model_cfg.lv1_loss_weight > 0:
             labels_lv1 = batch["labels_lv1"]
             targets_lv1 = self._targets(labels_lv1, self.num_lv1)
@@ -208,26 +211,48 @@ class Criterion:
                 targets_lv1 = torch.where(rows, soft_lv1, targets_lv1)
             if mixing is not None:
                 targets_lv1 = mix_targets(targets_lv1, mixing)
-            losses["loss_lv1"] = self._part(_samples(outputs, "logits_lv1"), targets_lv1,
-                                            _sample_weights(labels_lv1, None, mixing), self.num_lv1)
-            total = total + self.model_cfg.lv1_loss_weight * losses["loss_lv1"]
+            parts["loss_lv1"] = (_samples(outputs, "logits_lv1"), targets_lv1,
+                                 _sample_weights(labels_lv1, None, mixing), self.num_lv1,
+                                 self.model_cfg.lv1_loss_weight)
         if outputs.get("logits_video") is not None and self.model_cfg.aux_video_weight > 0:
             frame_mask = batch.get("frame_mask")
             has_video = frame_mask.any(dim=1) if frame_mask is not None else torch.zeros_like(labels, dtype=torch.bool)
-            losses["loss_video"] = self._part(outputs["logits_video"], targets, weights * has_video, self.num_lv2)
-            total = total + self.model_cfg.aux_video_weight * losses["loss_video"]
+            parts["loss_video"] = (outputs["logits_video"], targets, parts["loss_lv2"][2] * has_video, self.num_lv2,
+                                   self.model_cfg.aux_video_weight)
+        denominators = self._denominators([part[2] if part else None for part in parts.values()], labels.device)
+        losses: dict[str, torch.Tensor] = {}
+        total = None
+        for (name, part), denominator in zip(parts.items(), denominators, strict=True):
+            if part is None:
+                continue
+            logits, part_targets, part_weights, num_classes, loss_weight = part
+            losses[name] = self._part(logits, part_targets, part_weights, num_classes, denominator)
+            total = losses[name] if total is None else total + loss_weight * losses[name]
         losses["loss"] = total
         return losses
+
+    def _denominators(self, weights: list[torch.Tensor | None], device: torch.device) -> torch.Tensor:
+        """``sum(w)`` of each part ``[P]`` (0 for an absent part); with ``across_processes``, its mean over the
+        processes (the same collective on every process, whichever parts it has)."""
+        sums = torch.stack([w.sum().float() if w is not None else torch.zeros((), device=device) for w in weights])
+        if self.across_processes and torch.distributed.is_available() and torch.distributed.is_initialized():
+            sums = sums.detach().clone()
+            torch.distributed.all_reduce(sums)
+            sums /= torch.distributed.get_world_size()
+        return sums.detach()
 
     def _targets(self, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
         return smooth_targets(labels, num_classes, self.loss_cfg.label_smoothing)
 
-    def _part(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
-              num_classes: int) -> torch.Tensor:
-        """One head's loss: weighted mean of its per-sample focal soft cross-entropy; logits ``[K, B, C]`` (K
-        multi-sample-dropout samples) give the mean of the K losses."""
+    def _part(self, logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor, num_classes: int,
+              denominator: torch.Tensor) -> torch.Tensor:
+        """One head's loss: ``sum(w_i l_i) / denominator`` over its per-sample focal soft cross-entropy (0, still in
+        the graph, when the denominator is 0); logits ``[K, B, C]`` (K multi-sample-dropout samples) give the mean
+        of the K losses."""
         if logits.shape[-1] != num_classes:
             raise ValueError(f"logits have {logits.shape[-1]} classes, the criterion expects {num_classes}")
         if logits.ndim == 3:
-            return torch.stack([self._part(sample, targets, weights, num_classes) for sample in logits]).mean()
-        return _weighted_mean(soft_cross_entropy(logits, targets, self.loss_cfg.focal_gamma), weights)
+            return torch.stack([self._part(sample, targets, weights, num_classes, denominator)
+                                for sample in logits]).mean()
+        losses = soft_cross_entropy(logits, targets, self.loss_cfg.focal_gamma)
+        return (weights * losses).sum() / torch.where(denominator > 0, denominator, torch.ones_like(denominator))

@@ -36,6 +36,7 @@ from mmcls.engine.rundir import RunDir
 from mmcls.engine.runtime import (
     base_lr,
     describe_plan,
+    epoch_totals,
     finish_run,
     make_accelerator,
     plan_updates,
@@ -48,7 +49,7 @@ from mmcls.models import PRETRAIN_TASKS, build_pretrainer, model_summary
 TASKS = PRETRAIN_TASKS
 ACCURACIES = ("mlm_accuracy", "mfm_accuracy", "itm_accuracy")
 PRETRAIN_COLUMNS = ("step", "epoch", "train_loss", "lr", "val_loss", *(f"loss_{t}" for t in TASKS), *ACCURACIES,
-                    "video_failures", "elapsed_s")
+                    "video_failures", "train_video_failures", "elapsed_s")
 
 
 def videos_of(splits: list[Split], cfg: Config, tokenizer: Any, train: bool) -> ConcatVideoDataset:
@@ -224,12 +225,15 @@ def pretrain(cfg: Config) -> dict[str, float]:
         save_last_checkpoint(accelerator, run, trainer_state(cfg, state, position, loader_generator, **extra),
                              cfg.train.keep_checkpoints)
 
-    def validate_and_save(train_loss: float) -> None:
+    def validate_and_save() -> None:
         nonlocal best
         eval_start = time.perf_counter()
+        train_loss, train_failures = epoch_totals(accelerator, running["loss"], position.running_n,
+                                                  position.failures)
         scores = validate(model, val_loader, accelerator, cfg, tokenizer) if val_loader is not None else {}
         run.append_metrics({"step": state.update, "epoch": state.epoch, "train_loss": train_loss,
-                            "lr": state.last_lr, **scores, "elapsed_s": round(time.perf_counter() - start, 1)})
+                            "lr": state.last_lr, **scores, "train_video_failures": train_failures,
+                            "elapsed_s": round(time.perf_counter() - start, 1)})
         figures = " ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "video_failures")
         log.info("update %d epoch %d: %s", state.update, state.epoch, figures or f"train loss {train_loss:.4f}")
         loss = scores.get("val_loss", train_loss)
@@ -272,6 +276,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
                 for task in weights:
                     running[f"loss_{task}"] += float(outputs[f"loss_{task}"].detach())
                 position.running_n += 1
+            position.failures += sum(e is not None for e in batch["video_errors"])
             if not accelerator.sync_gradients:
                 continue
             lr = base_lr(optimizer)
@@ -288,17 +293,17 @@ def pretrain(cfg: Config) -> dict[str, float]:
                     if name in outputs:
                         run.scalar(f"train/{name}", float(outputs[name]), state.update)
             if cfg.train.eval_every and state.update % cfg.train.eval_every == 0:
-                validate_and_save(mean_loss)
+                validate_and_save()
             elif cfg.train.checkpoint_every and state.update % cfg.train.checkpoint_every == 0:
                 save_checkpoint()
             if state.update >= total_updates:
                 break
         bar.close()
         position.epoch_done = True
-        mean_loss = running["loss"] / max(1, position.running_n)
-        log.info("epoch %d done: train loss %.4f", epoch + 1, mean_loss)
+        log.info("epoch %d done: train loss %.4f, %d unreadable training videos", epoch + 1,
+                 *epoch_totals(accelerator, running["loss"], position.running_n, position.failures))
         if not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
-            validate_and_save(mean_loss)
+            validate_and_save()
         elif cfg.train.checkpoint_every:
             save_checkpoint()
         position = EpochPosition()

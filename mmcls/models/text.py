@@ -25,7 +25,15 @@ def bert_config_from_sizes(cfg: TextConfig, vocab_size: int, pad_id: int) -> Ber
         raise ConfigError(f"model.text.num_heads: must divide hidden_size {cfg.hidden_size}, got {cfg.num_heads}")
     return BertConfig(vocab_size=vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
                       num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size,
-                      max_position_embeddings=cfg.max_positions, type_vocab_size=2, pad_token_id=pad_id)
+                      max_position_embeddings=cfg.max_positions, type_vocab_size=2, pad_token_id=pad_id,
+                      **dropout_overrides(cfg))
+
+
+def dropout_overrides(cfg: TextConfig) -> dict[str, float]:
+    """The BertConfig fields that ``model.text.dropout`` sets (none when it is null)."""
+    if cfg.dropout is None:
+        return {}
+    return {"hidden_dropout_prob": cfg.dropout, "attention_probs_dropout_prob": cfg.dropout}
 
 
 def _pretrained_config(path: Path) -> BertConfig:
@@ -64,7 +72,7 @@ def build_bert(cfg: TextConfig, vocab_size: int, pad_id: int, config: BertConfig
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             return BertModel.from_pretrained(str(path), add_pooling_layer=False, local_files_only=True,
-                                             attn_implementation=impl)
+                                             attn_implementation=impl, **dropout_overrides(cfg))
         except (OSError, ValueError, RuntimeError) as exc:
             raise ConfigError(f"{_KEY}: cannot load BERT weights from {path}: {str(exc).splitlines()[0]}") from None
     if config is None:
@@ -72,4 +80,7 @@ def build_bert(cfg: TextConfig, vocab_size: int, pad_id: int, config: BertConfig
             bert_config_from_sizes(cfg, vocab_size, pad_id)
     _check_vocab(config, vocab_size, _KEY if cfg.pretrained else "model.text")
     # _from_config sets the attention kernel on the config it is given: copy so the caller's stays untouched.
-    return BertModel._from_config(copy.deepcopy(config), attn_implementation=impl, add_pooling_layer=False)
+    config = copy.deepcopy(config)
+    for name, value in dropout_overrides(cfg).items():
+        setattr(config, name, value)
+    return BertModel._from_config(config, attn_implementation=impl, add_pooling_layer=False)
