@@ -422,6 +422,12 @@ class TrainConfig:
     early_stopping_patience: int = option(
         0, "Stop after this many validations in a row without a better mean-F1 (0 = never).")
     grad_checkpointing: bool = option(False, "Recompute activations of both towers in the backward pass (less memory).")
+    compile: bool = option(
+        False, "torch.compile the model (inductor): fuses elementwise work into the matmuls' neighbours; the first "
+        "updates are slow while it compiles, and each new text length may compile again. Needs a C++ compiler on CPU.")
+    channels_last: bool = option(
+        False, "Keep the vision tower's weights and frames in channels_last memory format: faster convolutions with "
+        "tensor cores (timm convnets on GPUs); no effect on ViTs.")
     ema: EmaConfig = field(default_factory=EmaConfig, metadata={"help": "Weight EMA (see EmaConfig)."})
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig,
                                            metadata={"help": "FGM / PGD (see AdversarialConfig)."})

@@ -14,49 +14,15 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mmcls.bench.loader import loader_markdown, loader_throughput
 from mmcls.cli import run_main
-from mmcls.config import add_config_arguments, build_config, config_from_args, to_dict
-from mmcls.data.dataset import build_dataloader, build_dataset
-from mmcls.data.splits import build_tokenizer, load_labelled_splits
+from mmcls.config import add_config_arguments, config_from_args
 from mmcls.io import atomic_write_text
-
-
-def measure(cfg, source: str, workers: int, batch_size: int, batches: int) -> dict:
-    """Iterate ``batches`` batches (after one warm-up batch) and return throughput figures."""
-    cfg = build_config(to_dict(cfg), [f"data.frame_source={source}", f"data.num_workers={workers}"])
-    train, _, categories = load_labelled_splits(cfg.data, cfg.seed)
-    dataset = build_dataset(cfg.data, train, build_tokenizer(cfg.data), categories, train=True)
-    loader = build_dataloader(dataset, cfg.data, batch_size, shuffle=True)
-    iterator = iter(loader)
-    next(iterator)  # warm-up: worker start-up, first file opens
-    frames = videos = failures = 0
-    start = time.perf_counter()
-    for _ in range(batches):
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            iterator = iter(loader)
-            batch = next(iterator)
-        frames += int(batch["frame_mask"].sum())
-        videos += len(batch["ids"])
-        failures += sum(e is not None for e in batch["video_errors"])
-    seconds = time.perf_counter() - start
-    return {"source": source, "workers": workers, "batch_size": batch_size, "videos": videos, "frames": frames,
-            "failed_videos": failures, "seconds": round(seconds, 3), "videos_per_s": round(videos / seconds, 1),
-            "frames_per_s": round(frames / seconds, 1)}
-
-
-def markdown(rows: list[dict]) -> str:
-    lines = ["| source | workers | videos/s | frames/s | failed videos |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['source']} | {r['workers']} | {r['videos_per_s']} | {r['frames_per_s']} | {r['failed_videos']} |"
-              for r in rows]
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,13 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for source in args.sources:
         for workers in args.workers:
-            row = measure(cfg, source, workers, args.batch_size, batches)
+            row = loader_throughput(cfg, source, workers, args.batch_size, batches)
             print(f"{source:5s} workers={workers}: {row['videos_per_s']:8.1f} videos/s {row['frames_per_s']:9.1f} "
                   f"frames/s ({row['failed_videos']} failed videos)", flush=True)
             rows.append(row)
     print(f"\nmachine: {os.cpu_count()} CPU cores; max_frames={cfg.data.max_frames}, "
           f"frame_size={cfg.data.frame_size}, batch {args.batch_size}\n")
-    print(markdown(rows))
+    print(loader_markdown(rows))
     if args.json:
         atomic_write_text(args.json, json.dumps({"cpu_count": os.cpu_count(), "rows": rows}, indent=1))
     return 0

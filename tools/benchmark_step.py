@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmcls.cli import run_main
-from mmcls.config import Config, add_config_arguments, build_config, config_from_args, to_dict
+from mmcls.config import add_config_arguments, build_config, config_from_args, to_dict
 
 VARIANTS: dict[str, tuple[str, ...]] = {
     "plain": (),
@@ -43,64 +41,10 @@ VARIANTS: dict[str, tuple[str, ...]] = {
 def time_variant(base_values: dict, overrides: Sequence[str], batch: dict, tokenizer: Any, categories: Any,
                  steps: int, warmup: int) -> float:
     """Median seconds of one optimizer update with ``overrides`` applied to the base config."""
-    import torch
-    from accelerate import Accelerator
+    from mmcls.bench.model import TrainHarness
 
-    from mmcls.engine.ema import build_ema
-    from mmcls.engine.losses import Criterion
-    from mmcls.engine.optim import optimizer_for
-    from mmcls.engine.runtime import resolve_mixed_precision
-    from mmcls.engine.step import TrainStep
-    from mmcls.models import build_model
-
-    cfg = build_config(base_values, list(overrides))
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg, categories.num_lv2, categories.num_lv1, tokenizer)
-    if cfg.train.grad_checkpointing:
-        model.set_grad_checkpointing(True)
-    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
-                              mixed_precision=resolve_mixed_precision(cfg.train.mixed_precision))
-    optimizer = optimizer_for(model, cfg.train)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    core = accelerator.unwrap_model(model)
-    criterion = Criterion.from_config(cfg, categories).to(accelerator.device)
-    step = TrainStep(cfg, model, core, criterion, accelerator, cfg.seed)
-    ema = build_ema(core, cfg.train.ema)
-    tensors = {k: v.to(accelerator.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-    model.train()
-    times = []
-    for i in range(warmup + steps):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step(tensors)
-        if cfg.train.max_grad_norm > 0:
-            accelerator.clip_grad_norm_(model.parameters(), cfg.train.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.update(core, step=i + 1)
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def load_batch(cfg: Config) -> tuple[dict, Any, Any]:
-    """The first training batch of ``cfg`` (train transforms, ``train.batch_size`` videos), tokenizer, categories."""
-    import torch
-
-    from mmcls.data.dataset import build_dataloader, build_dataset
-    from mmcls.data.splits import build_tokenizer, load_labelled_splits
-
-    tokenizer = build_tokenizer(cfg.data, cfg.model.text.pretrained)
-    train_split, _, categories = load_labelled_splits(cfg.data, cfg.seed)
-    dataset = build_dataset(cfg.data, train_split, tokenizer, categories, train=True,
-                            with_frames=cfg.model.mode != "text", seed=cfg.seed)
-    loader = build_dataloader(dataset, cfg.data, cfg.train.batch_size, shuffle=True, drop_last=True,
-                              generator=torch.Generator().manual_seed(cfg.seed))
-    return next(iter(loader)), tokenizer, categories
+    harness = TrainHarness.build(build_config(base_values, list(overrides)), batch, tokenizer, categories)
+    return harness.time_updates(steps, warmup)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg = config_from_args(args)
     values = to_dict(build_config(to_dict(cfg), ["data.num_workers=0"]))
+    from mmcls.bench.model import load_batch
+
     batch, tokenizer, categories = load_batch(cfg)
     names = args.only or list(VARIANTS)
     if "plain" not in names:

@@ -40,6 +40,7 @@ from mmcls.engine.optim import build_scheduler, optimizer_for
 from mmcls.engine.resume import EpochPosition, epoch_loader, open_run, restore, trainer_state
 from mmcls.engine.rundir import VAL_LOGITS, RunDir
 from mmcls.engine.runtime import (
+    apply_model_switches,
     base_lr,
     describe_plan,
     epoch_totals,
@@ -140,8 +141,7 @@ def finetune(cfg: Config) -> dict[str, float]:
         loaded = init_from_pretrained(model, pretrained, cfg.model.init_parts)
         log.info("model.init_from: %d tensors from %s (the classifier heads start fresh)", len(loaded),
                  cfg.model.init_from)
-    if cfg.train.grad_checkpointing:
-        model.set_grad_checkpointing(True)
+    apply_model_switches(model, cfg)
     log.info("model:\n%s", model_summary(model))
     criterion = Criterion.from_config(cfg, categories, across_processes=True).to(accelerator.device)
     model = model.to(accelerator.device)  # first, so that AdamW can pick its fused CUDA kernel

@@ -34,6 +34,7 @@ from mmcls.engine.optim import build_scheduler, optimizer_for
 from mmcls.engine.resume import EpochPosition, epoch_loader, open_run, restore, trainer_state
 from mmcls.engine.rundir import RunDir
 from mmcls.engine.runtime import (
+    apply_model_switches,
     base_lr,
     describe_plan,
     epoch_totals,
@@ -190,8 +191,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
     if pretrained:  # continued pretraining (e.g. on a new domain's videos); heads too when the folder has them
         loaded = init_from_pretrained(model, pretrained, cfg.model.init_parts)
         log.info("model.init_from: %d tensors from %s", len(loaded), cfg.model.init_from)
-    if cfg.train.grad_checkpointing:
-        model.set_grad_checkpointing(True)
+    apply_model_switches(model, cfg)
     log.info("model:\n%s", model_summary(model))
     model = model.to(accelerator.device)  # first, so that AdamW can pick its fused CUDA kernel
     optimizer = optimizer_for(model, cfg.train)

@@ -28,7 +28,7 @@ TRAINER_STATE = "trainer_state.json"
 
 # keys that may change between a run and its resumption (they do not change what is computed)
 RUNTIME_KEYS = ("train.resume", "train.checkpoint_every", "train.keep_checkpoints", "train.log_every",
-                "train.eval_batch_size",
+                "train.eval_batch_size", "train.compile", "train.channels_last",
                 "data.num_workers", "data.pin_memory", "data.persistent_workers", "data.prefetch_factor",
                 "data.worker_start", "data.decode_timeout")
 

@@ -40,6 +40,18 @@ def make_accelerator(cfg: Config) -> Accelerator:
                        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
 
 
+def apply_model_switches(model: torch.nn.Module, cfg: Config) -> None:
+    """The model-level speed and memory switches of ``cfg.train``, in place, before ``accelerator.prepare``:
+    gradient checkpointing, channels_last frames for the vision tower, torch.compile."""
+    if cfg.train.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    vision = getattr(model, "vision", None)
+    if cfg.train.channels_last and vision is not None:
+        vision.set_channels_last(True)
+    if cfg.train.compile:
+        model.compile()  # in place: state_dict names, unwrap_model and checkpoints stay as they are
+
+
 def base_lr(optimizer: torch.optim.Optimizer) -> float:
     """Current learning rate of the fusion layers and heads (``train.lr``), the one logged as ``lr``."""
     for group in optimizer.param_groups:

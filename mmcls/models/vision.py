@@ -41,10 +41,18 @@ class VisionTower(nn.Module):
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
         self.kind, self.name = kind, name
+        self.channels_last = False
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """Normalised pixels ``[N, 3, H, W]`` -> frame embeddings ``[N, out_dim]``."""
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
         return self.backbone(pixels)
+
+    def set_channels_last(self, enable: bool = True) -> None:
+        """Weights and input frames in channels_last (NHWC) memory format, which convolution kernels prefer."""
+        self.channels_last = enable
+        self.backbone.to(memory_format=torch.channels_last if enable else torch.contiguous_format)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute activations in the backward pass (both open_clip and timm towers support it)."""

@@ -1,0 +1,165 @@
+"""Model-side timing on one real batch kept in memory: a full training update, inference forwards, FLOPs, memory.
+
+The batch comes from the config's own training split (train transforms), so shapes, padding and unreadable videos
+are those of a real run; the loader is timed separately (:mod:`mmcls.bench.loader`).
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
+
+from mmcls.config import Config, build_config, to_dict
+from mmcls.engine.inference import model_inputs
+
+aten = torch.ops.aten
+
+
+def _cpu_sdpa_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+def _cpu_sdpa_backward_flops(grad_out_shape, query_shape, key_shape, value_shape, *args, out_shape=None,
+                             **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape)
+
+
+# torch's counter knows the CUDA attention kernels; the CPU flash kernel is added here so CPU and GPU count alike
+CPU_ATTENTION_FLOPS = {aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops,
+                       aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_sdpa_backward_flops}
+
+
+def load_batch(cfg: Config) -> tuple[dict[str, Any], Any, Any]:
+    """The first training batch of ``cfg`` (train transforms, ``train.batch_size`` videos), tokenizer, categories."""
+    from mmcls.data.dataset import build_dataloader, build_dataset
+    from mmcls.data.splits import build_tokenizer, load_labelled_splits
+
+    cfg = build_config(to_dict(cfg), ["data.num_workers=0"])
+    tokenizer = build_tokenizer(cfg.data, cfg.model.text.pretrained)
+    train_split, _, categories = load_labelled_splits(cfg.data, cfg.seed)
+    dataset = build_dataset(cfg.data, train_split, tokenizer, categories, train=True,
+                            with_frames=cfg.model.mode != "text", seed=cfg.seed)
+    loader = build_dataloader(dataset, cfg.data, cfg.train.batch_size, shuffle=True, drop_last=True,
+                              generator=torch.Generator().manual_seed(cfg.seed))
+    return next(iter(loader)), tokenizer, categories
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class TrainHarness:
+    """A model, its optimizer and the training step of ``cfg``, prepared by accelerate, with a device batch."""
+
+    cfg: Config
+    accelerator: Accelerator
+    model: torch.nn.Module
+    core: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    step: Any
+    ema: Any
+    batch: dict[str, Any]
+    updates: int = 0
+
+    @classmethod
+    def build(cls, cfg: Config, batch: dict[str, Any], tokenizer: Any, categories: Any) -> TrainHarness:
+        from mmcls.engine.ema import build_ema
+        from mmcls.engine.losses import Criterion
+        from mmcls.engine.optim import optimizer_for
+        from mmcls.engine.runtime import apply_model_switches, make_accelerator
+        from mmcls.engine.step import TrainStep
+        from mmcls.models import build_model
+
+        torch.manual_seed(cfg.seed)
+        AcceleratorState._reset_state()  # accelerate keeps one precision per process; each harness sets its own
+        accelerator = make_accelerator(cfg)
+        model = build_model(cfg, categories.num_lv2, categories.num_lv1, tokenizer)
+        apply_model_switches(model, cfg)
+        model = model.to(accelerator.device)
+        optimizer = optimizer_for(model, cfg.train)
+        model, optimizer = accelerator.prepare(model, optimizer)
+        core = accelerator.unwrap_model(model)
+        criterion = Criterion.from_config(cfg, categories).to(accelerator.device)
+        step = TrainStep(cfg, model, core, criterion, accelerator, cfg.seed)
+        device_batch = {k: v.to(accelerator.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        model.train()
+        return cls(cfg, accelerator, model, core, optimizer, step, build_ema(core, cfg.train.ema), device_batch)
+
+    def update(self) -> None:
+        """One optimizer update exactly as the finetune loop does it (without accumulation)."""
+        self.step(self.batch)
+        if self.cfg.train.max_grad_norm > 0:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.cfg.train.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.updates += 1
+        if self.ema is not None:
+            self.ema.update(self.core, step=self.updates)
+
+    def time_updates(self, steps: int, warmup: int) -> float:
+        """Median seconds of one update over ``steps`` timed updates after ``warmup`` untimed ones."""
+        times = []
+        device = self.accelerator.device
+        for i in range(warmup + steps):
+            _sync(device)
+            start = time.perf_counter()
+            self.update()
+            _sync(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    def flops_per_update(self) -> int:
+        """Model FLOPs of one training step (forward, backward and every extra pass the recipe adds), counted by
+        torch's flop counter on matmuls, convolutions and attention (elementwise work is not counted, as usual
+        for MFU)."""
+        with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter:
+            self.step(self.batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        return int(counter.get_total_flops())
+
+
+def time_forward(model: torch.nn.Module, batch: dict[str, Any], accelerator: Accelerator, steps: int,
+                 warmup: int) -> tuple[float, int]:
+    """(median seconds, FLOPs) of one inference forward of ``batch`` (eval mode, no_grad, the accelerator's
+    autocast)."""
+    model.eval()
+    inputs = model_inputs({k: v.to(accelerator.device) if isinstance(v, torch.Tensor) else v
+                           for k, v in batch.items()})
+    # counted with autograd on: torch's module tracker trips over no_grad outputs; the FLOPs are the same
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter, accelerator.autocast():
+        model(**inputs)
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + steps):
+            _sync(accelerator.device)
+            start = time.perf_counter()
+            with accelerator.autocast():
+                model(**inputs)
+            _sync(accelerator.device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return statistics.median(times), int(counter.get_total_flops())
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mib(device: torch.device) -> tuple[float, str]:
+    """(MiB, what): the device's peak allocated memory since the last reset on CUDA, else this process's peak
+    resident set (which includes Python, the libraries and every earlier measurement of the process)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda max allocated"
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"

@@ -1,0 +1,236 @@
+"""One benchmark run: the device's matmul peak, loader throughput, and per config the training speed with model FLOP
+utilisation, inference speed (model only and end to end), peak memory, and the effect of each speed switch.
+
+Every figure is measured in this process on this machine; MFU divides the counted model FLOP/s by the measured peak
+of the dtype the run computes in (bf16/fp16 under autocast, else fp32).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from typing import Any
+
+import torch
+
+from mmcls.bench.loader import loader_throughput
+from mmcls.bench.model import TrainHarness, load_batch, peak_memory_mib, reset_peak_memory, time_forward
+from mmcls.bench.peak import matmul_peak, supported_dtypes
+from mmcls.config import Config, build_config, to_dict
+from mmcls.engine.runtime import resolve_mixed_precision
+
+log = logging.getLogger("mmcls.bench")
+
+# switch name -> (overrides, what it shows); each is timed as a training update and an inference forward
+SWITCHES: dict[str, tuple[tuple[str, ...], str]] = {
+    "eager_attention": (("model.text.attn_implementation=eager",), "BERT attention without SDPA"),
+    "bf16": (("train.mixed_precision=bf16",), "bf16 autocast"),
+    "compile": (("train.compile=true",), "torch.compile (inductor)"),
+    "channels_last": (("train.channels_last=true",), "channels_last vision tower"),
+    "grad_checkpointing": (("train.grad_checkpointing=true",), "recompute activations (memory for time)"),
+}
+
+
+def device_info() -> dict[str, Any]:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+    return {"device": str(device), "name": name, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def measure_peaks(seconds: float) -> dict[str, float]:
+    """dtype name -> measured matmul TFLOP/s on the current device."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return {p.dtype: p.tflops for p in (matmul_peak(device, dtype, seconds=seconds)
+                                        for dtype in supported_dtypes(device))}
+
+
+def compute_dtype(cfg: Config) -> str:
+    """The dtype the matmuls of a run compute in, as a key of :func:`measure_peaks`."""
+    return {"bf16": "bfloat16", "fp16": "float16"}.get(resolve_mixed_precision(cfg.train.mixed_precision), "float32")
+
+
+def _mfu(flops: int, seconds: float, peaks: dict[str, float], dtype: str) -> float | None:
+    peak = peaks.get(dtype)
+    return flops / seconds / (peak * 1e12) if peak else None
+
+
+def measure_model(name: str, cfg: Config, peaks: dict[str, float], steps: int, warmup: int,
+                  e2e_batches: int) -> dict[str, Any]:
+    """Training update and inference figures of one config (its own batch sizes and precision)."""
+    batch, tokenizer, categories = load_batch(cfg)
+    harness = TrainHarness.build(cfg, batch, tokenizer, categories)
+    device = harness.accelerator.device
+    reset_peak_memory(device)
+    seconds = harness.time_updates(steps, warmup)
+    memory, memory_kind = peak_memory_mib(device)
+    flops = harness.flops_per_update()
+    dtype = compute_dtype(cfg)
+    videos = len(batch["ids"])
+    forward_s, forward_flops = time_forward(harness.core, batch, harness.accelerator, steps, warmup)
+    params = sum(p.numel() for p in harness.core.parameters())
+    row = {"name": name, "params_m": round(params / 1e6, 2), "batch": videos, "max_frames": cfg.data.max_frames,
+           "frame_size": cfg.data.frame_size, "max_text_len": cfg.data.max_text_len, "dtype": dtype,
+           "train_s_per_update": seconds, "train_videos_per_s": videos / seconds,
+           "train_gflop_per_update": flops / 1e9, "train_tflops": flops / seconds / 1e12,
+           "train_mfu": _mfu(flops, seconds, peaks, dtype), "peak_memory_mib": memory, "memory_kind": memory_kind,
+           "infer_model_videos_per_s": videos / forward_s, "infer_mfu": _mfu(forward_flops, forward_s, peaks, dtype)}
+    row["infer_e2e_videos_per_s"] = end_to_end_inference(harness, cfg, tokenizer, categories, e2e_batches)
+    row["flatten_speedup"] = flattened_frames_speedup(harness, batch, steps, warmup)
+    return row
+
+
+@torch.no_grad()
+def end_to_end_inference(harness: TrainHarness, cfg: Config, tokenizer: Any, categories: Any, batches: int) -> float:
+    """Videos/s of loader + model over the test split (``data.test``, else the validation split), eval batch size
+    and the config's workers, after one warm-up batch."""
+    from mmcls.data.dataset import build_dataloader, build_dataset
+    from mmcls.data.splits import load_labelled_splits, load_split
+    from mmcls.engine.inference import model_inputs
+
+    split = load_split(cfg.data, "test") if cfg.data.test else load_labelled_splits(cfg.data, cfg.seed)[1]
+    dataset = build_dataset(cfg.data, split, tokenizer, categories, train=False, with_frames=True, seed=cfg.seed)
+    loader = build_dataloader(dataset, cfg.data, cfg.train.eval_batch_size)
+    model, accelerator = harness.core.eval(), harness.accelerator
+    iterator = iter(loader)
+    videos, start = 0, 0.0
+    for index in range(batches + 1):
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            break
+        batch = {k: v.to(accelerator.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
+                 for k, v in batch.items()}
+        with accelerator.autocast():
+            logits = model(**model_inputs(batch))["logits"]
+        logits.float().cpu()  # the result reaches the host, as in prediction
+        if index == 0:
+            start = time.perf_counter()  # after the warm-up batch
+        else:
+            videos += len(batch["ids"])
+    return videos / max(time.perf_counter() - start, 1e-9) if videos else 0.0
+
+
+@torch.no_grad()
+def flattened_frames_speedup(harness: TrainHarness, batch: dict[str, Any], steps: int, warmup: int) -> float | None:
+    """Time of encoding a batch's frames one time step at a time (T tower calls of B frames) over one call on all
+    B*T frames, which is what the model does."""
+    from mmcls.data.transforms import normalize_frames
+    from mmcls.engine.inference import model_inputs
+
+    vision = harness.core.vision
+    frames = model_inputs(harness.batch)["frames"]
+    if vision is None or frames is None or frames.ndim != 5:
+        return None
+    pixels = normalize_frames(frames.flatten(0, 1), vision.mean, vision.std)  # [B*T, 3, S, S]
+    per_step = pixels.unflatten(0, frames.shape[:2])  # [B, T, 3, S, S]
+    vision.eval()
+
+    def timed(fn) -> float:
+        times = []
+        for i in range(warmup + steps):
+            start = time.perf_counter()
+            with harness.accelerator.autocast():
+                fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+        return sorted(times)[len(times) // 2]
+
+    once = timed(lambda: vision(pixels))
+    looped = timed(lambda: [vision(per_step[:, t]) for t in range(per_step.shape[1])])
+    return looped / once
+
+
+def measure_switches(cfg: Config, peaks: dict[str, float], steps: int, warmup: int,
+                     names: list[str]) -> list[dict[str, Any]]:
+    """Each switch against the config as given: training update and inference forward time ratios."""
+    batch, tokenizer, categories = load_batch(cfg)
+    base = TrainHarness.build(cfg, batch, tokenizer, categories)
+    base_train = base.time_updates(steps, warmup)
+    base_infer, _ = time_forward(base.core, batch, base.accelerator, steps, warmup)
+    rows = []
+    for name in names:
+        overrides, what = SWITCHES[name]
+        if name == "bf16" and "bfloat16" not in peaks:
+            rows.append({"switch": name, "what": what, "skipped": "no bf16 on this device"})
+            continue
+        variant_cfg = build_config(to_dict(cfg), list(overrides))
+        harness = TrainHarness.build(variant_cfg, batch, tokenizer, categories)
+        warm = warmup + (3 if variant_cfg.train.compile else 0)  # compilation happens in the first calls
+        train_s = harness.time_updates(steps, warm)
+        infer_s, _ = time_forward(harness.core, batch, harness.accelerator, steps, warm)
+        rows.append({"switch": name, "what": what, "train_speedup": base_train / train_s,
+                     "infer_speedup": base_infer / infer_s})
+    return rows
+
+
+def run_suite(configs: dict[str, Config], sources: list[str], workers: list[int], steps: int, warmup: int,
+              loader_batches: int, e2e_batches: int, switches: list[str], peak_seconds: float) -> dict[str, Any]:
+    """Everything, in the order the report shows it."""
+    peaks = measure_peaks(peak_seconds)
+    log.info("matmul peak (TFLOP/s): %s", peaks)
+    report: dict[str, Any] = {"device": device_info(), "peak_tflops": peaks, "loader": [], "models": [],
+                              "switches": {}}
+    for name, cfg in configs.items():
+        for source in sources:
+            for count in workers:
+                row = loader_throughput(cfg, source, count, cfg.train.batch_size, loader_batches)
+                report["loader"].append({"config": name, **row})
+                log.info("%s loader %s x%d: %.1f videos/s", name, source, count, row["videos_per_s"])
+        report["models"].append(measure_model(name, cfg, peaks, steps, warmup, e2e_batches))
+        log.info("%s model: %s", name, report["models"][-1])
+        if switches:
+            report["switches"][name] = measure_switches(cfg, peaks, steps, warmup, switches)
+            log.info("%s switches: %s", name, report["switches"][name])
+    for model in report["models"]:  # loader headroom: what the config's own worker count delivers / what it trains
+        own = [r for r in report["loader"] if r["config"] == model["name"] and r["source"] == "zip"]
+        best = max(own, key=lambda r: r["videos_per_s"]) if own else None
+        model["loader_headroom"] = best["videos_per_s"] / model["train_videos_per_s"] if best else None
+    return report
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as markdown tables (what docs/PERFORMANCE.md quotes)."""
+    info = report["device"]
+    out = [f"device: {info['device']} ({info['name']}), {info['cpu_count']} CPU cores, torch {info['torch']} "
+           f"({info['torch_threads']} threads, {info['cpu_capability']})", "",
+           "| matmul peak | TFLOP/s |", "|---|---:|"]
+    out += [f"| {dtype} | {tflops:.3f} |" for dtype, tflops in report["peak_tflops"].items()]
+    out += ["", "| config | source | workers | videos/s | frames/s |", "|---|---|---:|---:|---:|"]
+    out += [f"| {r['config']} | {r['source']} | {r['workers']} | {_fmt(r['videos_per_s'])} | "
+            f"{_fmt(r['frames_per_s'], 0)} |" for r in report["loader"]]
+    out += ["", "| config | params (M) | batch x frames @ px | dtype | train videos/s | GFLOP / update | train MFU | "
+            "loader headroom | inference videos/s (model) | inference MFU | inference videos/s (end to end) | "
+            "frames flattened: speedup | peak memory (MiB) |",
+            "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for m in report["models"]:
+        out.append(f"| {m['name']} | {m['params_m']} | {m['batch']} x {m['max_frames']} @ {m['frame_size']} | "
+                   f"{m['dtype']} | {_fmt(m['train_videos_per_s'])} | {_fmt(m['train_gflop_per_update'])} | "
+                   f"{_pct(m['train_mfu'])} | {_fmt(m['loader_headroom'])}x | {_fmt(m['infer_model_videos_per_s'])} | "
+                   f"{_pct(m['infer_mfu'])} | {_fmt(m['infer_e2e_videos_per_s'])} | "
+                   f"{_fmt(m['flatten_speedup'], 2)}x | {_fmt(m['peak_memory_mib'], 0)} ({m['memory_kind']}) |")
+    for name, rows in report["switches"].items():
+        out += ["", f"| switch ({name}) | what | training speedup | inference speedup |", "|---|---|---:|---:|"]
+        for r in rows:
+            if "skipped" in r:
+                out.append(f"| {r['switch']} | {r['what']} | {r['skipped']} | |")
+            else:
+                out.append(f"| {r['switch']} | {r['what']} | {r['train_speedup']:.2f}x | {r['infer_speedup']:.2f}x |")
+    return "\n".join(out) + "\n"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
