@@ -8,12 +8,13 @@ STAMP := $(VENV)/.mmcls-req-$(REQ_HASH)
 DEMO_DATA ?= data/synthetic
 RUN := PYTHONPATH=$(CURDIR) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY)
 
-.PHONY: env demo test test-all lint bench-loader clean-data help few-label workflow
+.PHONY: env demo test test-all lint bench bench-loader clean-data help few-label workflow
 
 help:
 	@echo "make demo          synthetic data -> finetune -> predict -> evaluate (prints mean-F1)"
 	@echo "make test          run the test suite (fast tests, CPU, offline) and ruff"
 	@echo "make test-all      also the slow tests"
+	@echo "make bench         the benchmark suite (docs/PERFORMANCE.md) -> runs/bench"
 	@echo "make bench-loader  loader throughput (frames/s) for zip and mp4 sources"
 	@echo "make few-label     pretrain on the synthetic videos, then finetune on 10% of the labels from scratch"
 	@echo "                   and from the pretrained model, three seeds each (tools/few_label.py)"
@@ -50,6 +51,9 @@ test-all: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mmcls tools tests
+
+bench: $(STAMP) $(DEMO_DATA)/tokenizer/tokenizer.json
+	$(RUN) tools/benchmark.py --out runs/bench data.root=$(DEMO_DATA)
 
 bench-loader: $(STAMP) $(DEMO_DATA)/tokenizer/tokenizer.json
 	$(RUN) tools/benchmark_loader.py --config configs/demo.yaml data.root=$(DEMO_DATA)

@@ -79,7 +79,46 @@ def measure_model(name: str, cfg: Config, peaks: dict[str, float], steps: int, w
            "infer_model_videos_per_s": videos / forward_s, "infer_mfu": _mfu(forward_flops, forward_s, peaks, dtype)}
     row["infer_e2e_videos_per_s"] = end_to_end_inference(harness, cfg, tokenizer, categories, e2e_batches)
     row["flatten_speedup"] = flattened_frames_speedup(harness, batch, steps, warmup)
+    row["feature_cache_speedup"] = feature_cache_speedup(harness, batch, forward_s, steps, warmup)
+    row.update(host_to_device(batch, device))
     return row
+
+
+@torch.no_grad()
+def feature_cache_speedup(harness: TrainHarness, batch: dict[str, Any], pixel_forward_s: float, steps: int,
+                          warmup: int) -> float | None:
+    """Inference forward on pixels over the same forward on cached frame features (``data.frame_source=feats``:
+    the vision tower and the JPEG decode are skipped; the decode is not in this ratio)."""
+    from mmcls.engine.inference import model_inputs
+
+    inputs = model_inputs(harness.batch)
+    if harness.core.vision is None or inputs["frames"] is None or inputs["frames"].ndim != 5:
+        return None
+    with harness.accelerator.autocast():
+        features = harness.core.frame_features(inputs["frames"], inputs["frame_mask"])  # [B, T, D]
+    cached = {**harness.batch, "frames": features.to(torch.float16)}  # the cache stores float16
+    feature_s, _ = time_forward(harness.core, cached, harness.accelerator, steps, warmup)
+    return pixel_forward_s / feature_s
+
+
+def host_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, float | None]:
+    """On CUDA: GB/s of copying the batch's frames as uint8 (pinned, and pageable) and as float32 (pageable), the
+    form a loader that normalised on the host would send; None elsewhere."""
+    frames = batch.get("frames")
+    keys = ("h2d_uint8_pinned_gbps", "h2d_uint8_gbps", "h2d_float32_gbps")
+    if device.type != "cuda" or frames is None or frames.dtype != torch.uint8:
+        return dict.fromkeys(keys)
+    variants = (frames.pin_memory(), frames.clone(), frames.float())
+    rates = []
+    for tensor in variants:
+        tensor.to(device, non_blocking=True)
+        torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        for _ in range(10):
+            tensor.to(device, non_blocking=True)
+        torch.cuda.synchronize(device)
+        rates.append(10 * tensor.numel() * tensor.element_size() / (time.perf_counter() - start) / 1e9)
+    return dict(zip(keys, rates, strict=True))
 
 
 @torch.no_grad()
@@ -211,16 +250,23 @@ def markdown(report: dict[str, Any]) -> str:
     out += ["", "| config | source | workers | videos/s | frames/s |", "|---|---|---:|---:|---:|"]
     out += [f"| {r['config']} | {r['source']} | {r['workers']} | {_fmt(r['videos_per_s'])} | "
             f"{_fmt(r['frames_per_s'], 0)} |" for r in report["loader"]]
-    out += ["", "| config | params (M) | batch x frames @ px | dtype | train videos/s | GFLOP / update | train MFU | "
-            "loader headroom | inference videos/s (model) | inference MFU | inference videos/s (end to end) | "
-            "frames flattened: speedup | peak memory (MiB) |",
-            "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for m in report["models"]:
-        out.append(f"| {m['name']} | {m['params_m']} | {m['batch']} x {m['max_frames']} @ {m['frame_size']} | "
-                   f"{m['dtype']} | {_fmt(m['train_videos_per_s'])} | {_fmt(m['train_gflop_per_update'])} | "
-                   f"{_pct(m['train_mfu'])} | {_fmt(m['loader_headroom'])}x | {_fmt(m['infer_model_videos_per_s'])} | "
-                   f"{_pct(m['infer_mfu'])} | {_fmt(m['infer_e2e_videos_per_s'])} | "
-                   f"{_fmt(m['flatten_speedup'], 2)}x | {_fmt(m['peak_memory_mib'], 0)} ({m['memory_kind']}) |")
+    out += ["", "| config | params (M) | batch x frames @ px, text | dtype | training videos/s | GFLOP / update | "
+            "MFU | loader headroom | peak memory (MiB) |", "|---|---:|---|---|---:|---:|---:|---:|---:|"]
+    out += [f"| {m['name']} | {m['params_m']} | {m['batch']} x {m['max_frames']} @ {m['frame_size']}, "
+            f"{m['max_text_len']} | {m['dtype']} | {_fmt(m['train_videos_per_s'])} | "
+            f"{_fmt(m['train_gflop_per_update'])} | {_pct(m['train_mfu'])} | {_fmt(m['loader_headroom'])}x | "
+            f"{_fmt(m['peak_memory_mib'], 0)} ({m['memory_kind']}) |" for m in report["models"]]
+    out += ["", "| config | inference videos/s (model) | MFU | inference videos/s (end to end) | "
+            "frames flattened: speedup | feature cache: speedup |", "|---|---:|---:|---:|---:|---:|"]
+    out += [f"| {m['name']} | {_fmt(m['infer_model_videos_per_s'])} | {_pct(m['infer_mfu'])} | "
+            f"{_fmt(m['infer_e2e_videos_per_s'])} | {_fmt(m['flatten_speedup'], 2)}x | "
+            f"{_fmt(m['feature_cache_speedup'], 2)}x |" for m in report["models"]]
+    copies = [m for m in report["models"] if m["h2d_uint8_gbps"] is not None]
+    if copies:
+        out += ["", "| config | frames to the device: uint8 pinned | uint8 | float32 (host-normalised) |",
+                "|---|---:|---:|---:|"]
+        out += [f"| {m['name']} | {m['h2d_uint8_pinned_gbps']:.1f} GB/s | {m['h2d_uint8_gbps']:.1f} GB/s | "
+                f"{m['h2d_float32_gbps']:.1f} GB/s |" for m in copies]
     for name, rows in report["switches"].items():
         out += ["", f"| switch ({name}) | what | training speedup | inference speedup |", "|---|---|---:|---:|"]
         for r in rows:
