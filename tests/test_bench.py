@@ -30,7 +30,8 @@ def test_cpu_attention_flops_are_counted_forward_and_backward():
     assert forward.get_total_flops() == 4 * b * h * s * s * d  # QK^T and PV, 2 FLOPs per multiply-add
     with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as backward:
         out.sum().backward()
-    assert backward.get_total_flops() == 2 * 4 * b * h * s * s * d  # four matmuls of the same size
+    # the scores recomputed (flash kernels keep no [S, S] matrix), then dV, dP, dQ and dK: five matmuls
+    assert backward.get_total_flops() == 5 * 2 * b * h * s * s * d
 
 
 def test_matmul_peak_reports_a_positive_rate_per_dtype():
@@ -109,12 +110,14 @@ def test_benchmark_tool_rejects_an_unknown_switch(tmp_path, capsys):
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None, reason="inductor needs a compiler")
 def test_compiled_model_trains_like_the_eager_one(tiny_cfg):
-    batch, tokenizer, categories = load_batch(tiny_cfg)
-    eager = TrainHarness.build(tiny_cfg, batch, tokenizer, categories)
-    compiled = TrainHarness.build(build_config(to_dict(tiny_cfg), ["train.compile=true"]), batch, tokenizer,
-                                  categories)
-    for harness in (eager, compiled):
-        harness.update()
-        harness.update()
-    for a, b in zip(eager.core.parameters(), compiled.core.parameters(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
+    """Same loss and gradients of one training step (weights after Adam updates would amplify float noise in
+    near-zero gradients, so those are not compared)."""
+    cfg = build_config(to_dict(tiny_cfg), ["model.dropout=0", "model.text.dropout=0"])  # inductor has its own RNG
+    batch, tokenizer, categories = load_batch(cfg)
+    eager = TrainHarness.build(cfg, batch, tokenizer, categories)
+    compiled = TrainHarness.build(build_config(to_dict(cfg), ["train.compile=true"]), batch, tokenizer, categories)
+    losses = [harness.step(harness.batch)["loss"] for harness in (eager, compiled)]
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-5)
+    for (name, a), b in zip(eager.core.named_parameters(), compiled.core.parameters(), strict=True):
+        if a.grad is not None:
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-5, msg=name)

@@ -84,7 +84,6 @@ def measure_model(name: str, cfg: Config, peaks: dict[str, float], steps: int, w
     return row
 
 
-@torch.no_grad()
 def feature_cache_speedup(harness: TrainHarness, batch: dict[str, Any], pixel_forward_s: float, steps: int,
                           warmup: int) -> float | None:
     """Inference forward on pixels over the same forward on cached frame features (``data.frame_source=feats``:
@@ -94,7 +93,7 @@ def feature_cache_speedup(harness: TrainHarness, batch: dict[str, Any], pixel_fo
     inputs = model_inputs(harness.batch)
     if harness.core.vision is None or inputs["frames"] is None or inputs["frames"].ndim != 5:
         return None
-    with harness.accelerator.autocast():
+    with torch.no_grad(), harness.accelerator.autocast():
         features = harness.core.frame_features(inputs["frames"], inputs["frame_mask"])  # [B, T, D]
     cached = {**harness.batch, "frames": features.to(torch.float16)}  # the cache stores float16
     feature_s, _ = time_forward(harness.core, cached, harness.accelerator, steps, warmup)
