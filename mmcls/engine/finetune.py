@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,7 @@ from mmcls.engine.inference import InferenceResult, run_inference
 from mmcls.engine.losses import Criterion
 from mmcls.engine.optim import build_scheduler, optimizer_for
 from mmcls.engine.resume import EpochPosition, epoch_loader, open_run, restore, trainer_state
-from mmcls.engine.rundir import VAL_LOGITS, RunDir
+from mmcls.engine.rundir import VAL_LOGITS, VAL_TRUTH, RunDir
 from mmcls.engine.runtime import (
     apply_model_switches,
     base_lr,
@@ -52,7 +53,7 @@ from mmcls.engine.runtime import (
 )
 from mmcls.engine.step import TrainStep
 from mmcls.logits import save_logits
-from mmcls.metrics import mean_f1_from_indices
+from mmcls.metrics import mean_f1_from_indices, write_submission
 from mmcls.models import build_model, model_summary
 
 
@@ -71,9 +72,25 @@ def evaluate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg:
 
 
 def save_validation_logits(run: RunDir, result: InferenceResult, categories: CategorySpace) -> None:
-    """``val_logits.npy`` (+ ids, classes) of the best weights: out-of-fold predictions when validating on a fold."""
+    """``val_logits.npy`` (+ ids, classes) of the best weights: out-of-fold predictions when validating on a fold;
+    and ``val_truth.csv``, the validation labels as a truth file (for plots, reports and tools/evaluate.py)."""
     if run.is_main:
         save_logits(run.path / VAL_LOGITS, result.ids, result.logits, categories.lv2_ids)
+        labelled = [(vid, categories.lv2_ids[label]) for vid, label in zip(result.ids, result.labels, strict=True)
+                    if label >= 0]
+        write_submission(run.path / VAL_TRUTH, [vid for vid, _ in labelled], [cat for _, cat in labelled])
+
+
+def write_plots(run_dir: str | os.PathLike) -> None:
+    """RUN/plots/*.png (mmcls.plots); a plotting failure is logged and never fails the finished run."""
+    log = logging.getLogger("mmcls")
+    try:
+        from mmcls.plots import write_run_plots
+
+        written = write_run_plots(run_dir)
+        log.info("plots: %s", ", ".join(path.name for path in written))
+    except Exception as exc:  # the weights and metrics are saved; pictures are a bonus
+        log.warning("plots skipped: %s: %s", type(exc).__name__, exc)
 
 
 def build_train_set(cfg: Config, train_split: Split, val_split: Split, categories: CategorySpace, tokenizer: Any
@@ -288,6 +305,8 @@ def finetune(cfg: Config) -> dict[str, float]:
              state.best_score, state.best_update, run.best)
     summary = {**best_scores, "seconds": elapsed, "train_videos_per_s": speed, "skipped_updates": guard.skipped}
     run.save_result(summary)
+    if accelerator.is_main_process:
+        write_plots(run.path)
     run.close()
     accelerator.end_training()
     return summary

@@ -22,6 +22,7 @@ METRIC_COLUMNS = ("step", "epoch", "train_loss", "lr", "val_loss", "lv1_micro_f1
                   "lv2_macro_f1", "mean_f1", "video_failures", "train_video_failures", "elapsed_s", "weights")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 VAL_LOGITS = "val_logits.npy"  # logits bundle (mmcls.logits) of the best weights on the validation split
+VAL_TRUTH = "val_truth.csv"  # id,category_id of the labelled validation videos (a truth file for tools/evaluate.py)
 RESULT_FILE = "result.json"  # the best scores, written when a run has finished
 
 

@@ -1,0 +1,93 @@
+"""``RUN/report.html``: one self-contained page (images inlined) with a run's result, plots, per-class scores,
+metrics and config, for a finished or a running finetuning run."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from mmcls.engine.rundir import RESULT_FILE, VAL_LOGITS, VAL_TRUTH
+from mmcls.errors import UserError
+from mmcls.io import atomic_write_text
+from mmcls.logits import load_logits
+from mmcls.metrics import METRIC_KEYS, per_class_report, read_submission
+from mmcls.plots import write_run_plots
+
+REPORT_FILE = "report.html"
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:3px 8px}
+td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f3f3f3}img{max-width:100%;margin:.5em 0}
+pre{background:#f7f7f7;padding:1em;overflow:auto;font-size:12px}.muted{color:#777}"""
+
+
+def _table(rows: Sequence[Mapping[str, object]], columns: Sequence[str]) -> str:
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f'<td class="n">{value:.4f}</td>'
+        text = html.escape("" if value is None else str(value))
+        numeric = text.replace(".", "", 1).replace("-", "", 1).replace("e", "", 1).isdigit()
+        return f'<td class="n">{text}</td>' if numeric else f"<td>{text}</td>"
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(cell(row.get(c)) for c in columns) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def per_class_rows(run: Path) -> list[dict]:
+    """Level-2 per-class scores of the best weights on the validation split (empty without the files)."""
+    categories_json = run / "best" / "categories.json"
+    if not ((run / VAL_LOGITS).is_file() and (run / VAL_TRUTH).is_file() and categories_json.is_file()):
+        return []
+    categories = json.loads(categories_json.read_text(encoding="utf-8"))
+    bundle = load_logits(run / VAL_LOGITS)
+    truth = read_submission(run / VAL_TRUTH, known_categories=categories["lv2_ids"])
+    ids = [vid for vid in bundle.ids if vid in truth]
+    row_of = {vid: k for k, vid in enumerate(bundle.ids)}
+    pred = [bundle.classes[int(bundle.logits[row_of[vid]].argmax())] for vid in ids]
+    rows = per_class_report([truth[v] for v in ids], pred, categories["lv1_of"])
+    counts = categories.get("counts", {})
+    return [{**row, "train_videos": counts.get(row["id"], 0)} for row in rows]
+
+
+def build_report(run_dir: str | Path) -> Path:
+    """Redraw the plots and write ``RUN/report.html``; returns its path. UserError when ``run_dir`` is not a run."""
+    run = Path(run_dir)
+    if not (run / "metrics.csv").is_file() and not (run / "config.yaml").is_file():
+        raise UserError(f"{run}: not a run directory (no metrics.csv or config.yaml)")
+    plots = write_run_plots(run)
+    parts = [f"<!doctype html><meta charset='utf-8'><title>mmcls run {html.escape(run.name)}</title>",
+             f"<style>{STYLE}</style><h1>Run <code>{html.escape(str(run))}</code></h1>"]
+    result_path = run / RESULT_FILE
+    if result_path.is_file():
+        result = json.loads(result_path.read_text(encoding="utf-8"))
+        row = {k: result.get(k) for k in (*METRIC_KEYS, "update", "seconds", "train_videos_per_s", "skipped_updates")}
+        parts += ["<h2>Best validation scores</h2>", _table([row], list(row))]
+    else:
+        parts.append("<p class='muted'>No result.json: the run has not finished (figures so far below).</p>")
+    if plots:
+        parts.append("<h2>Plots</h2>" + "".join(_image(path) for path in plots))
+    classes = per_class_rows(run)
+    if classes:
+        parts += ["<h2>Level-2 classes on validation (best weights)</h2>",
+                  _table(classes, ["id", "lv1", "train_videos", "support", "predicted", "correct", "precision",
+                                   "recall", "f1"])]
+    if (run / "metrics.csv").is_file():
+        with (run / "metrics.csv").open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            metrics = list(reader)
+        parts += ["<h2>metrics.csv</h2>", _table(metrics, reader.fieldnames or [])]
+    if (run / "config.yaml").is_file():
+        config = (run / "config.yaml").read_text(encoding="utf-8")
+        parts += ["<h2>config.yaml</h2>", f"<pre>{html.escape(config)}</pre>"]
+    out = run / REPORT_FILE
+    atomic_write_text(out, "\n".join(parts) + "\n")
+    return out
