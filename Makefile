@@ -11,7 +11,7 @@ RUN := PYTHONPATH=$(CURDIR) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY)
 .PHONY: env demo test test-all lint bench bench-loader clean-data help few-label workflow
 
 help:
-	@echo "make demo          synthetic data -> finetune -> predict -> evaluate (prints mean-F1)"
+	@echo "make demo          synthetic data -> pretrain -> finetune -> predict -> evaluate (prints mean-F1)"
 	@echo "make test          run the test suite (fast tests, CPU, offline) and ruff"
 	@echo "make test-all      also the slow tests"
 	@echo "make bench         the benchmark suite (docs/PERFORMANCE.md) -> runs/bench"
@@ -38,7 +38,10 @@ DEMO_RUN ?= runs/demo
 
 demo: $(STAMP) $(DEMO_DATA)/tokenizer/tokenizer.json
 	$(RUN) tools/check_data.py $(DEMO_DATA) --config configs/demo.yaml --no-videos
-	$(RUN) finetune/train.py --config configs/demo.yaml data.root=$(DEMO_DATA) output_dir=$(DEMO_RUN)
+	$(RUN) pretrain/train.py --config configs/demo.yaml --config configs/pretrain_demo.yaml train.epochs=3 \
+		data.root=$(DEMO_DATA) output_dir=$(DEMO_RUN)_pretrain
+	$(RUN) finetune/train.py --config configs/demo.yaml data.root=$(DEMO_DATA) output_dir=$(DEMO_RUN) \
+		model.init_from=$(DEMO_RUN)_pretrain/best "model.init_parts=[vision,frame_embedder]"
 	$(RUN) tools/predict.py --model $(DEMO_RUN)/best --output $(DEMO_RUN)/result.csv data.root=$(DEMO_DATA)
 	$(RUN) tools/evaluate.py --pred $(DEMO_RUN)/result.csv --truth $(DEMO_DATA)/annotations/test_truth.csv
 

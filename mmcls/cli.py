@@ -27,8 +27,9 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         if type(exc).__name__ != "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "OutOfMemoryError"
-        print(f"error: out of device memory ({first[:160]}); try a smaller --batch-size, fewer data.max_frames "
-              "or a smaller data.frame_size, or --precision bf16", file=sys.stderr)
+        print(f"error: out of device memory ({first[:160]}); try a smaller batch (--batch-size where the tool has "
+              "it, else train.eval_batch_size / train.batch_size), fewer data.max_frames or a smaller data.frame_size, "
+              "or bf16 (--precision bf16 or train.mixed_precision=bf16)", file=sys.stderr)
         return EXIT_USER_ERROR
 
 

@@ -201,7 +201,8 @@ class TextConfig:
         "sdpa", "Attention kernel: sdpa (PyTorch fused scaled-dot-product attention) or eager.")
     dropout: float | None = option(
         None, "Dropout inside the BERT (hidden states and attention probabilities, also on the frame embeddings); "
-        "null = the value in the checkpoint's config (0.1 when built from the sizes above).")
+        "null = the value in the checkpoint's config (0.1 when built from the sizes above). A model saved with a "
+        "value keeps it in its bert_config.json, so a later model.init_from run inherits it unless set again.")
 
     def validate(self, prefix: str) -> None:
         """Value checks; ``prefix`` is this section's dotted path."""
@@ -424,7 +425,8 @@ class TrainConfig:
     grad_checkpointing: bool = option(False, "Recompute activations of both towers in the backward pass (less memory).")
     compile: bool = option(
         False, "torch.compile the model (inductor): fuses elementwise work into the matmuls' neighbours; the first "
-        "updates are slow while it compiles, and each new text length may compile again. Needs a C++ compiler on CPU.")
+        "updates are slow while it compiles, each new text length may compile again, and selecting the valid frames "
+        "breaks the graph. Needs a C++ compiler on CPU. Measured on CPU only (no gain there); untested under DDP.")
     channels_last: bool = option(
         False, "Keep the vision tower's weights and frames in channels_last memory format: faster convolutions with "
         "tensor cores (timm convnets on GPUs); no effect on ViTs.")

@@ -48,8 +48,8 @@ def test_cpu_launch_config_starts_two_processes(synthetic_root, tmp_path):
 DETERMINISTIC = ("model.dropout=0.0", "model.text.dropout=0.0", "train.epochs=3", "train.eval_batch_size=12",
                  "train.loss.class_weights=inverse", "train.loss.label_smoothing=0.1")
 LOSS_RTOL = 1e-5
-LOGITS_ATOL = 1e-5
-F1_ATOL = 1e-9  # the predictions are the same, so the scores are
+LOGITS_ATOL = 1e-4  # measured 2e-7 here; Adam can amplify float noise in near-zero gradients on other CPUs/builds
+F1_ATOL = 1e-9  # the same predictions give the same scores (checked below: no prediction flips between the runs)
 
 
 def _launch(run: Path, synthetic_root: Path, batch_size: int, processes: int) -> list[dict[str, str]]:
@@ -85,3 +85,6 @@ def test_two_processes_match_one_process_with_the_same_global_batch(synthetic_ro
     val_one, val_two = (load_logits(tmp_path / name / "val_logits.npy") for name in ("one", "two"))
     assert val_one.ids == val_two.ids  # gathered in sample order without repeats
     np.testing.assert_allclose(val_two.logits, val_one.logits, atol=LOGITS_ATOL)
+    top2 = np.sort(val_one.logits, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 2 * LOGITS_ATOL  # a near-tie may flip within the tolerance
+    assert (val_one.logits.argmax(1) == val_two.logits.argmax(1))[clear].all()

@@ -125,3 +125,33 @@ def test_the_last_n_checkpoints_are_kept_and_a_resume_finds_one(synthetic_root, 
     assert find_checkpoint(checkpoints) == checkpoints / kept[-1]
     with pytest.raises(ConfigError, match="keep_checkpoints"):
         build_config({}, ["train.keep_checkpoints=0"])
+
+
+class _TwoProcesses:
+    """A stand-in accelerator for process ``index`` of two whose peer holds ``peer`` (sums, as gloo would)."""
+
+    device = "cpu"
+
+    def __init__(self, index: int, peer: list[float]) -> None:
+        self.process_index, self.peer = index, peer
+
+    def reduce(self, tensor, op):
+        assert op == "sum"
+        import torch
+
+        return tensor + torch.tensor(self.peer, dtype=tensor.dtype)
+
+
+def test_checkpoints_store_epoch_sums_of_all_processes_and_resume_them_once():
+    from mmcls.engine.resume import EpochPosition, global_position, local_share
+
+    mine = EpochPosition(batches=5, running=10.0, running_n=5, failures=2)
+    running = {"loss": 10.0, "loss_mlm": 4.0}
+    summed, summed_running = global_position(_TwoProcesses(0, [6.0, 5.0, 1.0, 4.0, 6.0]), mine, running)
+    assert (summed.running, summed.running_n, summed.failures, summed.batches) == (16.0, 10, 3, 5)
+    assert summed_running == {"loss": 14.0, "loss_mlm": 10.0}  # keys sorted: loss, loss_mlm
+    # on resume the main process carries the totals and the other starts from zero: a later reduce adds them once
+    assert local_share(_TwoProcesses(0, []), summed, summed_running) == (summed, summed_running)
+    other, other_running = local_share(_TwoProcesses(1, []), summed, summed_running)
+    assert (other.running, other.running_n, other.failures, other.batches) == (0.0, 0, 0, 5)
+    assert other_running == {"loss": 0.0, "loss_mlm": 0.0}

@@ -62,7 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(switches) - set(SWITCHES))
     if unknown:
         raise UserError(f"--switches: unknown {', '.join(unknown)} (known: {', '.join(SWITCHES)})")
-    configs = {Path(path).stem: load_config(path, args.overrides) for path in (args.config or DEFAULT_CONFIGS)}
+    configs = {}
+    for path in args.config or DEFAULT_CONFIGS:
+        name = Path(path).stem
+        name = name if name not in configs else f"{name}_{len(configs) + 1}"  # two files of the same name
+        configs[name] = load_config(path, args.overrides)
     if args.quick:
         args.steps, args.warmup, args.loader_batches, args.e2e_batches, args.peak_seconds = 1, 1, 1, 1, 0.2
         switches = switches if args.switches is not None else []

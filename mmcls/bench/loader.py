@@ -9,6 +9,7 @@ from typing import Any
 from mmcls.config import Config, build_config, to_dict
 from mmcls.data.dataset import build_dataloader, build_dataset
 from mmcls.data.splits import build_tokenizer, load_labelled_splits
+from mmcls.errors import UserError
 
 
 def loader_throughput(cfg: Config, source: str, workers: int, batch_size: int, batches: int,
@@ -19,6 +20,9 @@ def loader_throughput(cfg: Config, source: str, workers: int, batch_size: int, b
     dataset = build_dataset(cfg.data, split, build_tokenizer(cfg.data, cfg.model.text.pretrained), categories,
                             train=train)
     loader = build_dataloader(dataset, cfg.data, batch_size, shuffle=True)
+    if len(loader) < max(1, workers) + 1:
+        raise UserError(f"the training split ({len(dataset)} videos) has too few batches of {batch_size} to time the "
+                        f"loader with {workers} workers")
     iterator = iter(loader)
     for _ in range(max(1, workers)):  # warm-up: every worker's start-up and first batch
         next(iterator)

@@ -6,6 +6,8 @@ are those of a real run; the loader is timed separately (:mod:`mmcls.bench.loade
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import resource
 import statistics
 import time
@@ -19,6 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, 
 
 from mmcls.config import Config, build_config, to_dict
 from mmcls.engine.inference import model_inputs
+from mmcls.errors import UserError
 
 aten = torch.ops.aten
 
@@ -49,12 +52,31 @@ def load_batch(cfg: Config) -> tuple[dict[str, Any], Any, Any]:
                             with_frames=cfg.model.mode != "text", seed=cfg.seed)
     loader = build_dataloader(dataset, cfg.data, cfg.train.batch_size, shuffle=True, drop_last=True,
                               generator=torch.Generator().manual_seed(cfg.seed))
-    return next(iter(loader)), tokenizer, categories
+    batch = next(iter(loader), None)
+    if batch is None:
+        raise UserError(f"train.batch_size={cfg.train.batch_size}: the training split has only {len(dataset)} "
+                        "videos, fewer than one batch")
+    return batch, tokenizer, categories
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def autocast_for(device: torch.device, precision: str) -> Any:
+    """A fresh autocast context for ``precision`` (no / bf16 / fp16). The bench builds several accelerators in one
+    process and accelerate keeps one global precision, so inference timing does not use ``accelerator.autocast``."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def free_memory() -> None:
+    """Collect what earlier harnesses left (accelerate's patched forward keeps a reference cycle under mixed
+    precision) so the next one starts, and its peak memory is measured, from a clean device."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @dataclass
@@ -71,6 +93,13 @@ class TrainHarness:
     batch: dict[str, Any]
     updates: int = 0
 
+    @property
+    def precision(self) -> str:
+        return str(self.accelerator.mixed_precision)
+
+    def autocast(self) -> Any:
+        return autocast_for(self.accelerator.device, self.precision)
+
     @classmethod
     def build(cls, cfg: Config, batch: dict[str, Any], tokenizer: Any, categories: Any) -> TrainHarness:
         from mmcls.engine.ema import build_ema
@@ -80,6 +109,7 @@ class TrainHarness:
         from mmcls.engine.step import TrainStep
         from mmcls.models import build_model
 
+        free_memory()
         torch.manual_seed(cfg.seed)
         AcceleratorState._reset_state()  # accelerate keeps one precision per process; each harness sets its own
         accelerator = make_accelerator(cfg)
@@ -129,30 +159,30 @@ class TrainHarness:
         return int(counter.get_total_flops())
 
 
-def time_forward(model: torch.nn.Module, batch: dict[str, Any], accelerator: Accelerator, steps: int,
-                 warmup: int) -> tuple[float, int]:
-    """(median seconds, FLOPs) of one inference forward of ``batch`` (eval mode, no_grad, the accelerator's
-    autocast)."""
+def time_forward(harness: TrainHarness, batch: dict[str, Any], steps: int, warmup: int) -> tuple[float, int]:
+    """(median seconds, FLOPs) of one inference forward of ``batch`` through the harness's model (eval mode,
+    no_grad, the harness's own precision)."""
+    model, device = harness.core, harness.accelerator.device
     model.eval()
-    inputs = model_inputs({k: v.to(accelerator.device) if isinstance(v, torch.Tensor) else v
-                           for k, v in batch.items()})
+    inputs = model_inputs({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()})
     # counted with autograd on: torch's module tracker trips over no_grad outputs; the FLOPs are the same
-    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter, accelerator.autocast():
+    with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter, harness.autocast():
         model(**inputs)
     times = []
     with torch.no_grad():
         for i in range(warmup + steps):
-            _sync(accelerator.device)
+            _sync(device)
             start = time.perf_counter()
-            with accelerator.autocast():
+            with harness.autocast():
                 model(**inputs)
-            _sync(accelerator.device)
+            _sync(device)
             if i >= warmup:
                 times.append(time.perf_counter() - start)
     return statistics.median(times), int(counter.get_total_flops())
 
 
 def reset_peak_memory(device: torch.device) -> None:
+    free_memory()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 

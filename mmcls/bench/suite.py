@@ -69,7 +69,7 @@ def measure_model(name: str, cfg: Config, peaks: dict[str, float], steps: int, w
     flops = harness.flops_per_update()
     dtype = compute_dtype(cfg)
     videos = len(batch["ids"])
-    forward_s, forward_flops = time_forward(harness.core, batch, harness.accelerator, steps, warmup)
+    forward_s, forward_flops = time_forward(harness, batch, steps, warmup)
     params = sum(p.numel() for p in harness.core.parameters())
     row = {"name": name, "params_m": round(params / 1e6, 2), "batch": videos, "max_frames": cfg.data.max_frames,
            "frame_size": cfg.data.frame_size, "max_text_len": cfg.data.max_text_len, "dtype": dtype,
@@ -93,10 +93,10 @@ def feature_cache_speedup(harness: TrainHarness, batch: dict[str, Any], pixel_fo
     inputs = model_inputs(harness.batch)
     if harness.core.vision is None or inputs["frames"] is None or inputs["frames"].ndim != 5:
         return None
-    with torch.no_grad(), harness.accelerator.autocast():
+    with torch.no_grad(), harness.autocast():
         features = harness.core.frame_features(inputs["frames"], inputs["frame_mask"])  # [B, T, D]
     cached = {**harness.batch, "frames": features.to(torch.float16)}  # the cache stores float16
-    feature_s, _ = time_forward(harness.core, cached, harness.accelerator, steps, warmup)
+    feature_s, _ = time_forward(harness, cached, steps, warmup)
     return pixel_forward_s / feature_s
 
 
@@ -123,30 +123,30 @@ def host_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, flo
 @torch.no_grad()
 def end_to_end_inference(harness: TrainHarness, cfg: Config, tokenizer: Any, categories: Any, batches: int) -> float:
     """Videos/s of loader + model over the test split (``data.test``, else the validation split), eval batch size
-    and the config's workers, after one warm-up batch."""
+    and the config's workers, after one warm-up batch per worker (0 when the split is too small to time)."""
     from mmcls.data.dataset import build_dataloader, build_dataset
     from mmcls.data.splits import load_labelled_splits, load_split
     from mmcls.engine.inference import model_inputs
 
     split = load_split(cfg.data, "test") if cfg.data.test else load_labelled_splits(cfg.data, cfg.seed)[1]
-    dataset = build_dataset(cfg.data, split, tokenizer, categories, train=False, with_frames=True, seed=cfg.seed)
+    dataset = build_dataset(cfg.data, split, tokenizer, categories, train=False,
+                            with_frames=cfg.model.mode != "text", seed=cfg.seed)
     loader = build_dataloader(dataset, cfg.data, cfg.train.eval_batch_size)
-    model, accelerator = harness.core.eval(), harness.accelerator
+    model, device = harness.core.eval(), harness.accelerator.device
+    warm = max(1, cfg.data.num_workers)  # every worker's start-up and first batch stay out of the timing
     iterator = iter(loader)
     videos, start = 0, 0.0
-    for index in range(batches + 1):
-        try:
-            batch = next(iterator)
-        except StopIteration:
+    for index in range(warm + batches):
+        batch = next(iterator, None)
+        if batch is None:
             break
-        batch = {k: v.to(accelerator.device, non_blocking=True) if isinstance(v, torch.Tensor) else v
-                 for k, v in batch.items()}
-        with accelerator.autocast():
+        batch = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        with harness.autocast():
             logits = model(**model_inputs(batch))["logits"]
         logits.float().cpu()  # the result reaches the host, as in prediction
-        if index == 0:
-            start = time.perf_counter()  # after the warm-up batch
-        else:
+        if index == warm - 1:
+            start = time.perf_counter()
+        elif index >= warm:
             videos += len(batch["ids"])
     return videos / max(time.perf_counter() - start, 1e-9) if videos else 0.0
 
@@ -170,7 +170,7 @@ def flattened_frames_speedup(harness: TrainHarness, batch: dict[str, Any], steps
         times = []
         for i in range(warmup + steps):
             start = time.perf_counter()
-            with harness.accelerator.autocast():
+            with harness.autocast():
                 fn()
             if torch.cuda.is_available():
                 torch.cuda.synchronize()
@@ -189,7 +189,7 @@ def measure_switches(cfg: Config, peaks: dict[str, float], steps: int, warmup: i
     batch, tokenizer, categories = load_batch(cfg)
     base = TrainHarness.build(cfg, batch, tokenizer, categories)
     base_train = base.time_updates(steps, warmup)
-    base_infer, _ = time_forward(base.core, batch, base.accelerator, steps, warmup)
+    base_infer, _ = time_forward(base, batch, steps, warmup)
     rows = []
     for name in names:
         overrides, what = SWITCHES[name]
@@ -200,7 +200,7 @@ def measure_switches(cfg: Config, peaks: dict[str, float], steps: int, warmup: i
         harness = TrainHarness.build(variant_cfg, batch, tokenizer, categories)
         warm = warmup + (3 if variant_cfg.train.compile else 0)  # compilation happens in the first calls
         train_s = harness.time_updates(steps, warm)
-        infer_s, _ = time_forward(harness.core, batch, harness.accelerator, steps, warm)
+        infer_s, _ = time_forward(harness, batch, steps, warm)
         rows.append({"switch": name, "what": what, "train_speedup": base_train / train_s,
                      "infer_speedup": base_infer / infer_s})
     return rows
@@ -215,7 +215,7 @@ def run_suite(configs: dict[str, Config], sources: list[str], workers: list[int]
                               "switches": {}}
     for name, cfg in configs.items():
         for source in sources:
-            for count in workers:
+            for count in sorted({*workers, cfg.data.num_workers}):
                 row = loader_throughput(cfg, source, count, cfg.train.batch_size, loader_batches)
                 report["loader"].append({"config": name, **row})
                 log.info("%s loader %s x%d: %.1f videos/s", name, source, count, row["videos_per_s"])
@@ -246,20 +246,21 @@ def markdown(report: dict[str, Any]) -> str:
            f"({info['torch_threads']} threads, {info['cpu_capability']})", "",
            "| matmul peak | TFLOP/s |", "|---|---:|"]
     out += [f"| {dtype} | {tflops:.3f} |" for dtype, tflops in report["peak_tflops"].items()]
-    out += ["", "| config | source | workers | videos/s | frames/s |", "|---|---|---:|---:|---:|"]
+    out += ["", "| config | source | workers | videos/s | frames/s | unreadable videos |",
+            "|---|---|---:|---:|---:|---:|"]
     out += [f"| {r['config']} | {r['source']} | {r['workers']} | {_fmt(r['videos_per_s'])} | "
-            f"{_fmt(r['frames_per_s'], 0)} |" for r in report["loader"]]
+            f"{_fmt(r['frames_per_s'], 0)} | {r['failed_videos']} of {r['videos']} |" for r in report["loader"]]
     out += ["", "| config | params (M) | batch x frames @ px, text | dtype | training videos/s | GFLOP / update | "
             "MFU | loader headroom | peak memory (MiB) |", "|---|---:|---|---|---:|---:|---:|---:|---:|"]
     out += [f"| {m['name']} | {m['params_m']} | {m['batch']} x {m['max_frames']} @ {m['frame_size']}, "
             f"{m['max_text_len']} | {m['dtype']} | {_fmt(m['train_videos_per_s'])} | "
-            f"{_fmt(m['train_gflop_per_update'])} | {_pct(m['train_mfu'])} | {_fmt(m['loader_headroom'])}x | "
+            f"{_fmt(m['train_gflop_per_update'])} | {_pct(m['train_mfu'])} | {_times(m['loader_headroom'])} | "
             f"{_fmt(m['peak_memory_mib'], 0)} ({m['memory_kind']}) |" for m in report["models"]]
     out += ["", "| config | inference videos/s (model) | MFU | inference videos/s (end to end) | "
             "frames flattened: speedup | feature cache: speedup |", "|---|---:|---:|---:|---:|---:|"]
     out += [f"| {m['name']} | {_fmt(m['infer_model_videos_per_s'])} | {_pct(m['infer_mfu'])} | "
-            f"{_fmt(m['infer_e2e_videos_per_s'])} | {_fmt(m['flatten_speedup'], 2)}x | "
-            f"{_fmt(m['feature_cache_speedup'], 2)}x |" for m in report["models"]]
+            f"{_fmt(m['infer_e2e_videos_per_s'])} | {_times(m['flatten_speedup'], 2)} | "
+            f"{_times(m['feature_cache_speedup'], 2)} |" for m in report["models"]]
     copies = [m for m in report["models"] if m["h2d_uint8_gbps"] is not None]
     if copies:
         out += ["", "| config | frames to the device: uint8 pinned | uint8 | float32 (host-normalised) |",
@@ -274,6 +275,10 @@ def markdown(report: dict[str, Any]) -> str:
             else:
                 out.append(f"| {r['switch']} | {r['what']} | {r['train_speedup']:.2f}x | {r['infer_speedup']:.2f}x |")
     return "\n".join(out) + "\n"
+
+
+def _times(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}x"
 
 
 def _pct(value: float | None) -> str:

@@ -38,7 +38,15 @@ from mmcls.engine.guard import NonFiniteGuard, guarded_step
 from mmcls.engine.inference import InferenceResult, run_inference
 from mmcls.engine.losses import Criterion
 from mmcls.engine.optim import build_scheduler, optimizer_for
-from mmcls.engine.resume import EpochPosition, epoch_loader, open_run, restore, trainer_state
+from mmcls.engine.resume import (
+    EpochPosition,
+    epoch_loader,
+    global_position,
+    local_share,
+    open_run,
+    restore,
+    trainer_state,
+)
 from mmcls.engine.rundir import VAL_LOGITS, VAL_TRUTH, RunDir
 from mmcls.engine.runtime import (
     apply_model_switches,
@@ -190,6 +198,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     resumed_at = 0  # updates done before this process started (for the speed figure)
     if saved is not None:
         counters, position = restore(accelerator, checkpoint, saved, loader_generator, run)
+        position, _ = local_share(accelerator, position)
         state, resumed_at = TrainState(**counters), counters["update"]
         best_scores, guard.skipped = saved["best_scores"], saved["skipped"]
         train_step.load_state_dict(saved["step"])
@@ -197,7 +206,8 @@ def finetune(cfg: Config) -> dict[str, float]:
     def save_checkpoint() -> None:
         """checkpoints/last with everything a resume needs (see mmcls.engine.resume)."""
         extra = {"best_scores": best_scores, "step": train_step.state_dict(), "skipped": guard.skipped}
-        save_last_checkpoint(accelerator, run, trainer_state(cfg, state, position, loader_generator, **extra),
+        summed, _ = global_position(accelerator, position)
+        save_last_checkpoint(accelerator, run, trainer_state(cfg, state, summed, loader_generator, **extra),
                              cfg.train.keep_checkpoints)
 
     def evaluated_model() -> torch.nn.Module:

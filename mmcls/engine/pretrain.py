@@ -31,7 +31,15 @@ from mmcls.engine.freeze import TowerFreezer
 from mmcls.engine.guard import NonFiniteGuard, guarded_step
 from mmcls.engine.masking import mask_frames, mask_tokens, shuffle_videos
 from mmcls.engine.optim import build_scheduler, optimizer_for
-from mmcls.engine.resume import EpochPosition, epoch_loader, open_run, restore, trainer_state
+from mmcls.engine.resume import (
+    EpochPosition,
+    epoch_loader,
+    global_position,
+    local_share,
+    open_run,
+    restore,
+    trainer_state,
+)
 from mmcls.engine.rundir import RunDir
 from mmcls.engine.runtime import (
     apply_model_switches,
@@ -218,11 +226,13 @@ def pretrain(cfg: Config) -> dict[str, float]:
         counters, position = restore(accelerator, checkpoint, saved, loader_generator, run)
         state, resumed_at = PretrainState(**counters), counters["update"]
         best, running, guard.skipped = saved["best"], saved["running"], saved["skipped"]
+        position, running = local_share(accelerator, position, running)
 
     def save_checkpoint() -> None:
         """checkpoints/last with everything a resume needs (see mmcls.engine.resume)."""
-        extra = {"best": best, "running": running, "skipped": guard.skipped}
-        save_last_checkpoint(accelerator, run, trainer_state(cfg, state, position, loader_generator, **extra),
+        summed, summed_running = global_position(accelerator, position, running)
+        extra = {"best": best, "running": summed_running, "skipped": guard.skipped}
+        save_last_checkpoint(accelerator, run, trainer_state(cfg, state, summed, loader_generator, **extra),
                              cfg.train.keep_checkpoints)
 
     def validate_and_save() -> None:

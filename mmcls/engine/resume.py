@@ -130,6 +130,28 @@ def restore(accelerator: Any, checkpoint: Path, saved: dict[str, Any], loader_ge
     return counters, position
 
 
+def global_position(accelerator: Any, position: EpochPosition, running: dict[str, float] | None = None
+                    ) -> tuple[EpochPosition, dict[str, float] | None]:
+    """The epoch's running sums over ALL processes (what a checkpoint stores; the main process writes it). Called by
+    every process. On resume the main process takes the totals back and the others start from zero
+    (:func:`local_share`), so the sums stay exact whatever the number of processes."""
+    keys = sorted(running or {})
+    local = torch.tensor([position.running, float(position.running_n), float(position.failures),
+                          *(running[k] for k in keys)], dtype=torch.float64)
+    totals = accelerator.reduce(local.to(accelerator.device), "sum").cpu().tolist()
+    summed = dataclasses.replace(position, running=totals[0], running_n=int(totals[1]), failures=int(totals[2]))
+    return summed, (dict(zip(keys, totals[3:], strict=True)) if running is not None else None)
+
+
+def local_share(accelerator: Any, position: EpochPosition, running: dict[str, float] | None = None
+                ) -> tuple[EpochPosition, dict[str, float] | None]:
+    """A resumed process's part of the saved totals: all of them on the main process, zero elsewhere."""
+    if accelerator.process_index == 0:
+        return position, running
+    zeroed = dataclasses.replace(position, running=0.0, running_n=0, failures=0)
+    return zeroed, (dict.fromkeys(running, 0.0) if running is not None else None)
+
+
 def epoch_loader(accelerator: Any, loader: Any, generator: torch.Generator, position: EpochPosition
                  ) -> tuple[Any, EpochPosition]:
     """The loader of a starting epoch and its position: a fresh position (recording the shuffle state), or after a
