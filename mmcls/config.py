@@ -599,6 +599,10 @@ def _coerce(value: Any, tp: Any, key: str, validate: bool) -> Any:
                 continue
         raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if origin is Literal:
+        if isinstance(value, bool) and not any(isinstance(a, bool) for a in args):
+            # YAML reads a bare no/off/false (yes/on/true) as a boolean: take the word the choices spell it with
+            words = ("no", "off", "false", "none") if not value else ("yes", "on", "true")
+            value = next((a for a in args if isinstance(a, str) and a.lower() in words), value)
         if value not in args:
             raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
         return value

@@ -206,3 +206,13 @@ def test_config_files_layer_in_order(tmp_path):
         load_config([base, bad])
     shipped = load_config([ROOT / "configs" / "demo.yaml", ROOT / "configs" / "pretrain_demo.yaml"])
     assert shipped.output_dir == "runs/pretrain_demo" and shipped.model.text.hidden_size == 128
+
+
+def test_a_bare_no_is_the_word_where_a_choice_expects_it(tmp_path):
+    """YAML 1.1 reads ``no`` as false; a choice that spells ``no`` gets the word back (and a file reads the same)."""
+    assert build_config({}, ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  mixed_precision: no\n", encoding="utf-8")
+    assert load_config(path).train.mixed_precision == "no"
+    with pytest.raises(ConfigError, match=r"^data\.frame_source: expected one of"):
+        build_config({}, ["data.frame_source=no"])  # no choice is spelled "no": still an error
