@@ -123,3 +123,12 @@ def test_compiled_model_trains_like_the_eager_one(tiny_cfg):
     for (name, a), b in zip(eager.core.named_parameters(), compiled.core.parameters(), strict=True):
         if a.grad is not None:
             torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_epoch_start_is_timed_with_and_without_persistent_workers(tiny_cfg):
+    from mmcls.bench.loader import epoch_start_seconds
+
+    assert epoch_start_seconds(tiny_cfg, 0, 8, persistent=True) is None  # nothing to keep alive
+    for persistent in (True, False):
+        seconds = epoch_start_seconds(tiny_cfg, 1, 8, persistent=persistent)
+        assert seconds is not None and seconds > 0

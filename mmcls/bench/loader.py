@@ -48,3 +48,20 @@ def loader_markdown(rows: list[dict[str, Any]]) -> str:
     lines += [f"| {r['source']} | {r['workers']} | {r['videos_per_s']:,} | {r['frames_per_s']:,} | "
               f"{r['failed_videos']} |" for r in rows]
     return "\n".join(lines)
+
+
+def epoch_start_seconds(cfg: Config, workers: int, batch_size: int, persistent: bool) -> float | None:
+    """Seconds from starting the SECOND epoch to its first batch, with ``data.persistent_workers`` on or off (None
+    without workers): what keeping the workers alive saves at every epoch boundary."""
+    if workers == 0:
+        return None
+    cfg = build_config(to_dict(cfg), [f"data.num_workers={workers}", f"data.persistent_workers={persistent}"])
+    split, _, categories = load_labelled_splits(cfg.data, cfg.seed)
+    dataset = build_dataset(cfg.data, split, build_tokenizer(cfg.data, cfg.model.text.pretrained), categories,
+                            train=True)
+    loader = build_dataloader(dataset, cfg.data, batch_size, shuffle=True)
+    for _ in loader:  # the first epoch: workers start, every batch is read
+        pass
+    start = time.perf_counter()
+    next(iter(loader))
+    return time.perf_counter() - start

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from mmcls.bench.loader import loader_throughput
+from mmcls.bench.loader import epoch_start_seconds, loader_throughput
 from mmcls.bench.model import TrainHarness, load_batch, peak_memory_mib, reset_peak_memory, time_forward
 from mmcls.bench.peak import matmul_peak, supported_dtypes
 from mmcls.config import Config, build_config, to_dict
@@ -211,8 +211,8 @@ def run_suite(configs: dict[str, Config], sources: list[str], workers: list[int]
     """Everything, in the order the report shows it."""
     peaks = measure_peaks(peak_seconds)
     log.info("matmul peak (TFLOP/s): %s", peaks)
-    report: dict[str, Any] = {"device": device_info(), "peak_tflops": peaks, "loader": [], "models": [],
-                              "switches": {}}
+    report: dict[str, Any] = {"device": device_info(), "peak_tflops": peaks, "loader": [], "epoch_start": [],
+                              "models": [], "switches": {}}
     for name, cfg in configs.items():
         for source in sources:
             for count in sorted({*workers, cfg.data.num_workers}):
@@ -224,6 +224,11 @@ def run_suite(configs: dict[str, Config], sources: list[str], workers: list[int]
         if switches:
             report["switches"][name] = measure_switches(cfg, peaks, steps, warmup, switches)
             log.info("%s switches: %s", name, report["switches"][name])
+    for name, cfg in configs.items():  # what persistent workers save at each epoch boundary
+        if cfg.data.num_workers and "zip" in sources:
+            report["epoch_start"].append({"config": name, "workers": cfg.data.num_workers, **{
+                key: epoch_start_seconds(cfg, cfg.data.num_workers, cfg.train.batch_size, persistent)
+                for key, persistent in (("persistent_s", True), ("restarted_s", False))}})
     for model in report["models"]:  # loader headroom: what the config's own worker count delivers / what it trains
         own = [r for r in report["loader"] if r["config"] == model["name"] and r["source"] == "zip"]
         best = max(own, key=lambda r: r["videos_per_s"]) if own else None
@@ -250,6 +255,11 @@ def markdown(report: dict[str, Any]) -> str:
             "|---|---|---:|---:|---:|---:|"]
     out += [f"| {r['config']} | {r['source']} | {r['workers']} | {_fmt(r['videos_per_s'])} | "
             f"{_fmt(r['frames_per_s'], 0)} | {r['failed_videos']} of {r['videos']} |" for r in report["loader"]]
+    if report["epoch_start"]:
+        out += ["", "| config | workers | first batch of an epoch: persistent workers | restarted workers |",
+                "|---|---:|---:|---:|"]
+        out += [f"| {r['config']} | {r['workers']} | {r['persistent_s']:.3f} s | {r['restarted_s']:.3f} s |"
+                for r in report["epoch_start"]]
     out += ["", "| config | params (M) | batch x frames @ px, text | dtype | training videos/s | GFLOP / update | "
             "MFU | loader headroom | peak memory (MiB) |", "|---|---:|---|---|---:|---:|---:|---:|---:|"]
     out += [f"| {m['name']} | {m['params_m']} | {m['batch']} x {m['max_frames']} @ {m['frame_size']}, "
