@@ -57,6 +57,7 @@ from mmcls.engine.runtime import (
     make_accelerator,
     plan_updates,
     save_last_checkpoint,
+    show_progress,
     with_feature_width,
 )
 from mmcls.engine.step import TrainStep
@@ -281,7 +282,7 @@ def finetune(cfg: Config) -> dict[str, float]:
             if ema is not None:
                 ema.update(core, step=state.update)
             if state.update % cfg.train.log_every == 0:
-                bar.set_postfix(loss=f"{position.mean_loss():.4f}", lr=f"{lr:.2e}")
+                show_progress(bar, position.mean_loss(), lr, cfg.train.batch_size * accelerator.num_processes)
                 run.scalar("train/loss", position.mean_loss(), state.update)
                 run.scalar("train/lr", lr, state.update)
                 for name, value in losses.items():

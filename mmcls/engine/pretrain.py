@@ -50,6 +50,7 @@ from mmcls.engine.runtime import (
     make_accelerator,
     plan_updates,
     save_last_checkpoint,
+    show_progress,
     with_feature_width,
 )
 from mmcls.errors import ConfigError
@@ -295,7 +296,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
             state.last_lr = lr
             mean_loss = running["loss"] / max(1, position.running_n)
             if state.update % cfg.train.log_every == 0:
-                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}")
+                show_progress(bar, mean_loss, lr, cfg.train.batch_size * accelerator.num_processes)
                 run.scalar("train/lr", lr, state.update)
                 for name, value in running.items():
                     run.scalar(f"train/{name}", value / max(1, position.running_n), state.update)

@@ -52,6 +52,16 @@ def apply_model_switches(model: torch.nn.Module, cfg: Config) -> None:
         model.compile()  # in place: state_dict names, unwrap_model and checkpoints stay as they are
 
 
+def show_progress(bar: Any, loss: float, lr: float, videos_per_batch: int) -> None:
+    """The training bar's figures: running loss, learning rate and videos/s over all processes (tqdm itself shows
+    batches done and the time left)."""
+    figures = bar.format_dict
+    # batches/s of this process: tqdm's smoothed rate, else (smoothing off) the average so far
+    rate = figures.get("rate") or (figures["n"] / figures["elapsed"] if figures.get("elapsed") else None)
+    speed = f"{rate * videos_per_batch:.1f}" if rate else "-"
+    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", videos_s=speed, refresh=False)
+
+
 def base_lr(optimizer: torch.optim.Optimizer) -> float:
     """Current learning rate of the fusion layers and heads (``train.lr``), the one logged as ``lr``."""
     for group in optimizer.param_groups:
