@@ -36,3 +36,11 @@ def test_every_script_help_has_an_example(name):
                           cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("usage:") and "example" in proc.stdout.lower(), name
+
+
+@pytest.mark.parametrize("name", ["predict", "ensemble", "average_checkpoints"])
+def test_output_is_also_spelled_out(name, capsys):
+    """Every tool writes with --out; the three that named it --output take both spellings."""
+    with pytest.raises(SystemExit):
+        main([name, "--help"])
+    assert "--output OUTPUT, --out OUTPUT" in capsys.readouterr().out

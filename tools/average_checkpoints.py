@@ -24,7 +24,8 @@ from mmcls.cli import run_main
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="+", help="RUN/best folders to average (at least 2).")
-    parser.add_argument("--output", required=True, help="Portable model folder to write (replaced atomically).")
+    parser.add_argument("--output", "--out", required=True,
+                        help="Portable model folder to write (replaced atomically).")
     parser.add_argument("--weights", nargs="+", type=float, help="Weights, one per model (default equal).")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--categories", help="categories.json of one of the models (level-1 parents); default: the "
                         "first --lv1-prefix-len characters of each category id.")
     parser.add_argument("--lv1-prefix-len", type=int, default=2, help="Level-1 prefix length (default 2).")
-    parser.add_argument("--output", help="Submission CSV of the test predictions (needs --test).")
+    parser.add_argument("--output", "--out", help="Submission CSV of the test predictions (needs --test).")
     parser.add_argument("--logits", help="Also save the ensemble's test log-probabilities as a logits bundle.")
     parser.add_argument("--oof-logits", help="Also save the fitted ensemble's out-of-fold log-probabilities (a "
                         "teacher for train.distill.teacher).")

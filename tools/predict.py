@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--weights", nargs="+", type=float, help="Ensemble weights, one per --model (default equal).")
     parser.add_argument("--split", default="test", choices=SPLIT_KEYS,
                         help="Which annotation file of the config to predict (default test = data.test).")
-    parser.add_argument("--output", required=True, help="Submission CSV to write (atomically).")
+    parser.add_argument("--output", "--out", required=True, help="Submission CSV to write (atomically).")
     parser.add_argument("--logits", help="Also save logits as .npy (ids in the same order in <name>.ids.txt).")
     parser.add_argument("--batch-size", type=int, help="Videos per batch per process (default train.eval_batch_size).")
     add_precision_argument(parser)
