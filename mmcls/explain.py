@@ -16,6 +16,7 @@ frames as the model sampled them (eval transforms) and its tokenised text.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,6 +58,7 @@ class SpatialCapture:
     def __init__(self, backbone: torch.nn.Module, frames: int) -> None:
         self.frames = frames
         self.outputs: list[torch.Tensor] = []
+        self.chosen: torch.Tensor | None = None  # the activation the last maps() read
         # attention internals (per-head queries, keys, score matrices) are 4-D too: never read them as frames
         self.handles = [module.register_forward_hook(self._hook) for name, module in backbone.named_modules()
                         if name and not any(part in name.lower() for part in ("attn", "attention"))]
@@ -94,6 +96,7 @@ class SpatialCapture:
             act, grad = self._positions(tensor.detach().float()), self._positions(tensor.grad.float())
             if grad.abs().max() == 0:
                 continue
+            self.chosen = tensor
             cam = F.relu((act * grad).sum(dim=-1))  # [n, positions]
             if tensor.ndim == 4:
                 return cam.reshape(-1, *tensor.shape[2:])
@@ -139,13 +142,19 @@ def explain_video(loaded: LoadedModel, batch: dict[str, Any], category: str | No
             capture.close()
     result = Explanation(batch["ids"][0], target, predicted, float(probs[index].detach()))
     words = embeddings["words"]
-    scores = (words.detach() * words.grad).sum(-1)[0].float()  # [L]
     ids = batch["input_ids"][0].tolist()
-    mask = batch["attention_mask"][0].bool().tolist()
-    result.tokens = [(loaded.tokenizer.convert_ids_to_tokens(i), float(s))
-                     for i, s, m in zip(ids, scores.tolist(), mask, strict=True) if m]
+    if words.grad is not None and words.shape[1] == len(ids):  # video mode feeds [CLS] [SEP] instead of the text
+        scores = (words.detach() * words.grad).sum(-1)[0].float()  # [L]
+        mask = batch["attention_mask"][0].bool().tolist()
+        result.tokens = [(loaded.tokenizer.convert_ids_to_tokens(i), float(s))
+                         for i, s, m in zip(ids, scores.tolist(), mask, strict=True) if m]
+    cams = None
     if capture is not None:
-        cams = capture.maps()  # [valid, h, w]
+        try:
+            cams = capture.maps()  # [valid, h, w]
+        except RuntimeError as exc:  # a layout the capture does not know (e.g. NHWC maps): text only
+            logging.getLogger("mmcls").warning("%s: no frame heatmap (%s)", result.video_id, exc)
+    if cams is not None:
         size = frames.shape[-2:]
         cams = F.interpolate(cams.unsqueeze(1), size=size, mode="bilinear", align_corners=False).squeeze(1)
         cams = cams / cams.max().clamp_min(1e-12)  # one scale for the whole video

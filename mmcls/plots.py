@@ -41,10 +41,20 @@ def _read_metrics(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def _number(text: str | None) -> float | None:
+    """A cell as a finite float; None when empty, cut off mid-write (a running run) or not finite."""
+    try:
+        value = float(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+    return value if value is not None and np.isfinite(value) else None
+
+
 def _column(rows: Sequence[dict[str, str]], key: str) -> tuple[list[float], list[float]]:
-    """(steps, values) of the rows where ``key`` has a value."""
-    pairs = [(float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
+    """(steps, values) of the rows where ``key`` (and the step) has a finite value."""
+    pairs = [(_number(r.get("step")), _number(r.get(key))) for r in rows]
+    kept = [(step, value) for step, value in pairs if step is not None and value is not None]
+    return [p[0] for p in kept], [p[1] for p in kept]
 
 
 def plot_curves(metrics_csv: Path, out: Path) -> Path:
@@ -67,10 +77,11 @@ def plot_curves(metrics_csv: Path, out: Path) -> Path:
         if steps:
             f1_ax.plot(steps, values, marker="o", markersize=3, linewidth=2.5 if key == "mean_f1" else 1.2,
                        color="black" if key == "mean_f1" else None, label=key)
-    best = max(rows, key=lambda r: float(r["mean_f1"] or "nan") if r.get("mean_f1") else -1.0, default=None)
-    if best and best.get("mean_f1"):
-        f1_ax.axvline(float(best["step"]), color="grey", linestyle=":", linewidth=1)
-        f1_ax.set_title(f"validation F1 (best mean {float(best['mean_f1']):.4f} at update {best['step']})")
+    steps, means = _column(rows, "mean_f1")
+    if means:
+        best = int(np.argmax(means))
+        f1_ax.axvline(steps[best], color="grey", linestyle=":", linewidth=1)
+        f1_ax.set_title(f"validation F1 (best mean {means[best]:.4f} at update {steps[best]:.0f})")
     else:
         f1_ax.set_title("validation F1")
     f1_ax.set(xlabel="update", ylim=(0, 1))
@@ -155,7 +166,7 @@ def plot_class_distribution(counts: dict[str, int], lv1_of: dict[str, str], out:
     classes = sorted(counts, key=lambda c: (-counts[c], c))
     parents = sorted(set(lv1_of[c] for c in classes))
     colours = {p: f"C{i % 10}" for i, p in enumerate(parents)}
-    figure = Figure(figsize=(max(6.0, 0.22 * len(classes) + 2), 4))
+    figure = Figure(figsize=(min(max(6.0, 0.22 * len(classes) + 2), 60.0), 4))  # capped: thousands of classes
     ax = figure.subplots()
     ax.bar(range(len(classes)), [counts[c] for c in classes], color=[colours[lv1_of[c]] for c in classes])
     if len(classes) <= 60:

@@ -83,8 +83,8 @@ def build_report(run_dir: str | Path) -> Path:
     if (run / "metrics.csv").is_file():
         with (run / "metrics.csv").open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
-            metrics = list(reader)
-        parts += ["<h2>metrics.csv</h2>", _table(metrics, reader.fieldnames or [])]
+            metrics, columns = list(reader), list(reader.fieldnames or [])
+        parts += ["<h2>metrics.csv</h2>", _table(metrics, columns)]
     if (run / "config.yaml").is_file():
         config = (run / "config.yaml").read_text(encoding="utf-8")
         parts += ["<h2>config.yaml</h2>", f"<pre>{html.escape(config)}</pre>"]

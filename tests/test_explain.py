@@ -39,14 +39,31 @@ def test_grad_cam_reads_the_last_activations_that_reach_the_output(name):
         side = 2  # 64 px / stride 32
     frames = 3
     pixels = torch.randn(frames, 3, 32 if name == "vit" else 64, 32 if name == "vit" else 64)
+    expected: list[torch.Tensor] = []  # what Grad-CAM should read: the last block's norm1 output / the last stage
+    layer = backbone.blocks[-1].norm1 if name == "vit" else backbone.layer4
+    layer.register_forward_hook(lambda module, inputs, output: expected.append(output))
     capture = SpatialCapture(backbone, frames)
     backbone(pixels).sum().backward()
     capture.close()
     maps = capture.maps()
     assert maps.shape == (frames, side, side) and (maps >= 0).all() and maps.sum() > 0
+    assert capture.chosen is expected[-1]
     if name == "vit":  # the tokens leaving the last block reached nothing: the map is not taken from them
         last_block = [t for t in capture.outputs if t.ndim == 3][-1]
         assert last_block.grad is None or last_block.grad[:, 1:].abs().max() == 0
+
+
+def test_open_clip_tower_reads_the_tokens_entering_the_last_attention(tiny_model):
+    from mmcls.engine.checkpoint import load_portable
+
+    backbone = load_portable(tiny_model).model.vision.backbone
+    expected: list[torch.Tensor] = []
+    backbone.transformer.resblocks[-1].ln_1.register_forward_hook(lambda m, i, output: expected.append(output))
+    capture = SpatialCapture(backbone, 2)
+    backbone(torch.randn(2, 3, 24, 24)).sum().backward()
+    capture.close()
+    maps = capture.maps()
+    assert maps.shape == (2, 3, 3) and capture.chosen is expected[-1] and maps.sum() > 0  # 24 px / patch 8
 
 
 def test_token_helpers():
@@ -81,6 +98,8 @@ def test_explain_tool_writes_heatmaps_and_token_attributions(tiny_model, synthet
     categories = json.loads((tiny_model / "categories.json").read_text())["lv2_ids"]
     assert report["category"] == report["predicted"] in categories and 0 < report["probability"] <= 1
     assert report["frames"] == 4 and report["video_error"] is None  # data.max_frames=4 in the tiny config
+    peaks = report["heatmap_peak_per_frame"]  # normalised over the video: the hottest frame peaks at 1
+    assert len(peaks) == 4 and max(peaks) == 1.0 and min(peaks) >= 0
     assert report["tokens"][0]["token"] == "[CLS]" and all(np.isfinite(t["attribution"]) for t in report["tokens"])
     assert any(t["attribution"] != 0 for t in report["tokens"])
     from PIL import Image
@@ -107,3 +126,19 @@ def test_explain_errors_are_one_line(tiny_model, synthetic_root, tmp_path, capsy
     records = json.loads((synthetic_root / "annotations" / "test.json").read_text(encoding="utf-8"))
     assert run_main(explain.main, [*base, "--id", records[0]["id"], "--category", "9999"]) == 2
     assert "--category: '9999' is not a class" in capsys.readouterr().err
+
+
+def test_a_video_only_model_is_explained_by_its_frames_alone(tiny_model, synthetic_root):
+    from mmcls.data.dataset import build_dataloader, build_dataset
+    from mmcls.data.splits import Split, load_split
+    from mmcls.engine.checkpoint import load_portable
+    from mmcls.explain import explain_video
+
+    loaded = load_portable(tiny_model, [f"data.root={synthetic_root}"])
+    loaded.model.mode = "video"  # the same weights read frames only ([CLS] [SEP] replaces the text)
+    split = load_split(loaded.cfg.data, "test")
+    faults = json.loads((synthetic_root / "faults.json").read_text(encoding="utf-8"))["test"]
+    record = next(r for r in split.records if r.id not in faults)
+    dataset = build_dataset(loaded.cfg.data, Split(split.name, [record]), loaded.tokenizer, None, train=False)
+    explanation = explain_video(loaded, next(iter(build_dataloader(dataset, loaded.cfg.data, 1))))
+    assert explanation.tokens == [] and explanation.heatmaps is not None and explanation.heatmaps.max() == 1.0

@@ -75,3 +75,20 @@ def test_report_of_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
 
     assert run_main(report.main, [str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path}: not a run directory (no metrics.csv or config.yaml)"
+
+
+def test_report_of_a_run_that_has_just_started(finished_run, tmp_path):
+    """An empty metrics.csv, then one whose last row is cut off mid-write: the report still renders."""
+    import shutil
+
+    from mmcls.report import build_report
+
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    (run / "result.json").unlink()
+    (run / "metrics.csv").write_text("", encoding="utf-8")
+    assert "has not finished" in build_report(run).read_text(encoding="utf-8")
+    lines = (finished_run / "metrics.csv").read_text(encoding="utf-8").splitlines()
+    (run / "metrics.csv").write_text("\n".join(lines) + "\n" + lines[-1][: len(lines[-1]) // 2], encoding="utf-8")
+    page = build_report(run).read_text(encoding="utf-8")
+    assert page.count('src="data:image/png;base64,') == len(PLOTS)

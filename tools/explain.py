@@ -65,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = {"id": vid, "category": explanation.category, "predicted": explanation.predicted,
                   "probability": explanation.probability, "frames": 0 if explanation.frames is None else
                   len(explanation.frames), "video_error": batch["video_errors"][0],
+                  "heatmap_peak_per_frame": [] if explanation.heatmaps is None else
+                  [round(float(h.max()), 4) for h in explanation.heatmaps],
                   "tokens": [{"token": t, "attribution": s} for t, s in explanation.tokens]}
         atomic_write_text(out / f"explain_{vid}.json", json.dumps(report, ensure_ascii=False, indent=1) + "\n")
         shown = ", ".join(f"{t} {s:+.3f}" for t, s in top_tokens(explanation.tokens, 5))

@@ -57,7 +57,8 @@ def show_progress(bar: Any, loss: float, lr: float, videos_per_batch: int) -> No
     batches done and the time left)."""
     figures = bar.format_dict
     # batches/s of this process: tqdm's smoothed rate, else (smoothing off) the average so far
-    rate = figures.get("rate") or (figures["n"] / figures["elapsed"] if figures.get("elapsed") else None)
+    done = figures["n"] - (figures.get("initial") or 0)  # a resumed bar starts at the batches already done
+    rate = figures.get("rate") or (done / figures["elapsed"] if figures.get("elapsed") else None)
     speed = f"{rate * videos_per_batch:.1f}" if rate else "-"
     bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", videos_s=speed, refresh=False)
 
