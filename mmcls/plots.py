@@ -24,7 +24,7 @@ from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
 from mmcls.engine.rundir import VAL_LOGITS, VAL_TRUTH
 from mmcls.logits import load_logits
-from mmcls.metrics import read_submission
+from mmcls.metrics import per_class_report, read_submission
 
 PLOTS_DIR = "plots"
 F1_COLUMNS = ("lv1_micro_f1", "lv1_macro_f1", "lv2_micro_f1", "lv2_macro_f1", "mean_f1")
@@ -128,9 +128,8 @@ def plot_confusion_lv1(truth_lv1: Sequence[str], pred_lv1: Sequence[str], classe
 
 def per_class_f1(truth: Sequence[str], pred: Sequence[str], classes: Sequence[str]) -> np.ndarray:
     """F1 of each class in ``classes`` (0 where it is neither true nor predicted anywhere)."""
-    from sklearn.metrics import f1_score
-
-    return f1_score(list(truth), list(pred), labels=list(classes), average=None, zero_division=0)
+    f1 = {row["id"]: row["f1"] for row in per_class_report(truth, pred)}
+    return np.array([f1.get(c, 0.0) for c in classes])
 
 
 def plot_f1_vs_frequency(f1: np.ndarray, counts: Sequence[int], classes: Sequence[str], lv1_of: dict[str, str],
@@ -180,6 +179,20 @@ def plot_class_distribution(counts: dict[str, int], lv1_of: dict[str, str], out:
     return _save(figure, out)
 
 
+def validation_predictions(run: Path) -> tuple[dict, list[str], list[str]] | None:
+    """(categories.json, true level-2 ids, predicted level-2 ids) of the labelled validation videos, from the best
+    weights' logits; None when the run has not written them."""
+    categories_json = run / "best" / "categories.json"
+    if not ((run / VAL_LOGITS).is_file() and (run / VAL_TRUTH).is_file() and categories_json.is_file()):
+        return None
+    categories = _categories(categories_json)
+    bundle = load_logits(run / VAL_LOGITS)
+    truth = read_submission(run / VAL_TRUTH, known_categories=categories["lv2_ids"])
+    predicted = {vid: bundle.classes[k] for vid, k in zip(bundle.ids, bundle.logits.argmax(axis=1), strict=True)}
+    ids = [vid for vid in bundle.ids if vid in truth]
+    return categories, [truth[v] for v in ids], [predicted[v] for v in ids]
+
+
 def write_run_plots(run_dir: str | Path) -> list[Path]:
     """Every plot the run's files allow, into ``run_dir/plots``; returns the written paths."""
     run = Path(run_dir)
@@ -194,12 +207,9 @@ def write_run_plots(run_dir: str | Path) -> list[Path]:
     lv1_of, classes = categories["lv1_of"], categories["lv2_ids"]
     counts = {c: int(categories.get("counts", {}).get(c, 0)) for c in classes}
     written.append(plot_class_distribution(counts, lv1_of, out / "class_distribution.png"))
-    if (run / VAL_LOGITS).is_file() and (run / VAL_TRUTH).is_file():
-        bundle = load_logits(run / VAL_LOGITS)
-        truth = read_submission(run / VAL_TRUTH, known_categories=classes)
-        predicted = {vid: bundle.classes[k] for vid, k in zip(bundle.ids, bundle.logits.argmax(axis=1), strict=True)}
-        ids = [vid for vid in bundle.ids if vid in truth]
-        truth_lv2, pred_lv2 = [truth[v] for v in ids], [predicted[v] for v in ids]
+    validation = validation_predictions(run)
+    if validation is not None:
+        _, truth_lv2, pred_lv2 = validation
         written.append(plot_confusion_lv1([lv1_of[c] for c in truth_lv2], [lv1_of[c] for c in pred_lv2],
                                           categories["lv1_ids"], out / "confusion_lv1.png"))
         f1 = per_class_f1(truth_lv2, pred_lv2, classes)

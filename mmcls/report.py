@@ -10,12 +10,11 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mmcls.engine.rundir import RESULT_FILE, VAL_LOGITS, VAL_TRUTH
+from mmcls.engine.rundir import RESULT_FILE
 from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
-from mmcls.logits import load_logits
-from mmcls.metrics import METRIC_KEYS, per_class_report, read_submission
-from mmcls.plots import write_run_plots
+from mmcls.metrics import METRIC_KEYS, per_class_report
+from mmcls.plots import validation_predictions, write_run_plots
 
 REPORT_FILE = "report.html"
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -44,18 +43,13 @@ def _image(path: Path) -> str:
 
 def per_class_rows(run: Path) -> list[dict]:
     """Level-2 per-class scores of the best weights on the validation split (empty without the files)."""
-    categories_json = run / "best" / "categories.json"
-    if not ((run / VAL_LOGITS).is_file() and (run / VAL_TRUTH).is_file() and categories_json.is_file()):
+    validation = validation_predictions(run)
+    if validation is None:
         return []
-    categories = json.loads(categories_json.read_text(encoding="utf-8"))
-    bundle = load_logits(run / VAL_LOGITS)
-    truth = read_submission(run / VAL_TRUTH, known_categories=categories["lv2_ids"])
-    ids = [vid for vid in bundle.ids if vid in truth]
-    row_of = {vid: k for k, vid in enumerate(bundle.ids)}
-    pred = [bundle.classes[int(bundle.logits[row_of[vid]].argmax())] for vid in ids]
-    rows = per_class_report([truth[v] for v in ids], pred, categories["lv1_of"])
+    categories, truth, pred = validation
     counts = categories.get("counts", {})
-    return [{**row, "train_videos": counts.get(row["id"], 0)} for row in rows]
+    return [{**row, "train_videos": counts.get(row["id"], 0)}
+            for row in per_class_report(truth, pred, categories["lv1_of"])]
 
 
 def build_report(run_dir: str | Path) -> Path:

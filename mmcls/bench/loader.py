@@ -12,14 +12,20 @@ from mmcls.data.splits import build_tokenizer, load_labelled_splits
 from mmcls.errors import UserError
 
 
-def loader_throughput(cfg: Config, source: str, workers: int, batch_size: int, batches: int,
-                      train: bool = True) -> dict[str, Any]:
-    """Iterate ``batches`` batches of the training split (cycling when it runs out) and return the figures."""
-    cfg = build_config(to_dict(cfg), [f"data.frame_source={source}", f"data.num_workers={workers}"])
+def _shuffled_loader(cfg: Config, batch_size: int, train: bool, overrides: list[str]) -> tuple[Any, Any]:
+    """(dataset, shuffled DataLoader) over the training split of ``cfg`` with ``overrides``."""
+    cfg = build_config(to_dict(cfg), overrides)
     split, _, categories = load_labelled_splits(cfg.data, cfg.seed)
     dataset = build_dataset(cfg.data, split, build_tokenizer(cfg.data, cfg.model.text.pretrained), categories,
                             train=train)
-    loader = build_dataloader(dataset, cfg.data, batch_size, shuffle=True)
+    return dataset, build_dataloader(dataset, cfg.data, batch_size, shuffle=True)
+
+
+def loader_throughput(cfg: Config, source: str, workers: int, batch_size: int, batches: int,
+                      train: bool = True) -> dict[str, Any]:
+    """Iterate ``batches`` batches of the training split (cycling when it runs out) and return the figures."""
+    dataset, loader = _shuffled_loader(cfg, batch_size, train,
+                                       [f"data.frame_source={source}", f"data.num_workers={workers}"])
     if len(loader) < max(1, workers) + 1:
         raise UserError(f"the training split ({len(dataset)} videos) has too few batches of {batch_size} to time the "
                         f"loader with {workers} workers")
@@ -55,11 +61,8 @@ def epoch_start_seconds(cfg: Config, workers: int, batch_size: int, persistent: 
     without workers): what keeping the workers alive saves at every epoch boundary."""
     if workers == 0:
         return None
-    cfg = build_config(to_dict(cfg), [f"data.num_workers={workers}", f"data.persistent_workers={persistent}"])
-    split, _, categories = load_labelled_splits(cfg.data, cfg.seed)
-    dataset = build_dataset(cfg.data, split, build_tokenizer(cfg.data, cfg.model.text.pretrained), categories,
-                            train=True)
-    loader = build_dataloader(dataset, cfg.data, batch_size, shuffle=True)
+    _, loader = _shuffled_loader(cfg, batch_size, True,
+                                 [f"data.num_workers={workers}", f"data.persistent_workers={persistent}"])
     for _ in loader:  # the first epoch: workers start, every batch is read
         pass
     start = time.perf_counter()

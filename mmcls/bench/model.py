@@ -11,6 +11,7 @@ import gc
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +63,19 @@ def load_batch(cfg: Config) -> tuple[dict[str, Any], Any, Any]:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def median_seconds(fn: Callable[[], Any], device: torch.device, steps: int, warmup: int) -> float:
+    """Median wall time of ``fn()`` over ``steps`` timed calls after ``warmup`` untimed ones (device synchronised)."""
+    times = []
+    for i in range(warmup + steps):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def autocast_for(device: torch.device, precision: str) -> Any:
@@ -138,16 +152,7 @@ class TrainHarness:
 
     def time_updates(self, steps: int, warmup: int) -> float:
         """Median seconds of one update over ``steps`` timed updates after ``warmup`` untimed ones."""
-        times = []
-        device = self.accelerator.device
-        for i in range(warmup + steps):
-            _sync(device)
-            start = time.perf_counter()
-            self.update()
-            _sync(device)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        return median_seconds(self.update, self.accelerator.device, steps, warmup)
 
     def flops_per_update(self) -> int:
         """Model FLOPs of one training step (forward, backward and every extra pass the recipe adds), counted by
@@ -168,17 +173,12 @@ def time_forward(harness: TrainHarness, batch: dict[str, Any], steps: int, warmu
     # counted with autograd on: torch's module tracker trips over no_grad outputs; the FLOPs are the same
     with FlopCounterMode(display=False, custom_mapping=CPU_ATTENTION_FLOPS) as counter, harness.autocast():
         model(**inputs)
-    times = []
-    with torch.no_grad():
-        for i in range(warmup + steps):
-            _sync(device)
-            start = time.perf_counter()
-            with harness.autocast():
-                model(**inputs)
-            _sync(device)
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-    return statistics.median(times), int(counter.get_total_flops())
+
+    def forward() -> None:
+        with torch.no_grad(), harness.autocast():
+            model(**inputs)
+
+    return median_seconds(forward, device, steps, warmup), int(counter.get_total_flops())
 
 
 def reset_peak_memory(device: torch.device) -> None:

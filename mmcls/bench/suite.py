@@ -11,12 +11,20 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from mmcls.bench.loader import epoch_start_seconds, loader_throughput
-from mmcls.bench.model import TrainHarness, load_batch, peak_memory_mib, reset_peak_memory, time_forward
+from mmcls.bench.model import (
+    TrainHarness,
+    load_batch,
+    median_seconds,
+    peak_memory_mib,
+    reset_peak_memory,
+    time_forward,
+)
 from mmcls.bench.peak import matmul_peak, supported_dtypes
 from mmcls.config import Config, build_config, to_dict
 from mmcls.engine.runtime import resolve_mixed_precision
@@ -166,17 +174,12 @@ def flattened_frames_speedup(harness: TrainHarness, batch: dict[str, Any], steps
     per_step = pixels.unflatten(0, frames.shape[:2])  # [B, T, 3, S, S]
     vision.eval()
 
-    def timed(fn) -> float:
-        times = []
-        for i in range(warmup + steps):
-            start = time.perf_counter()
+    def timed(fn: Callable[[], Any]) -> float:
+        def call() -> None:
             with harness.autocast():
                 fn()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            if i >= warmup:
-                times.append(time.perf_counter() - start)
-        return sorted(times)[len(times) // 2]
+
+        return median_seconds(call, harness.accelerator.device, steps, warmup)
 
     once = timed(lambda: vision(pixels))
     looped = timed(lambda: [vision(per_step[:, t]) for t in range(per_step.shape[1])])

@@ -40,6 +40,7 @@ from mmcls.engine.losses import Criterion
 from mmcls.engine.optim import build_scheduler, optimizer_for
 from mmcls.engine.resume import (
     EpochPosition,
+    epoch_figures,
     epoch_loader,
     global_position,
     local_share,
@@ -52,7 +53,6 @@ from mmcls.engine.runtime import (
     apply_model_switches,
     base_lr,
     describe_plan,
-    epoch_totals,
     finish_run,
     make_accelerator,
     plan_updates,
@@ -220,8 +220,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     def validate_and_save() -> None:
         nonlocal best_scores
         eval_start = time.perf_counter()
-        train_loss, train_failures = epoch_totals(accelerator, position.running, position.running_n,
-                                                  position.failures)
+        train_loss, train_failures = epoch_figures(accelerator, position)
         scores, result = evaluate(evaluated_model(), val_loader, accelerator, cfg, categories)
         row = {"step": state.update, "epoch": state.epoch, "train_loss": train_loss, "lr": state.last_lr, **scores,
                "train_video_failures": train_failures, "elapsed_s": round(time.perf_counter() - start, 1),
@@ -297,7 +296,7 @@ def finetune(cfg: Config) -> dict[str, float]:
         bar.close()
         position.epoch_done = True
         log.info("epoch %d done: train loss %.4f, %d unreadable training videos", epoch + 1,
-                 *epoch_totals(accelerator, position.running, position.running_n, position.failures))
+                 *epoch_figures(accelerator, position))
         if averager is not None and cfg.train.swa.mode == "last":
             averager.offer(accelerator.unwrap_model(evaluated_model()), update=state.update, score=None)
         if not state.stopped_early and not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):

@@ -33,6 +33,7 @@ from mmcls.engine.masking import mask_frames, mask_tokens, shuffle_videos
 from mmcls.engine.optim import build_scheduler, optimizer_for
 from mmcls.engine.resume import (
     EpochPosition,
+    epoch_figures,
     epoch_loader,
     global_position,
     local_share,
@@ -45,7 +46,6 @@ from mmcls.engine.runtime import (
     apply_model_switches,
     base_lr,
     describe_plan,
-    epoch_totals,
     finish_run,
     make_accelerator,
     plan_updates,
@@ -239,8 +239,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
     def validate_and_save() -> None:
         nonlocal best
         eval_start = time.perf_counter()
-        train_loss, train_failures = epoch_totals(accelerator, running["loss"], position.running_n,
-                                                  position.failures)
+        train_loss, train_failures = epoch_figures(accelerator, position, running)
         scores = validate(model, val_loader, accelerator, cfg, tokenizer) if val_loader is not None else {}
         run.append_metrics({"step": state.update, "epoch": state.epoch, "train_loss": train_loss,
                             "lr": state.last_lr, **scores, "train_video_failures": train_failures,
@@ -312,7 +311,7 @@ def pretrain(cfg: Config) -> dict[str, float]:
         bar.close()
         position.epoch_done = True
         log.info("epoch %d done: train loss %.4f, %d unreadable training videos", epoch + 1,
-                 *epoch_totals(accelerator, running["loss"], position.running_n, position.failures))
+                 *epoch_figures(accelerator, position, running))
         if not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
             validate_and_save()
         elif cfg.train.checkpoint_every:

@@ -143,6 +143,16 @@ def global_position(accelerator: Any, position: EpochPosition, running: dict[str
     return summed, (dict(zip(keys, totals[3:], strict=True)) if running is not None else None)
 
 
+def epoch_figures(accelerator: Any, position: EpochPosition, running: dict[str, float] | None = None
+                  ) -> tuple[float, int]:
+    """(mean training loss, unreadable videos) of the epoch so far over ALL processes, for metrics.csv and the log;
+    the loss sum is ``running["loss"]`` when given (pretraining), else ``position.running``. Called by every
+    process."""
+    summed, summed_running = global_position(accelerator, position, running)
+    loss_sum = summed_running["loss"] if summed_running is not None else summed.running
+    return loss_sum / max(1, summed.running_n), summed.failures
+
+
 def local_share(accelerator: Any, position: EpochPosition, running: dict[str, float] | None = None
                 ) -> tuple[EpochPosition, dict[str, float] | None]:
     """A resumed process's part of the saved totals: all of them on the main process, zero elsewhere."""

@@ -155,14 +155,6 @@ def describe_plan(plan: UpdatePlan, cfg: Config, accelerator: Accelerator) -> st
             f"precision {accelerator.mixed_precision}")
 
 
-def epoch_totals(accelerator: Accelerator, loss_sum: float, loss_count: int, failures: int) -> tuple[float, int]:
-    """(mean training loss, unreadable videos) of the epoch so far over ALL processes: each process only saw its
-    shard, and metrics.csv must not depend on how many processes ran. Called by every process."""
-    local = torch.tensor([loss_sum, float(loss_count), float(failures)], dtype=torch.float64)
-    totals = accelerator.reduce(local.to(accelerator.device), "sum").cpu()
-    return float(totals[0] / max(float(totals[1]), 1.0)), int(totals[2])
-
-
 def finish_run(core: torch.nn.Module, accelerator: Accelerator, cfg: Config, updates: int, start: float,
                eval_seconds: float) -> tuple[float, float]:
     """End of a run on every process: the replica check, a barrier, then (seconds, training videos/s without the
