@@ -33,11 +33,16 @@ TextField = Literal["title", "asr", "ocr"]
 TEXT_FIELDS: tuple[str, ...] = typing.get_args(TextField)
 
 
-def option(default: Any, help: str) -> Any:
-    """A dataclass field with documentation; mutable defaults are copied per instance."""
+def option(default: Any, help: str, *, runtime: bool = False) -> Any:
+    """A dataclass field with documentation; mutable defaults are copied per instance.
+
+    ``runtime=True`` marks a key that changes how a run is executed but not what it computes (workers, checkpoint
+    cadence, compilation ...): a killed run may be resumed with another value (:func:`runtime_keys`).
+    """
+    metadata = {"help": help, "runtime": runtime}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def _check_at_least(prefix: str, section: Any, names: tuple[str, ...], low: int) -> None:
@@ -98,8 +103,9 @@ class DataConfig:
     train_crop_scale: list[float] = option([0.6, 1.0], "Area range of the training random resized crop.")
     hflip: float = option(0.5, "Training horizontal-flip probability (same flip for every frame of a video).")
     color_jitter: float = option(0.1, "Training brightness/contrast/saturation jitter strength (0 = off).")
-    decode_timeout: float = option(10.0, "Seconds before a hanging video decode is abandoned (0 = no timeout).")
-    decode_threads: int = option(1, "Threads decord may use per video reader.")
+    decode_timeout: float = option(10.0, "Seconds before a hanging video decode is abandoned (0 = no timeout).",
+        runtime=True)
+    decode_threads: int = option(1, "Threads decord may use per video reader.", runtime=True)
     feat_dim: int | None = option(None, "Feature width of the feats source; null = read from the first feature file.")
 
     max_text_len: int = option(256, "Tokens per sample including [CLS]/[SEP].")
@@ -114,13 +120,19 @@ class DataConfig:
     tokenizer: str | None = option(
         None, "Local tokenizer directory (transformers); null = data.root/tokenizer (see tools/build_tokenizer.py).")
 
-    num_workers: int = option(2, "DataLoader worker processes (0 = load in the main process).")
-    pin_memory: bool = option(True, "Pin batches in page-locked memory for fast host-to-device copies.")
-    persistent_workers: bool = option(True, "Keep workers alive between epochs (when num_workers > 0).")
-    prefetch_factor: int = option(2, "Batches each worker loads ahead (when num_workers > 0).")
+    num_workers: int = option(2, "DataLoader worker processes (0 = load in the main process).", runtime=True)
+    pin_memory: bool = option(True, "Pin batches in page-locked memory for fast host-to-device copies.", runtime=True)
+    persistent_workers: bool = option(True, "Keep workers alive between epochs (when num_workers > 0).", runtime=True)
+    prefetch_factor: int = option(2, "Batches each worker loads ahead (when num_workers > 0).", runtime=True)
     worker_start: Literal["auto", "fork", "forkserver", "spawn"] = option(
         "auto", "How DataLoader workers start: auto = forkserver for mp4 (decord is not fork-safe once used in the "
-        "parent), fork otherwise.")
+        "parent), fork otherwise.", runtime=True)
+
+    @property
+    def reads_features(self) -> bool:
+        """Whether frames arrive as cached features ``[T, D]`` (``frame_source: feats``) rather than pixels: the one
+        place this is decided; everything else asks this property (or the model's ``reads_features``)."""
+        return self.frame_source == "feats"
 
     def validate(self, prefix: str) -> None:
         """Value checks across keys; ``prefix`` is this section's dotted path for error messages."""
@@ -381,7 +393,7 @@ class TrainConfig:
     epochs: int = option(5, "Passes over the training split (train.max_steps > 0 stops earlier).")
     max_steps: int = option(0, "Stop after this many optimizer updates (0 = run all epochs).")
     batch_size: int = option(32, "Training videos per process per forward pass.")
-    eval_batch_size: int = option(64, "Videos per process per batch in evaluation and prediction.")
+    eval_batch_size: int = option(64, "Videos per process per batch in evaluation and prediction.", runtime=True)
     grad_accum_steps: int = option(1, "Forward passes per optimizer update (global batch = processes x batch x this).")
     lr: float = option(5e-4, "Learning rate of the fusion-specific layers and heads.")
     lr_text: float = option(5e-5, "Learning rate of the BERT (embeddings and encoder).")
@@ -411,25 +423,28 @@ class TrainConfig:
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = option(
         "auto", "Autocast precision: auto = bf16 where the device supports it (else fp16 on CUDA, no on CPU).")
     eval_every: int = option(0, "Also evaluate every N optimizer updates (0 = only at the end of each epoch).")
-    log_every: int = option(10, "Log training loss and learning rate every N optimizer updates.")
+    log_every: int = option(10, "Log training loss and learning rate every N optimizer updates.", runtime=True)
     resume: bool = option(
         True, "Finetuning and pretraining continue from output_dir/checkpoints/last when it exists (after a kill, "
-        "rerun the same command); a checkpoint of a run with other settings is an error. false = start over.")
+        "rerun the same command); a checkpoint of a run with other settings is an error. false = start over.",
+        runtime=True)
     checkpoint_every: int = option(
-        0, "Also save checkpoints/last every N optimizer updates, so a kill loses at most N (0 = at validations).")
+        0, "Also save checkpoints/last every N optimizer updates, so a kill loses at most N (0 = at validations).",
+        runtime=True)
     keep_checkpoints: int = option(
         1, "Resumable checkpoints kept: checkpoints/last plus the previous N - 1 as checkpoints/update-<N> (best/ "
-        "always holds the best weights).")
+        "always holds the best weights).", runtime=True)
     early_stopping_patience: int = option(
         0, "Stop after this many validations in a row without a better mean-F1 (0 = never).")
     grad_checkpointing: bool = option(False, "Recompute activations of both towers in the backward pass (less memory).")
     compile: bool = option(
         False, "torch.compile the model (inductor): fuses elementwise work into the matmuls' neighbours; the first "
         "updates are slow while it compiles, each new text length may compile again, and selecting the valid frames "
-        "breaks the graph. Needs a C++ compiler on CPU. Measured on CPU only (no gain there); untested under DDP.")
+        "breaks the graph. Needs a C++ compiler on CPU. Measured on CPU only (no gain there); untested under DDP.",
+        runtime=True)
     channels_last: bool = option(
         False, "Keep the vision tower's weights and frames in channels_last memory format: faster convolutions with "
-        "tensor cores (timm convnets on GPUs); no effect on ViTs.")
+        "tensor cores (timm convnets on GPUs); no effect on ViTs.", runtime=True)
     ema: EmaConfig = field(default_factory=EmaConfig, metadata={"help": "Weight EMA (see EmaConfig)."})
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig,
                                            metadata={"help": "FGM / PGD (see AdversarialConfig)."})
@@ -521,7 +536,7 @@ class Config:
             raise ConfigError(f"{prefix}output_dir: must not be empty")
         if self.train.mix.enabled and self.model.mode == "text":
             raise ConfigError(f"{prefix}train.mix: mixup/CutMix mix frames, but model.mode=text uses none")
-        if self.train.mix.cutmix_alpha > 0 and self.data.frame_source == "feats":
+        if self.train.mix.cutmix_alpha > 0 and self.data.reads_features:
             raise ConfigError(f"{prefix}train.mix.cutmix_alpha: CutMix cuts pixels; frame features "
                               "(data.frame_source=feats) can only be mixed with mixup")
 
@@ -834,6 +849,20 @@ def config_reference(cls: type = Config, prefix: str = "") -> list[tuple[str, st
         rows.append((key, _describe_type(tp), default.removesuffix("\n...").removesuffix(" ..."),
                      f.metadata.get("help", "")))
     return rows
+
+
+def runtime_keys(cls: type = Config, prefix: str = "") -> set[str]:
+    """Dotted keys whose fields are marked ``runtime=True`` (:func:`option`): they may differ between a run and its
+    resumption because they change how it executes, not what it computes."""
+    keys: set[str] = set()
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        key = f"{prefix}{f.name}"
+        if is_dataclass(hints[f.name]):
+            keys |= runtime_keys(hints[f.name], f"{key}.")
+        elif f.metadata.get("runtime"):
+            keys.add(key)
+    return keys
 
 
 def config_reference_markdown(cls: type = Config) -> str:

@@ -9,6 +9,7 @@ import contextlib
 import glob
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -31,6 +32,33 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def replace_dir(tmp: str | Path, dest: str | Path) -> None:
+    """Move the finished folder ``tmp`` to ``dest``, replacing it; ``dest`` is never missing a complete copy
+    for longer than one rename (the old copy is renamed aside first, then removed). The one folder swap of mmcls:
+    model folders, ``checkpoints/last`` and caches all go through it."""
+    tmp, dest = Path(tmp), Path(dest)
+    old = dest.with_name(dest.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+@contextlib.contextmanager
+def atomic_dir(dest: str | Path) -> Iterator[Path]:
+    """Yield an empty ``dest.tmp`` to fill; once the block succeeds it replaces ``dest`` (:func:`replace_dir`)."""
+    dest = Path(dest)
+    tmp = dest.with_name(dest.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    yield tmp
+    replace_dir(tmp, dest)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -22,9 +22,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-from mmcls.engine.rundir import VAL_LOGITS, VAL_TRUTH
 from mmcls.logits import load_logits
 from mmcls.metrics import per_class_report, read_submission
+from mmcls.rundir import VAL_LOGITS, VAL_TRUTH
 
 PLOTS_DIR = "plots"
 F1_COLUMNS = ("lv1_micro_f1", "lv1_macro_f1", "lv2_micro_f1", "lv2_macro_f1", "mean_f1")

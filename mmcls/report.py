@@ -10,11 +10,11 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from mmcls.engine.rundir import RESULT_FILE
 from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
 from mmcls.metrics import METRIC_KEYS, per_class_report
 from mmcls.plots import validation_predictions, write_run_plots
+from mmcls.rundir import RESULT_FILE
 
 REPORT_FILE = "report.html"
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}

@@ -149,7 +149,7 @@ def frame_shape(cfg: DataConfig, loader: FrameLoader | None) -> tuple[tuple[int,
     """Per-frame shape and dtype of a batch: ``(3, S, S)`` uint8 for pixels, ``(D,)`` float16 for features."""
     if loader is None:
         return None, torch.uint8
-    if cfg.frame_source == "feats":
+    if cfg.reads_features:
         dim = loader.source.feature_dim()
         return ((dim,) if dim else None), torch.float16
     return (3, cfg.frame_size, cfg.frame_size), torch.uint8

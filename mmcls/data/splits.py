@@ -162,7 +162,7 @@ def load_pseudo_split(cfg: DataConfig, categories: CategorySpace, labelled: Coll
     if not kept:
         raise ConfigError(f"data.pseudo: every video of {path} is a labelled one; nothing to add")
     frames = cfg.pseudo_frames or (split_name(data_path(cfg, cfg.unlabeled)) if cfg.unlabeled else split_name(path))
-    if with_frames and cfg.frame_source != "feats":
+    if with_frames and not cfg.reads_features:
         _check_frames_exist(cfg, frames, [r.id for r in kept[:PROBE_IDS]])
     logger.info("data.pseudo: %d pseudo-labelled videos from %s (frames: %s)", len(kept), path, frames)
     return Split(frames, kept)

@@ -238,7 +238,7 @@ class IdentityTransform:
 
 def build_video_transform(cfg: DataConfig, train: bool) -> VideoTransform:
     """The training or evaluation transform of ``cfg`` (identity for ``frame_source: feats``)."""
-    if cfg.frame_source == "feats":
+    if cfg.reads_features:
         return IdentityTransform()
     if train:
         lo, hi = cfg.train_crop_scale

@@ -19,9 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shutil
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,8 +32,8 @@ from transformers import BertConfig
 from mmcls.config import Config, load_config, parse_override, save_config
 from mmcls.data.categories import CategorySpace
 from mmcls.data.tokenizer import load_tokenizer
-from mmcls.engine.rundir import replace_dir
 from mmcls.errors import ConfigError, UserError
+from mmcls.io import atomic_dir
 from mmcls.models.classifier import ENCODER_PARTS, MultimodalClassifier
 from mmcls.models.pretrainer import PRETRAIN_HEADS, MultimodalPretrainer
 from mmcls.models.weights import load_exact, read_state_dict, strip_prefix
@@ -45,18 +43,6 @@ BERT_CONFIG_FILE = "bert_config.json"
 PRETRAIN_HEADS_FILE = "pretrain_heads.safetensors"
 PRETRAINED_MARKER = "pretrained.json"
 INIT_KEY = "model.init_from"
-
-
-@contextmanager
-def _atomic_dir(dest: str | Path) -> Iterator[Path]:
-    """Yield an empty ``dest.tmp`` to fill; once the block succeeds it replaces ``dest`` in one rename."""
-    dest = Path(dest)
-    tmp = dest.with_name(dest.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    yield tmp
-    replace_dir(tmp, dest)
 
 
 def _save_model_files(folder: Path, model: nn.Module, cfg: Config, tokenizer: Any) -> None:
@@ -74,7 +60,7 @@ def _submodules(model: nn.Module, names: tuple[str, ...]) -> nn.ModuleDict:
 
 def save_portable(dest: str | Path, model: nn.Module, cfg: Config, categories: CategorySpace, tokenizer: Any) -> None:
     """Write ``dest`` atomically: build in ``dest.tmp``, then swap it in."""
-    with _atomic_dir(dest) as tmp:
+    with atomic_dir(dest) as tmp:
         save_model(model, str(tmp / MODEL_FILE))
         _save_model_files(tmp, model, cfg, tokenizer)
         categories.save(tmp / "categories.json")
@@ -87,7 +73,7 @@ def save_pretrained_folder(dest: str | Path, model: MultimodalPretrainer, cfg: C
     classifier shares), ``pretrain_heads.safetensors`` the task heads (to continue pretraining), plus
     ``bert_config.json``, ``config.yaml``, the tokenizer and the ``pretrained.json`` marker.
     """
-    with _atomic_dir(dest) as tmp:
+    with atomic_dir(dest) as tmp:
         save_model(_submodules(model, ENCODER_PARTS), str(tmp / MODEL_FILE))
         save_model(_submodules(model, PRETRAIN_HEADS), str(tmp / PRETRAIN_HEADS_FILE))
         _save_model_files(tmp, model, cfg, tokenizer)
@@ -169,15 +155,15 @@ def _check_data_fits(model: nn.Module, saved: Config, cfg: Config, path: Path) -
                         f"{model.bert.config.max_position_embeddings} text positions")
     if width is None:  # text mode: no frames are read
         return
-    if data.frame_source != "feats" and vision is None:
+    if not data.reads_features and vision is None:
         raise UserError(f"data.frame_source={data.frame_source}: {path} was trained on frame features "
                         f"(data.frame_source=feats) and has no vision tower to read frames with")
-    if data.frame_source == "feats" and data.feat_dim is not None and data.feat_dim != width:
+    if data.reads_features and data.feat_dim is not None and data.feat_dim != width:
         raise UserError(f"data.feat_dim={data.feat_dim}: {path} takes frame features of width {width}")
     if data.max_frames > model.frame_embedder.max_frames:
         raise UserError(f"data.max_frames={data.max_frames}: {path} was trained with at most "
                         f"{model.frame_embedder.max_frames} frames per video")
-    if data.frame_source != "feats" and data.frame_size != saved.data.frame_size:
+    if not data.reads_features and data.frame_size != saved.data.frame_size:
         if vision.kind == "clip":  # fixed position embeddings: other sizes cannot run
             raise UserError(f"data.frame_size={data.frame_size}: {path} has a CLIP tower trained at "
                             f"{saved.data.frame_size} px")
@@ -193,7 +179,7 @@ def check_feature_width(loaded: LoadedModel, split: str) -> None:
     from mmcls.data.frames import FeatsFrameSource
 
     width = frame_feature_width(loaded.model)
-    if loaded.cfg.data.frame_source != "feats" or width is None:
+    if not loaded.cfg.data.reads_features or width is None:
         return
     source = FeatsFrameSource.from_config(dataclasses.replace(loaded.cfg.data, feat_dim=None), split)
     found = source.feature_dim()

@@ -105,7 +105,7 @@ def _check_tower(has_vision: bool, cfg: Config, source: str) -> None:
                             "features with")
         raise UserError(f"{source}: trained on frame features (data.frame_source=feats), so it has no vision tower "
                         "to extract features with; use the model or config of the tower that made them")
-    if cfg.data.frame_source == "feats":
+    if cfg.data.reads_features:
         raise UserError(f"{source}: data.frame_source=feats, but extraction reads pixel frames; pass "
                         "data.frame_source=zip (or mp4, jpeg)")
 
@@ -227,7 +227,7 @@ def extract_features(model: MultimodalClassifier, data: DataConfig, split: str =
     vision = getattr(model, "vision", None)
     if vision is None:
         raise UserError("extract_features: the model has no vision tower")
-    if data.frame_source == "feats":
+    if data.reads_features:
         raise UserError("data.frame_source=feats: extraction reads pixel frames (zip, mp4 or jpeg)")
     accelerator = accelerator or Accelerator(mixed_precision=resolve_mixed_precision(mixed_precision))
     start = time.perf_counter()

@@ -48,7 +48,6 @@ from mmcls.engine.resume import (
     restore,
     trainer_state,
 )
-from mmcls.engine.rundir import VAL_LOGITS, VAL_TRUTH, RunDir
 from mmcls.engine.runtime import (
     apply_model_switches,
     base_lr,
@@ -64,6 +63,7 @@ from mmcls.engine.step import TrainStep
 from mmcls.logits import save_logits
 from mmcls.metrics import mean_f1_from_indices, write_submission
 from mmcls.models import build_model, model_summary
+from mmcls.rundir import VAL_LOGITS, VAL_TRUTH, RunDir
 
 
 def evaluate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg: Config,

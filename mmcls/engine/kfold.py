@@ -36,11 +36,11 @@ from mmcls.data.folds import assign_folds, read_folds, write_folds
 from mmcls.data.records import VideoRecord, load_records
 from mmcls.data.splits import data_path
 from mmcls.engine.ensemble import combine
-from mmcls.engine.rundir import RESULT_FILE, VAL_LOGITS
 from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
 from mmcls.logits import SavedLogits, load_logits, save_logits, softmax
 from mmcls.metrics import mean_f1_from_indices, write_submission
+from mmcls.rundir import RESULT_FILE, VAL_LOGITS
 
 logger = logging.getLogger("mmcls")
 REPO = Path(__file__).resolve().parents[2]

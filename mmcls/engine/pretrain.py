@@ -41,7 +41,6 @@ from mmcls.engine.resume import (
     restore,
     trainer_state,
 )
-from mmcls.engine.rundir import RunDir
 from mmcls.engine.runtime import (
     apply_model_switches,
     base_lr,
@@ -55,6 +54,7 @@ from mmcls.engine.runtime import (
 )
 from mmcls.errors import ConfigError
 from mmcls.models import PRETRAIN_TASKS, build_pretrainer, model_summary
+from mmcls.rundir import RunDir
 
 TASKS = PRETRAIN_TASKS
 ACCURACIES = ("mlm_accuracy", "mfm_accuracy", "itm_accuracy")

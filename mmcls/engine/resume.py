@@ -21,17 +21,10 @@ from typing import Any
 
 import torch
 
-from mmcls.config import Config, to_dict
+from mmcls.config import Config, runtime_keys, to_dict
 from mmcls.errors import ConfigError
 
 TRAINER_STATE = "trainer_state.json"
-
-# keys that may change between a run and its resumption (they do not change what is computed)
-RUNTIME_KEYS = ("train.resume", "train.checkpoint_every", "train.keep_checkpoints", "train.log_every",
-                "train.eval_batch_size", "train.compile", "train.channels_last",
-                "data.num_workers", "data.pin_memory", "data.persistent_workers", "data.prefetch_factor",
-                "data.worker_start", "data.decode_timeout")
-
 
 def find_checkpoint(checkpoints: Path) -> Path | None:
     """``checkpoints/last`` when it holds a complete trainer state; after a kill mid-swap ``last.old`` or the
@@ -43,15 +36,16 @@ def find_checkpoint(checkpoints: Path) -> Path | None:
 
 
 def comparable_config(cfg: Config) -> dict[str, Any]:
-    """The config as a flat ``{dotted key: value}`` without :data:`RUNTIME_KEYS`."""
+    """The config as a flat ``{dotted key: value}`` without the keys marked ``runtime`` in the schema."""
     flat: dict[str, Any] = {}
+    skipped = runtime_keys()
 
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, dict) and prefix not in ("data.text_budgets", "data.text_truncation",
                                                       "model.vision.overrides"):
             for key, sub in value.items():
                 walk(f"{prefix}.{key}" if prefix else key, sub)
-        elif prefix not in RUNTIME_KEYS:
+        elif prefix not in skipped:
             flat[prefix] = value
 
     walk("", to_dict(cfg))

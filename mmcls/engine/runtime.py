@@ -17,7 +17,8 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
 
 from mmcls.config import Config, build_config, to_dict
-from mmcls.engine.rundir import RunDir, replace_dir
+from mmcls.io import replace_dir
+from mmcls.rundir import RunDir
 
 
 def resolve_mixed_precision(setting: str) -> str:
@@ -124,7 +125,7 @@ def _kept_name(last: Path) -> Path | None:
 def with_feature_width(cfg: Config, dataset: Any, run: RunDir) -> Config:
     """For ``data.frame_source: feats`` without ``data.feat_dim``: the width read from the files, saved in the run's
     config (a saved model is rebuilt from it)."""
-    if cfg.data.frame_source != "feats" or cfg.data.feat_dim is not None or cfg.model.mode == "text":
+    if not cfg.data.reads_features or cfg.data.feat_dim is not None or cfg.model.mode == "text":
         return cfg
     cfg = build_config(to_dict(cfg), [f"data.feat_dim={dataset.frame_loader.source.feature_dim()}"])
     run.save_config(cfg)

@@ -49,7 +49,7 @@ def _build_encoder(cfg: Config, tokenizer: Any, bert_config: BertConfig | None, 
                           "frames need a second one (type_vocab_size >= 2)")
     vision, frame_dim = None, None
     if m.mode != "text":
-        if d.frame_source == "feats":
+        if d.reads_features:
             frame_dim = d.feat_dim or feat_dim
             if frame_dim is None:
                 raise ConfigError("data.feat_dim: the feature width is needed to build the model for "

@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -136,16 +135,3 @@ def _fmt(value: Any) -> Any:
     if isinstance(value, float):
         return f"{value:.6g}"
     return "" if value is None else value
-
-
-def replace_dir(tmp: Path, dest: Path) -> None:
-    """Move the finished folder ``tmp`` to ``dest``, replacing it; ``dest`` is never missing a complete copy
-    for longer than one rename (the old copy is renamed aside first, then removed)."""
-    old = dest.with_name(dest.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    if old.exists():
-        shutil.rmtree(old)
