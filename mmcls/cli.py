@@ -46,6 +46,6 @@ def inference_accelerator(precision: str) -> Any:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from accelerate import Accelerator
 
-    from mmcls.engine.runtime import resolve_mixed_precision
+    from mmcls.accelerators import resolve_mixed_precision
 
     return Accelerator(mixed_precision=resolve_mixed_precision(precision))

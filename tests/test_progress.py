@@ -7,7 +7,7 @@ import time
 
 from tqdm import tqdm
 
-from mmcls.engine.runtime import show_progress
+from mmcls.engine.loop import show_progress
 
 
 def test_training_bar_shows_loss_lr_and_videos_per_second():

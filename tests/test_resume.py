@@ -109,7 +109,7 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(synthetic_root, tmp_path)
 
 def test_the_last_n_checkpoints_are_kept_and_a_resume_finds_one(synthetic_root, tmp_path):
     from mmcls.engine.finetune import finetune
-    from mmcls.engine.resume import find_checkpoint
+    from mmcls.engine.last_checkpoint import find_checkpoint
 
     run = tmp_path / "run"
     overrides = tiny_overrides(synthetic_root, run, "train.max_steps=12", "train.checkpoint_every=2",
@@ -143,15 +143,20 @@ class _TwoProcesses:
 
 
 def test_checkpoints_store_epoch_sums_of_all_processes_and_resume_them_once():
-    from mmcls.engine.resume import EpochPosition, global_position, local_share
+    from mmcls.engine.last_checkpoint import EpochPosition, global_position, local_share
 
-    mine = EpochPosition(batches=5, running=10.0, running_n=5, failures=2)
-    running = {"loss": 10.0, "loss_mlm": 4.0}
-    summed, summed_running = global_position(_TwoProcesses(0, [6.0, 5.0, 1.0, 4.0, 6.0]), mine, running)
-    assert (summed.running, summed.running_n, summed.failures, summed.batches) == (16.0, 10, 3, 5)
-    assert summed_running == {"loss": 14.0, "loss_mlm": 10.0}  # keys sorted: loss, loss_mlm
+    mine = EpochPosition.start(("loss", "loss_mlm"))
+    mine.batches, mine.failures = 5, 2
+    for loss, mlm in ((2.0, 1.0), (2.0, 1.0), (2.0, 1.0), (2.0, 0.5), (2.0, float("nan"))):
+        mine.record({"loss": loss, "loss_mlm": mlm, "not_recorded": 1.0})
+    assert mine.counts == {"loss": 5, "loss_mlm": 4}  # a non-finite figure is left out of its own mean only
+    # the peer's [failures, sums (loss, loss_mlm), counts (loss, loss_mlm)]
+    summed = global_position(_TwoProcesses(0, [1.0, 6.0, 6.5, 5.0, 4.0]), mine)
+    assert (summed.failures, summed.batches) == (3, 5)
+    assert summed.sums == {"loss": 16.0, "loss_mlm": 10.0} and summed.counts == {"loss": 10, "loss_mlm": 8}
+    assert summed.mean("loss") == 1.6 and summed.mean("loss_mlm") == 1.25
     # on resume the main process carries the totals and the other starts from zero: a later reduce adds them once
-    assert local_share(_TwoProcesses(0, []), summed, summed_running) == (summed, summed_running)
-    other, other_running = local_share(_TwoProcesses(1, []), summed, summed_running)
-    assert (other.running, other.running_n, other.failures, other.batches) == (0.0, 0, 0, 5)
-    assert other_running == {"loss": 0.0, "loss_mlm": 0.0}
+    assert local_share(_TwoProcesses(0, []), summed) == summed
+    other = local_share(_TwoProcesses(1, []), summed)
+    assert (other.failures, other.batches) == (0, 5)
+    assert other.sums == {"loss": 0.0, "loss_mlm": 0.0} and other.counts == {"loss": 0, "loss_mlm": 0}

@@ -9,7 +9,7 @@ from accelerate import Accelerator
 from mmcls.config import build_config
 from mmcls.engine.losses import Criterion
 from mmcls.engine.mix import mix_frames
-from mmcls.engine.step import TrainStep
+from mmcls.engine.step import classification_step
 from tests.test_models import NUM_LV1, NUM_LV2, build, make_batch, make_cfg
 
 
@@ -30,7 +30,7 @@ def setup(tokenizer, *overrides: str):
     criterion = Criterion(NUM_LV2, NUM_LV1, cfg.train.loss, cfg.model)
     batch = make_batch(tokenizer)
     batch.update(labels=torch.tensor([0, 1, 2]), labels_lv1=torch.tensor([0, 1, 2]), video_errors=[None] * 3)
-    return cfg, model, TrainStep(cfg, model, model, criterion, accelerator, seed=0), batch
+    return cfg, model, classification_step(cfg, model, model, criterion, accelerator, seed=0), batch
 
 
 def grads(model) -> dict[str, torch.Tensor]:

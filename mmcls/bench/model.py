@@ -116,17 +116,18 @@ class TrainHarness:
 
     @classmethod
     def build(cls, cfg: Config, batch: dict[str, Any], tokenizer: Any, categories: Any) -> TrainHarness:
+        from mmcls.accelerators import training_accelerator
         from mmcls.engine.ema import build_ema
         from mmcls.engine.losses import Criterion
         from mmcls.engine.optim import optimizer_for
-        from mmcls.engine.runtime import apply_model_switches, make_accelerator
-        from mmcls.engine.step import TrainStep
+        from mmcls.engine.session import apply_model_switches
+        from mmcls.engine.step import classification_step
         from mmcls.models import build_model
 
         free_memory()
         torch.manual_seed(cfg.seed)
         AcceleratorState._reset_state()  # accelerate keeps one precision per process; each harness sets its own
-        accelerator = make_accelerator(cfg)
+        accelerator = training_accelerator(cfg.train.mixed_precision, cfg.train.grad_accum_steps)
         model = build_model(cfg, categories.num_lv2, categories.num_lv1, tokenizer)
         apply_model_switches(model, cfg)
         model = model.to(accelerator.device)
@@ -134,7 +135,7 @@ class TrainHarness:
         model, optimizer = accelerator.prepare(model, optimizer)
         core = accelerator.unwrap_model(model)
         criterion = Criterion.from_config(cfg, categories).to(accelerator.device)
-        step = TrainStep(cfg, model, core, criterion, accelerator, cfg.seed)
+        step = classification_step(cfg, model, core, criterion, accelerator)
         device_batch = {k: v.to(accelerator.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
         model.train()
         return cls(cfg, accelerator, model, core, optimizer, step, build_ema(core, cfg.train.ema), device_batch)

@@ -1,29 +1,21 @@
-"""Finetuning: setup, the training loop, evaluation and saving, as plain functions (no runner, no hooks).
+"""Finetuning: what the classification recipe adds to the shared loop (:mod:`mmcls.engine.loop`).
 
-Read top to bottom: :func:`finetune` builds everything from the config, then loops over epochs and batches.
-accelerate handles devices, mixed precision, gradient accumulation and multiple processes. The learning-rate
-schedule counts optimizer updates and is stepped once per update (it is deliberately not passed through
-``accelerator.prepare``, which would step it once per process).
-
-The competition tricks are config switches (docs/RECIPES.md): what happens inside one micro-batch (mixup,
-R-Drop, FGM/PGD, SAM) lives in :mod:`mmcls.engine.step`; around it this loop freezes and unfreezes towers, keeps
-the EMA, validates (the EMA weights when on), keeps SWA snapshots and stops early.
+Read :func:`finetune` top to bottom: the data (labelled split, pseudo-labels, soft targets), the classifier, the
+prepared training, then :class:`Finetuning` (its step: mixing, R-Drop, FGM / PGD and SAM through
+:class:`~mmcls.engine.step.TrainStep`; its evaluation: WBDC mean-F1, ``best/`` and the validation logits; SWA
+snapshots), the loop, and the end of the run (the SWA average, ``result.json``, plots). The loop itself owns
+accumulation, the non-finite guard, the schedule, EMA, freezing, logging, early stopping, checkpoints and resume.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import math
 import os
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
-from tqdm import tqdm
 
 from mmcls.config import Config
 from mmcls.data.categories import CategorySpace
@@ -32,38 +24,19 @@ from mmcls.data.soft_targets import SoftTargets
 from mmcls.data.splits import Split, build_tokenizer, load_labelled_splits, load_pseudo_split
 from mmcls.engine.averaging import WeightAverager
 from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder, save_portable
-from mmcls.engine.ema import build_ema
-from mmcls.engine.freeze import TowerFreezer
-from mmcls.engine.guard import NonFiniteGuard, guarded_step
 from mmcls.engine.inference import InferenceResult, run_inference
+from mmcls.engine.last_checkpoint import EpochPosition
+from mmcls.engine.loop import Evaluation, LoopResult, LoopState, train
 from mmcls.engine.losses import Criterion
-from mmcls.engine.optim import build_scheduler, optimizer_for
-from mmcls.engine.resume import (
-    EpochPosition,
-    epoch_figures,
-    epoch_loader,
-    global_position,
-    local_share,
-    open_run,
-    restore,
-    trainer_state,
-)
-from mmcls.engine.runtime import (
-    apply_model_switches,
-    base_lr,
-    describe_plan,
-    finish_run,
-    make_accelerator,
-    plan_updates,
-    save_last_checkpoint,
-    show_progress,
-    with_feature_width,
-)
-from mmcls.engine.step import TrainStep
+from mmcls.engine.session import Session, Training, open_session, prepare_training, with_feature_width
+from mmcls.engine.step import classification_step
 from mmcls.logits import save_logits
 from mmcls.metrics import mean_f1_from_indices, write_submission
-from mmcls.models import build_model, model_summary
+from mmcls.models import build_model
 from mmcls.rundir import VAL_LOGITS, VAL_TRUTH, RunDir
+
+# what a finetuning step may return (averaged over the epoch; absent parts are not averaged)
+FIGURES = ("loss", "loss_lv2", "loss_lv1", "loss_video", "loss_rdrop", "loss_adv")
 
 
 def evaluate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg: Config,
@@ -120,28 +93,64 @@ def build_train_set(cfg: Config, train_split: Split, val_split: Split, categorie
     return ConcatVideoDataset([train_set, pseudo_set]), pseudo_split
 
 
-@dataclass
-class TrainState:
-    """Counters of the loop (what a resumable checkpoint must restore besides the tensors)."""
+class Finetuning:
+    """The classification recipe: its step, its evaluation (mean-F1; best = highest), SWA snapshots."""
 
-    epoch: int = 0
-    update: int = 0
-    best_score: float = -1.0
-    best_update: int = -1
-    evals_since_best: int = 0
-    eval_seconds: float = 0.0
-    last_lr: float = 0.0
-    stopped_early: bool = False
+    figures = FIGURES
+
+    def __init__(self, t: Training, criterion: Criterion, val_loader: Any, categories: CategorySpace,
+                 tokenizer: Any) -> None:
+        cfg, accelerator = t.cfg, t.accelerator
+        self.t, self.val_loader, self.categories, self.tokenizer = t, val_loader, categories, tokenizer
+        self.train_step = classification_step(cfg, t.model, t.core, criterion, accelerator)
+        self.averager = (WeightAverager(t.run.checkpoints / "swa", cfg.train.swa.mode, cfg.train.swa.count,
+                                        write=accelerator.is_main_process) if cfg.train.swa.mode != "none" else None)
+        if self.averager is not None:
+            accelerator.register_for_checkpointing(self.averager)
+        self.best_score, self.best_update = -1.0, -1
+        self.best_scores: dict[str, float] = {}
+
+    def step(self, batch: dict[str, Any], epoch: int, index: int) -> dict[str, torch.Tensor]:
+        return self.train_step(batch, epoch, index)
+
+    def evaluate(self, weights: torch.nn.Module, update: int, train: EpochPosition) -> Evaluation:
+        t, log = self.t, logging.getLogger("mmcls")
+        scores, result = evaluate(weights, self.val_loader, t.accelerator, t.cfg, self.categories)
+        log.info("update %d: mean_f1 %.4f (lv1 %.4f/%.4f lv2 %.4f/%.4f) val_loss %s; unreadable videos: %d val, %d "
+                 "train this epoch", update, scores["mean_f1"], scores["lv1_micro_f1"], scores["lv1_macro_f1"],
+                 scores["lv2_micro_f1"], scores["lv2_macro_f1"], _fmt(scores["val_loss"]), scores["video_failures"],
+                 train.failures)
+        improved = scores["mean_f1"] > self.best_score
+        if improved:
+            self.best_score, self.best_update = scores["mean_f1"], update
+            self.best_scores = {**scores, "update": update}
+            if t.accelerator.is_main_process:
+                save_portable(t.run.best, t.accelerator.unwrap_model(weights), t.cfg, self.categories,
+                              self.tokenizer)
+            save_validation_logits(t.run, result, self.categories)
+            log.info("new best mean_f1 %.4f -> %s", self.best_score, t.run.best)
+        if self.averager is not None and t.cfg.train.swa.mode == "topk":
+            self.averager.offer(t.accelerator.unwrap_model(weights), update=update, score=scores["mean_f1"])
+        return Evaluation({**scores, "weights": t.weights_name}, improved)
+
+    def end_epoch(self, weights: torch.nn.Module, update: int) -> None:
+        if self.averager is not None and self.t.cfg.train.swa.mode == "last":
+            self.averager.offer(self.t.accelerator.unwrap_model(weights), update=update, score=None)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_update": self.best_update, "best_scores": self.best_scores,
+                "step": self.train_step.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_score, self.best_update = state["best_score"], state["best_update"]
+        self.best_scores = state["best_scores"]
+        self.train_step.load_state_dict(state["step"])
 
 
 def finetune(cfg: Config) -> dict[str, float]:
     """Train the classifier of ``cfg``; returns the best validation scores. Writes the run directory."""
-    accelerator = make_accelerator(cfg)
-    set_seed(cfg.seed)
-    run = RunDir(cfg.output_dir, accelerator.is_main_process)
-    log = run.setup_logging()
-    checkpoint, saved = open_run(cfg, run)
-    run.save_config(cfg)
+    session = open_session(cfg)
+    log = session.log
 
     # ---- data -------------------------------------------------------------------------------------------------
     pretrained = load_pretrained_encoder(cfg.model.init_from) if cfg.model.init_from else None
@@ -158,8 +167,8 @@ def finetune(cfg: Config) -> dict[str, float]:
              f" ({len(pseudo_split.records)} pseudo-labelled)" if pseudo_split else "", len(val_set),
              categories.num_lv2, categories.num_lv1)
 
-    # ---- model and optimisation -------------------------------------------------------------------------------
-    cfg = with_feature_width(cfg, train_set, run)
+    # ---- model and training -----------------------------------------------------------------------------------
+    cfg = with_feature_width(session, train_set)
     model = build_model(cfg, categories.num_lv2, categories.num_lv1, tokenizer,
                         bert_config=pretrained.bert_config if pretrained else None,
                         load_pretrained=pretrained is None or not pretrained.supplies_vision(cfg.model.init_parts))
@@ -167,190 +176,64 @@ def finetune(cfg: Config) -> dict[str, float]:
         loaded = init_from_pretrained(model, pretrained, cfg.model.init_parts)
         log.info("model.init_from: %d tensors from %s (the classifier heads start fresh)", len(loaded),
                  cfg.model.init_from)
-    apply_model_switches(model, cfg)
-    log.info("model:\n%s", model_summary(model))
-    criterion = Criterion.from_config(cfg, categories, across_processes=True).to(accelerator.device)
-    model = model.to(accelerator.device)  # first, so that AdamW can pick its fused CUDA kernel
-    optimizer = optimizer_for(model, cfg.train)
-    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
-    core = accelerator.unwrap_model(model)
-    plan = plan_updates(len(train_loader), cfg)
-    total_updates, epochs = plan.total_updates, plan.epochs
-    scheduler = build_scheduler(optimizer, cfg.train, total_updates)
-    accelerator.register_for_checkpointing(scheduler)
-    # after prepare: DDP must see every parameter trainable when it is built
-    freezer = TowerFreezer(core, cfg.train.freeze) if cfg.train.freeze.towers else None
-    ema = build_ema(core, cfg.train.ema)
-    if ema is not None:
-        accelerator.register_for_checkpointing(ema)
-    averager = (WeightAverager(run.checkpoints / "swa", cfg.train.swa.mode, cfg.train.swa.count,
-                               write=accelerator.is_main_process) if cfg.train.swa.mode != "none" else None)
-    if averager is not None:
-        accelerator.register_for_checkpointing(averager)
-    train_step = TrainStep(cfg, model, core, criterion, accelerator, cfg.seed)
-    guard = NonFiniteGuard(cfg.train.max_nonfinite_updates)
-    log.info("training: %s", describe_plan(plan, cfg, accelerator))
+    criterion = Criterion.from_config(cfg, categories, across_processes=True).to(session.accelerator.device)
+    training, (val_loader,) = prepare_training(session, model, train_set, train_loader, loader_generator,
+                                               (val_loader,))
+    recipe = Finetuning(training, criterion, val_loader, categories, tokenizer)
+    log.info("training: %s", training.describe())
+    result = train(training, recipe)
+    return finish(training, recipe, result)
 
-    # ---- loop -------------------------------------------------------------------------------------------------
-    state = TrainState()
-    position = EpochPosition()
-    start = time.perf_counter()
-    best_scores: dict[str, float] = {}
-    resumed_at = 0  # updates done before this process started (for the speed figure)
-    if saved is not None:
-        counters, position = restore(accelerator, checkpoint, saved, loader_generator, run)
-        position, _ = local_share(accelerator, position)
-        state, resumed_at = TrainState(**counters), counters["update"]
-        best_scores, guard.skipped = saved["best_scores"], saved["skipped"]
-        train_step.load_state_dict(saved["step"])
 
-    def save_checkpoint() -> None:
-        """checkpoints/last with everything a resume needs (see mmcls.engine.resume)."""
-        extra = {"best_scores": best_scores, "step": train_step.state_dict(), "skipped": guard.skipped}
-        summed, _ = global_position(accelerator, position)
-        save_last_checkpoint(accelerator, run, trainer_state(cfg, state, summed, loader_generator, **extra),
-                             cfg.train.keep_checkpoints)
-
-    def evaluated_model() -> torch.nn.Module:
-        """The weights that are validated and exported: the EMA when it is on and evaluated, else the model."""
-        return ema.module if ema is not None and cfg.train.ema.evaluate else model
-
-    weights_name = "ema" if ema is not None and cfg.train.ema.evaluate else "model"
-
-    def validate_and_save() -> None:
-        nonlocal best_scores
-        eval_start = time.perf_counter()
-        train_loss, train_failures = epoch_figures(accelerator, position)
-        scores, result = evaluate(evaluated_model(), val_loader, accelerator, cfg, categories)
-        row = {"step": state.update, "epoch": state.epoch, "train_loss": train_loss, "lr": state.last_lr, **scores,
-               "train_video_failures": train_failures, "elapsed_s": round(time.perf_counter() - start, 1),
-               "weights": weights_name}
-        run.append_metrics(row)
-        log.info("update %d epoch %d: mean_f1 %.4f (lv1 %.4f/%.4f lv2 %.4f/%.4f) val_loss %s; unreadable videos: "
-                 "%d val, %d train this epoch", state.update, state.epoch, scores["mean_f1"], scores["lv1_micro_f1"],
-                 scores["lv1_macro_f1"], scores["lv2_micro_f1"], scores["lv2_macro_f1"], _fmt(scores["val_loss"]),
-                 scores["video_failures"], train_failures)
-        if scores["mean_f1"] > state.best_score:
-            state.best_score, state.best_update, state.evals_since_best = scores["mean_f1"], state.update, 0
-            best_scores = {**scores, "update": state.update}
-            if accelerator.is_main_process:
-                save_portable(run.best, accelerator.unwrap_model(evaluated_model()), cfg, categories, tokenizer)
-            save_validation_logits(run, result, categories)
-            log.info("new best mean_f1 %.4f -> %s", state.best_score, run.best)
-        else:
-            state.evals_since_best += 1
-        if averager is not None and cfg.train.swa.mode == "topk":
-            averager.offer(accelerator.unwrap_model(evaluated_model()), update=state.update, score=scores["mean_f1"])
-        patience = cfg.train.early_stopping_patience
-        if patience and state.evals_since_best >= patience:
-            state.stopped_early = True
-            log.info("early stopping: no better mean_f1 in %d validations (best %.4f at update %d)", patience,
-                     state.best_score, state.best_update)
-        save_checkpoint()
-        state.eval_seconds += time.perf_counter() - eval_start
-
-    model.train()
-    for epoch in range(state.epoch, epochs):
-        if state.update >= total_updates or state.stopped_early:  # a resumed run that had already finished
-            break
-        state.epoch = epoch
-        train_set.set_epoch(epoch)
-        if hasattr(train_loader, "set_epoch"):
-            train_loader.set_epoch(epoch)
-        loader, position = epoch_loader(accelerator, train_loader, loader_generator, position)
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", dynamic_ncols=True, initial=position.batches,
-                   total=len(train_loader), disable=not accelerator.is_local_main_process)
-        for batch in bar:
-            if freezer is not None and (message := freezer.update(state.update)):
-                log.info("update %d: %s", state.update, message)
-            with accelerator.accumulate(model):
-                losses = train_step(batch)
-                guarded_step(accelerator, model.parameters(), optimizer, cfg.train.max_grad_norm, guard,
-                             state.update + 1, save_checkpoint)
-            position.batches += 1
-            if math.isfinite(loss := float(losses["loss"])):
-                position.running += loss
-                position.running_n += 1
-            position.failures += sum(e is not None for e in batch["video_errors"])
-            if not accelerator.sync_gradients:
-                continue
-            lr = base_lr(optimizer)  # the rate this update used
-            scheduler.step()
-            state.update += 1
-            state.last_lr = lr
-            if ema is not None:
-                ema.update(core, step=state.update)
-            if state.update % cfg.train.log_every == 0:
-                show_progress(bar, position.mean_loss(), lr, cfg.train.batch_size * accelerator.num_processes)
-                run.scalar("train/loss", position.mean_loss(), state.update)
-                run.scalar("train/lr", lr, state.update)
-                for name, value in losses.items():
-                    if name != "loss":
-                        run.scalar(f"train/{name}", float(value), state.update)
-            if cfg.train.eval_every and state.update % cfg.train.eval_every == 0:
-                validate_and_save()
-            elif cfg.train.checkpoint_every and state.update % cfg.train.checkpoint_every == 0:
-                save_checkpoint()
-            if state.update >= total_updates or state.stopped_early:
-                break
-        bar.close()
-        position.epoch_done = True
-        log.info("epoch %d done: train loss %.4f, %d unreadable training videos", epoch + 1,
-                 *epoch_figures(accelerator, position))
-        if averager is not None and cfg.train.swa.mode == "last":
-            averager.offer(accelerator.unwrap_model(evaluated_model()), update=state.update, score=None)
-        if not state.stopped_early and not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
-            validate_and_save()
-        elif cfg.train.checkpoint_every:
-            save_checkpoint()
-        position = EpochPosition()
-        if state.update >= total_updates or state.stopped_early:
-            break
-
-    if averager is not None:
-        best_scores = validate_average(averager, core, val_loader, accelerator, cfg, categories, tokenizer, run,
-                                       state, best_scores)
-    elapsed, speed = finish_run(core, accelerator, cfg, state.update - resumed_at, start, state.eval_seconds)
-    log.info("done in %.1f s (training %.1f videos/s): best mean_f1 %.4f at update %d -> %s", elapsed, speed,
-             state.best_score, state.best_update, run.best)
-    summary = {**best_scores, "seconds": elapsed, "train_videos_per_s": speed, "skipped_updates": guard.skipped}
-    run.save_result(summary)
-    if accelerator.is_main_process:
-        write_plots(run.path)
-    run.close()
-    accelerator.end_training()
+def finish(t: Training, recipe: Finetuning, result: LoopResult) -> dict[str, float]:
+    """The end of a finetuning run: the SWA average, ``result.json``, the plots; returns the summary."""
+    if recipe.averager is not None:
+        validate_average(t, recipe, result.state)
+    logging.getLogger("mmcls").info(
+        "done in %.1f s (training %.1f videos/s): best mean_f1 %.4f at update %d -> %s", result.seconds,
+        result.videos_per_s, recipe.best_score, recipe.best_update, t.run.best)
+    summary = {**recipe.best_scores, "seconds": result.seconds, "train_videos_per_s": result.videos_per_s,
+               "skipped_updates": result.skipped_updates}
+    t.run.save_result(summary)
+    if t.accelerator.is_main_process:
+        write_plots(t.run.path)
+    close(t.session)
     return summary
 
 
-def validate_average(averager: WeightAverager, core: torch.nn.Module, loader: Any, accelerator: Accelerator,
-                     cfg: Config, categories: CategorySpace, tokenizer: Any, run: RunDir, state: TrainState,
-                     best_scores: dict[str, float]) -> dict[str, float]:
+def close(session: Session) -> None:
+    """Close the run's writers and end the accelerator's training session."""
+    session.run.close()
+    session.accelerator.end_training()
+
+
+def validate_average(t: Training, recipe: Finetuning, state: LoopState) -> None:
     """SWA: validate the average of the kept snapshots, save it to ``swa/``, and make it ``best/`` if it wins."""
-    log = logging.getLogger("mmcls")
+    log, accelerator, run = logging.getLogger("mmcls"), t.accelerator, t.run
     accelerator.wait_for_everyone()  # the main process has written every snapshot
-    averaged = averager.average()
+    averaged = recipe.averager.average()
     if averaged is None:
-        return best_scores
-    swa_model = copy.deepcopy(core)
+        return
+    swa_model = copy.deepcopy(t.core)
     swa_model.load_state_dict(averaged)
-    scores, result = evaluate(swa_model, loader, accelerator, cfg, categories, desc="validate swa")
+    scores, result = evaluate(swa_model, recipe.val_loader, accelerator, t.cfg, recipe.categories,
+                              desc="validate swa")
     run.append_metrics({"step": state.update, "epoch": state.epoch, "train_loss": None, "lr": None,
                         **scores, "elapsed_s": None, "weights": "swa"})
-    log.info("SWA of %d snapshots: mean_f1 %.4f (best single %.4f)", len(averager.kept), scores["mean_f1"],
-             state.best_score)
+    log.info("SWA of %d snapshots: mean_f1 %.4f (best single %.4f)", len(recipe.averager.kept), scores["mean_f1"],
+             recipe.best_score)
+    wins = scores["mean_f1"] > recipe.best_score
     if accelerator.is_main_process:
-        save_portable(run.path / "swa", swa_model, cfg, categories, tokenizer)
-        if scores["mean_f1"] > state.best_score:
-            save_portable(run.best, swa_model, cfg, categories, tokenizer)
-            save_validation_logits(run, result, categories)
-    if scores["mean_f1"] > state.best_score:
-        state.best_score, state.best_update = scores["mean_f1"], state.update
-        best_scores = {**scores, "update": state.update, "swa": 1.0}
+        save_portable(run.path / "swa", swa_model, t.cfg, recipe.categories, recipe.tokenizer)
+        if wins:
+            save_portable(run.best, swa_model, t.cfg, recipe.categories, recipe.tokenizer)
+            save_validation_logits(run, result, recipe.categories)
+    if wins:
+        recipe.best_score, recipe.best_update = scores["mean_f1"], state.update
+        recipe.best_scores = {**scores, "update": recipe.best_update, "swa": 1.0}
         log.info("the SWA average is the new best -> %s", run.best)
     accelerator.wait_for_everyone()
-    return best_scores
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
-

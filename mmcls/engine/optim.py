@@ -68,7 +68,7 @@ def param_groups(named_parts: NamedParts, cfg: TrainConfig, lr_scales: Mapping[s
                 buckets.setdefault(key, []).append(param)
         for (scale, decay), members in sorted(buckets.items(), key=lambda item: (-item[0][0], not item[0][1])):
             prefix = ".".join(filter(None, (part, tags[scale])))
-            groups.append({"name": f"{prefix}.{'decay' if decay else 'no_decay'}", "params": members,
+            groups.append({"name": f"{prefix}.{'decay' if decay else 'no_decay'}", "part": part, "params": members,
                            "lr": part_lr * scale, "lr_scale": scale,
                            "weight_decay": cfg.weight_decay if decay else 0.0})
     return groups
@@ -79,6 +79,15 @@ def named_parts(model: nn.Module, parts: Mapping[str, Iterable[nn.Parameter]]
     """Attach each parameter's name (from ``model.named_parameters()``) to a ``{part: [params]}`` grouping."""
     names = {id(p): n for n, p in model.named_parameters()}
     return {part: [(names[id(p)], p) for p in params] for part, params in parts.items()}
+
+
+def reported_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The current learning rate of the fusion layers and heads (``train.lr``), the one logged as ``lr``: read from
+    the first group whose ``part`` is one of them (the optimizer's first group when none is)."""
+    for group in optimizer.param_groups:
+        if group.get("part") in ("heads", "fusion"):
+            return float(group["lr"])
+    return float(optimizer.param_groups[0]["lr"])
 
 
 def build_optimizer(named_parts: NamedParts, cfg: TrainConfig, lr_scales: Mapping[str, float] | None = None

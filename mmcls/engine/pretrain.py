@@ -1,65 +1,49 @@
-"""Pretraining on unlabelled videos: MLM, masked frame modelling, video-text matching (and contrastive), as plain
-functions (no runner, no hooks), the same shape as :mod:`mmcls.engine.finetune`.
+"""Pretraining on unlabelled videos: what the MLM / MFM / ITM / ITC recipe adds to the shared loop
+(:mod:`mmcls.engine.loop`).
 
-Read top to bottom: :func:`pretrain` builds everything from the config (the ``pretrain`` section picks the tasks and
-their weights, ``train`` the optimisation), then loops over epochs and batches. The masks of each batch are drawn
-on the device from a generator reseeded per batch from (seed, epoch, process, batch), so a run is reproducible.
-Every epoch ends with a validation on ``pretrain.holdout`` held-out videos (fixed masks), a row in ``metrics.csv``
-and, when the validation loss is the lowest so far, ``best/``: the folder ``model.init_from`` of finetuning takes
-(and of pretraining, to continue from it).
+Read :func:`pretrain` top to bottom: the videos of ``pretrain.sources`` minus ``pretrain.holdout`` held-out ones,
+the pretrainer (the classifier's encoder with the task heads), the prepared training, then :class:`Pretraining`
+(its step: masking and the task losses through :class:`~mmcls.engine.step.TrainStep`, so FGM / PGD on the word
+embeddings, SAM, clipping, EMA and freezing work as in finetuning; its evaluation: the held-out task losses and
+accuracies with fixed masks; best = lowest held-out loss, saved as the ``best/`` folder that ``model.init_from``
+takes). The masks of each batch are drawn on the device from a generator reseeded per batch from (seed, epoch,
+process, batch), so a run is reproducible and resumes exactly.
+
+Finetuning-only switches (classification losses, mixing, SWA, distillation, the frame attack) are a
+:class:`~mmcls.errors.ConfigError` naming the key, never silently ignored.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
 from tqdm import tqdm
 
-from mmcls.config import Config, PretrainConfig
+from mmcls.config import Config, LossConfig, PretrainConfig
 from mmcls.data.dataset import ConcatVideoDataset, build_dataloader, build_dataset
 from mmcls.data.splits import Split, build_tokenizer, load_pretrain_splits, pretrain_holdout
 from mmcls.data.wwm import batch_word_ids
 from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder, save_pretrained_folder
-from mmcls.engine.freeze import TowerFreezer
-from mmcls.engine.guard import NonFiniteGuard, guarded_step
+from mmcls.engine.finetune import close
+from mmcls.engine.last_checkpoint import EpochPosition
+from mmcls.engine.loop import Evaluation, train
 from mmcls.engine.masking import mask_frames, mask_tokens, shuffle_videos
-from mmcls.engine.optim import build_scheduler, optimizer_for
-from mmcls.engine.resume import (
-    EpochPosition,
-    epoch_figures,
-    epoch_loader,
-    global_position,
-    local_share,
-    open_run,
-    restore,
-    trainer_state,
-)
-from mmcls.engine.runtime import (
-    apply_model_switches,
-    base_lr,
-    describe_plan,
-    finish_run,
-    make_accelerator,
-    plan_updates,
-    save_last_checkpoint,
-    show_progress,
-    with_feature_width,
-)
+from mmcls.engine.session import Training, open_session, prepare_training, with_feature_width
+from mmcls.engine.step import StepInputs, TrainStep
 from mmcls.errors import ConfigError
-from mmcls.models import PRETRAIN_TASKS, build_pretrainer, model_summary
-from mmcls.rundir import RunDir
+from mmcls.models import PRETRAIN_TASKS, build_pretrainer
 
 TASKS = PRETRAIN_TASKS
 ACCURACIES = ("mlm_accuracy", "mfm_accuracy", "itm_accuracy")
 PRETRAIN_COLUMNS = ("step", "epoch", "train_loss", "lr", "val_loss", *(f"loss_{t}" for t in TASKS), *ACCURACIES,
-                    "video_failures", "train_video_failures", "elapsed_s")
+                    "video_failures", "train_video_failures", "elapsed_s", "weights")
+# what a pretraining step may return (averaged over the epoch)
+FIGURES = ("loss", *(f"loss_{t}" for t in TASKS), *ACCURACIES, "loss_adv")
 
 
 def videos_of(splits: list[Split], cfg: Config, tokenizer: Any, train: bool) -> ConcatVideoDataset:
@@ -69,13 +53,22 @@ def videos_of(splits: list[Split], cfg: Config, tokenizer: Any, train: bool) -> 
                                              seed=cfg.seed + 1_000_003 * k) for k, split in enumerate(splits)])
 
 
-def finetuning_only_switches(cfg: Config) -> list[str]:
-    """The train.* tricks that are switched on but belong to finetuning (classification losses, EMA, ...)."""
+def check_pretraining_switches(cfg: Config) -> None:
+    """ConfigError naming the first ``train.*`` switch that is on but has no meaning for pretraining (it has no
+    classes: classification losses, mixing of labelled samples, SWA on mean-F1, distillation; and its model does not
+    expose frame features to attack)."""
     t = cfg.train
-    switches = {"train.ema": t.ema.decay > 0, "train.adversarial": t.adversarial.method != "none",
-                "train.loss": t.loss != type(t.loss)(), "train.mix": t.mix.enabled, "train.swa": t.swa.mode != "none",
-                "train.sam_rho": t.sam_rho > 0, "train.early_stopping_patience": t.early_stopping_patience > 0}
-    return [name for name, on in switches.items() if on]
+    finetuning_only = {
+        "train.loss": t.loss != LossConfig(),
+        "train.mix": t.mix.enabled,
+        "train.swa.mode": t.swa.mode != "none",
+        "train.distill.teacher": t.distill.teacher is not None,
+        "train.adversarial.frames": t.adversarial.method != "none" and t.adversarial.frames,
+    }
+    for key, on in finetuning_only.items():
+        if on:
+            raise ConfigError(f"{key}: a finetuning trick that pretraining cannot use; switch it off in the "
+                              "pretraining config (e.g. configs/pretrain.yaml)")
 
 
 def task_weights(cfg: PretrainConfig) -> dict[str, float]:
@@ -149,30 +142,80 @@ def validate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg:
             "video_failures": int(totals[-1])}
 
 
-@dataclass
-class PretrainState:
-    """Counters of the loop."""
+class PretrainObjective:
+    """Pretraining's objective: the batch's masks (drawn once per micro-batch from its position in the run, so every
+    pass of the step sees the same ones) and the weighted task losses."""
 
-    epoch: int = 0
-    update: int = 0
-    best_loss: float = math.inf
-    best_update: int = -1
-    eval_seconds: float = 0.0
-    last_lr: float = 0.0
+    def __init__(self, cfg: Config, model: torch.nn.Module, tokenizer: Any, device: torch.device,
+                 process_index: int) -> None:
+        self.cfg, self.model, self.tokenizer = cfg, model, tokenizer
+        self.device, self.process_index = device, process_index
+        self.weights = task_weights(cfg.pretrain)
+
+    def prepare(self, batch: dict[str, Any], epoch: int, index: int) -> StepInputs:
+        generator = batch_generator(self.device, self.cfg.seed, epoch, self.process_index, index)
+        return StepInputs(masked_inputs(batch, self.cfg.pretrain, self.tokenizer, generator))
+
+    def losses(self, batch: dict[str, Any], step: StepInputs, frame_features: torch.Tensor | None = None,
+               rdrop: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        outputs = self.model(**step.inputs)
+        figures = {name: value for name, value in outputs.items() if name.startswith("loss_") or name in ACCURACIES}
+        return {"loss": total_loss(outputs, self.weights), **figures}, outputs
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class Pretraining:
+    """The pretraining recipe: its step, its evaluation on the held-out videos (best = lowest loss)."""
+
+    figures = FIGURES
+
+    def __init__(self, t: Training, val_loader: Any, tokenizer: Any) -> None:
+        self.t, self.val_loader, self.tokenizer = t, val_loader, tokenizer
+        objective = PretrainObjective(t.cfg, t.model, tokenizer, t.accelerator.device, t.accelerator.process_index)
+        self.train_step = TrainStep(t.cfg, t.model, t.core, t.accelerator, objective)
+        self.best_loss, self.best_update = math.inf, -1
+        self.best: dict[str, float] = {}
+
+    def step(self, batch: dict[str, Any], epoch: int, index: int) -> dict[str, torch.Tensor]:
+        return self.train_step(batch, epoch, index)
+
+    def evaluate(self, weights: torch.nn.Module, update: int, train: EpochPosition) -> Evaluation:
+        t, log = self.t, logging.getLogger("mmcls")
+        scores = validate(weights, self.val_loader, t.accelerator, t.cfg, self.tokenizer) \
+            if self.val_loader is not None else {}
+        figures = " ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "video_failures")
+        log.info("update %d: %s", update, figures or f"train loss {train.mean():.4f}")
+        loss = scores.get("val_loss", train.mean())
+        improved = loss < self.best_loss
+        if improved:
+            self.best_loss, self.best_update = loss, update
+            self.best = {**scores, "update": update}
+            if t.accelerator.is_main_process:
+                save_pretrained_folder(t.run.best, t.accelerator.unwrap_model(weights), t.cfg, self.tokenizer)
+            log.info("new best pretraining loss %.4f -> %s", loss, t.run.best)
+        return Evaluation({**scores, "weights": t.weights_name}, improved)
+
+    def end_epoch(self, weights: torch.nn.Module, update: int) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_loss": self.best_loss, "best_update": self.best_update, "best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_loss, self.best_update, self.best = state["best_loss"], state["best_update"], state["best"]
 
 
 def pretrain(cfg: Config) -> dict[str, float]:
     """Pretrain the fusion model of ``cfg`` on ``pretrain.sources``; returns the best validation figures."""
-    accelerator = make_accelerator(cfg)
-    set_seed(cfg.seed)
-    run = RunDir(cfg.output_dir, accelerator.is_main_process, columns=PRETRAIN_COLUMNS)
-    log = run.setup_logging()
-    checkpoint, saved = open_run(cfg, run)
-    run.save_config(cfg)
+    check_pretraining_switches(cfg)
+    session = open_session(cfg, columns=PRETRAIN_COLUMNS)
+    log = session.log
     weights = task_weights(cfg.pretrain)
-    ignored = finetuning_only_switches(cfg)
-    if ignored:
-        log.info("pretraining ignores the finetuning tricks %s (they apply to finetune/train.py)", ", ".join(ignored))
 
     # ---- data -------------------------------------------------------------------------------------------------
     pretrained = load_pretrained_encoder(cfg.model.init_from) if cfg.model.init_from else None
@@ -193,136 +236,20 @@ def pretrain(cfg: Config) -> dict[str, float]:
              len(val_set) if val_set is not None else 0,
              ", ".join(cfg.pretrain.sources), ", ".join(f"{t} x{w:g}" for t, w in weights.items()))
 
-    # ---- model and optimisation -------------------------------------------------------------------------------
-    cfg = with_feature_width(cfg, train_set, run)
+    # ---- model and training -----------------------------------------------------------------------------------
+    cfg = with_feature_width(session, train_set)
     model = build_pretrainer(cfg, tokenizer, bert_config=pretrained.bert_config if pretrained else None,
                              load_pretrained=pretrained is None or not pretrained.supplies_vision(cfg.model.init_parts))
     if pretrained:  # continued pretraining (e.g. on a new domain's videos); heads too when the folder has them
         loaded = init_from_pretrained(model, pretrained, cfg.model.init_parts)
         log.info("model.init_from: %d tensors from %s", len(loaded), cfg.model.init_from)
-    apply_model_switches(model, cfg)
-    log.info("model:\n%s", model_summary(model))
-    model = model.to(accelerator.device)  # first, so that AdamW can pick its fused CUDA kernel
-    optimizer = optimizer_for(model, cfg.train)
-    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
-    if val_loader is not None:
-        val_loader = accelerator.prepare(val_loader)
-    core = accelerator.unwrap_model(model)
-    plan = plan_updates(len(train_loader), cfg)
-    total_updates, epochs = plan.total_updates, plan.epochs
-    scheduler = build_scheduler(optimizer, cfg.train, total_updates)
-    accelerator.register_for_checkpointing(scheduler)
-    freezer = TowerFreezer(core, cfg.train.freeze) if cfg.train.freeze.towers else None  # after DDP wrapping
-    log.info("pretraining: %s", describe_plan(plan, cfg, accelerator))
-    guard = NonFiniteGuard(cfg.train.max_nonfinite_updates)
-
-    # ---- loop -------------------------------------------------------------------------------------------------
-    state = PretrainState()
-    position = EpochPosition()
-    running = {name: 0.0 for name in ("loss", *(f"loss_{t}" for t in weights))}
-    start = time.perf_counter()
-    best: dict[str, float] = {}
-    resumed_at = 0  # updates done before this process started (for the speed figure)
-    if saved is not None:
-        counters, position = restore(accelerator, checkpoint, saved, loader_generator, run)
-        state, resumed_at = PretrainState(**counters), counters["update"]
-        best, running, guard.skipped = saved["best"], saved["running"], saved["skipped"]
-        position, running = local_share(accelerator, position, running)
-
-    def save_checkpoint() -> None:
-        """checkpoints/last with everything a resume needs (see mmcls.engine.resume)."""
-        summed, summed_running = global_position(accelerator, position, running)
-        extra = {"best": best, "running": summed_running, "skipped": guard.skipped}
-        save_last_checkpoint(accelerator, run, trainer_state(cfg, state, summed, loader_generator, **extra),
-                             cfg.train.keep_checkpoints)
-
-    def validate_and_save() -> None:
-        nonlocal best
-        eval_start = time.perf_counter()
-        train_loss, train_failures = epoch_figures(accelerator, position, running)
-        scores = validate(model, val_loader, accelerator, cfg, tokenizer) if val_loader is not None else {}
-        run.append_metrics({"step": state.update, "epoch": state.epoch, "train_loss": train_loss,
-                            "lr": state.last_lr, **scores, "train_video_failures": train_failures,
-                            "elapsed_s": round(time.perf_counter() - start, 1)})
-        figures = " ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "video_failures")
-        log.info("update %d epoch %d: %s", state.update, state.epoch, figures or f"train loss {train_loss:.4f}")
-        loss = scores.get("val_loss", train_loss)
-        if loss < state.best_loss:
-            state.best_loss, state.best_update = loss, state.update
-            best = {**scores, "update": state.update}
-            if accelerator.is_main_process:
-                save_pretrained_folder(run.best, core, cfg, tokenizer)
-            log.info("new best pretraining loss %.4f -> %s", loss, run.best)
-        save_checkpoint()
-        state.eval_seconds += time.perf_counter() - eval_start
-
-    model.train()
-    for epoch in range(state.epoch, epochs):
-        if state.update >= total_updates:  # a resumed run that had already finished
-            break
-        state.epoch = epoch
-        train_set.set_epoch(epoch)
-        if hasattr(train_loader, "set_epoch"):
-            train_loader.set_epoch(epoch)
-        if not position.batches:
-            running = dict.fromkeys(running, 0.0)
-        loader, position = epoch_loader(accelerator, train_loader, loader_generator, position)
-        bar = tqdm(loader, desc=f"pretrain {epoch + 1}/{epochs}", dynamic_ncols=True, initial=position.batches,
-                   total=len(train_loader), disable=not accelerator.is_local_main_process)
-        for batch in bar:
-            if freezer is not None and (message := freezer.update(state.update)):
-                log.info("update %d: %s", state.update, message)
-            generator = batch_generator(accelerator.device, cfg.seed, epoch, accelerator.process_index,
-                                        position.batches)  # the batch's index in the epoch, also after a resume
-            with accelerator.accumulate(model):
-                outputs = model(**masked_inputs(batch, cfg.pretrain, tokenizer, generator))
-                loss = total_loss(outputs, weights)
-                accelerator.backward(loss)
-                guarded_step(accelerator, model.parameters(), optimizer, cfg.train.max_grad_norm, guard,
-                             state.update + 1, save_checkpoint)
-            position.batches += 1
-            if math.isfinite(float(loss.detach())):
-                running["loss"] += float(loss.detach())
-                for task in weights:
-                    running[f"loss_{task}"] += float(outputs[f"loss_{task}"].detach())
-                position.running_n += 1
-            position.failures += sum(e is not None for e in batch["video_errors"])
-            if not accelerator.sync_gradients:
-                continue
-            lr = base_lr(optimizer)
-            scheduler.step()
-            state.update += 1
-            state.last_lr = lr
-            mean_loss = running["loss"] / max(1, position.running_n)
-            if state.update % cfg.train.log_every == 0:
-                show_progress(bar, mean_loss, lr, cfg.train.batch_size * accelerator.num_processes)
-                run.scalar("train/lr", lr, state.update)
-                for name, value in running.items():
-                    run.scalar(f"train/{name}", value / max(1, position.running_n), state.update)
-                for name in ACCURACIES:
-                    if name in outputs:
-                        run.scalar(f"train/{name}", float(outputs[name]), state.update)
-            if cfg.train.eval_every and state.update % cfg.train.eval_every == 0:
-                validate_and_save()
-            elif cfg.train.checkpoint_every and state.update % cfg.train.checkpoint_every == 0:
-                save_checkpoint()
-            if state.update >= total_updates:
-                break
-        bar.close()
-        position.epoch_done = True
-        log.info("epoch %d done: train loss %.4f, %d unreadable training videos", epoch + 1,
-                 *epoch_figures(accelerator, position, running))
-        if not (cfg.train.eval_every and state.update % cfg.train.eval_every == 0):
-            validate_and_save()
-        elif cfg.train.checkpoint_every:
-            save_checkpoint()
-        position = EpochPosition()
-        if state.update >= total_updates:
-            break
-
-    elapsed, speed = finish_run(core, accelerator, cfg, state.update - resumed_at, start, state.eval_seconds)
-    log.info("done in %.1f s (pretraining %.1f videos/s): best loss %.4f at update %d -> %s", elapsed, speed,
-             state.best_loss, state.best_update, run.best)
-    run.close()
-    accelerator.end_training()
-    return {**best, "seconds": elapsed, "train_videos_per_s": speed, "skipped_updates": guard.skipped}
+    training, (val_loader,) = prepare_training(session, model, train_set, train_loader, loader_generator,
+                                               (val_loader,))
+    recipe = Pretraining(training, val_loader, tokenizer)
+    log.info("pretraining: %s", training.describe())
+    result = train(training, recipe)
+    log.info("done in %.1f s (pretraining %.1f videos/s): best loss %.4f at update %d -> %s", result.seconds,
+             result.videos_per_s, recipe.best_loss, recipe.best_update, training.run.best)
+    close(session)
+    return {**recipe.best, "seconds": result.seconds, "train_videos_per_s": result.videos_per_s,
+            "skipped_updates": result.skipped_updates}

@@ -163,7 +163,8 @@ class MultimodalClassifier(nn.Module):
         return self.encode(empty_ids, empty_mask, frames, frame_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, frames: torch.Tensor | None = None,
-                frame_mask: torch.Tensor | None = None, repeats: int = 1) -> dict[str, torch.Tensor | None]:
+                frame_mask: torch.Tensor | None = None, repeats: int = 1, frame_features: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor | None]:
         """Logits of one batch (the collated batch format of :mod:`mmcls.data.dataset`).
 
         Returns ``logits`` ``[B, num_lv2]``, ``logits_lv1`` ``[B, num_lv1]`` or None, ``logits_video``
@@ -175,6 +176,8 @@ class MultimodalClassifier(nn.Module):
         """
         if self.heads is None:
             raise RuntimeError("this model has no classification heads (built with num_lv2=0): use encode()")
+        if frame_features is not None:
+            frames = frame_features
         fused = self.encode(input_ids, attention_mask, frames, frame_mask, repeats)
         pooled = POOLERS[self.pooling](fused.hidden, fused.mask)  # [B, H]
         samples, samples_lv1 = self.heads(pooled)  # [K, B, C]: K dropout samples in training, else 1
@@ -188,6 +191,19 @@ class MultimodalClassifier(nn.Module):
                 "frame_features": fused.frame_features,
                 "logits_samples": samples if multi else None,
                 "logits_lv1_samples": samples_lv1 if multi else None}
+
+    @property
+    def word_embeddings(self) -> nn.Parameter:
+        return self.bert.embeddings.word_embeddings.weight
+
+    def pixel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        if self.vision is None:
+            return (0.0,) * 3, (1.0,) * 3
+        return self.vision.mean, self.vision.std
+
+    def set_channels_last(self, enable: bool = True) -> None:
+        if self.vision is not None:
+            self.vision.set_channels_last(enable)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Trade compute for memory in both towers (recompute activations in the backward pass)."""
