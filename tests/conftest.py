@@ -36,8 +36,8 @@ def tiny_tokenizer(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A tiny synthetic WBDC dataset (zip + mp4, with faulty records) and a tokenizer trained on it."""
-    from mmcls.data.synthetic import SyntheticSpec, make_synthetic
     from mmcls.data.tokenizer import train_wordpiece
+    from mmcls.synthetic import SyntheticSpec, make_synthetic
     from tools.build_tokenizer import corpus
 
     root = tmp_path_factory.mktemp("synthetic")

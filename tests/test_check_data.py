@@ -24,7 +24,7 @@ def test_reports_counts_text_and_every_unreadable_video(synthetic_root):
     for name in ("title", "asr", "ocr", "total"):
         assert f"  {name} " in out
     faults = json.loads((synthetic_root / "faults.json").read_text())
-    from mmcls.data.synthetic import FAULT_SOURCES
+    from mmcls.synthetic import FAULT_SOURCES
 
     for split, kinds in faults.items():
         for video_id, kind in kinds.items():

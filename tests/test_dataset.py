@@ -20,7 +20,7 @@ def data_cfg(root, *overrides):
 
 
 def faulty_ids(root, split: str, source: str) -> set[str]:
-    from mmcls.data.synthetic import FAULT_SOURCES
+    from mmcls.synthetic import FAULT_SOURCES
 
     faults = json.loads((root / "faults.json").read_text())[split]
     return {vid for vid, kind in faults.items() if source in FAULT_SOURCES[kind]}

@@ -12,8 +12,8 @@ import pytest
 
 from mmcls.cli import run_main
 from mmcls.config import build_config
-from mmcls.data.synthetic import FAULT_SOURCES
 from mmcls.errors import UserError
+from mmcls.synthetic import FAULT_SOURCES
 from tests.test_finetune import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -190,9 +190,9 @@ def test_unreadable_videos_are_counted_per_epoch_in_the_metrics(synthetic_root, 
     truncated mp4s) costs one sample: the run goes on and metrics.csv counts each once per epoch."""
     from mmcls.data.dataset import build_dataset
     from mmcls.data.splits import load_labelled_splits
-    from mmcls.data.synthetic import FAULT_SOURCES
     from mmcls.data.tokenizer import load_tokenizer
     from mmcls.engine.finetune import finetune
+    from mmcls.synthetic import FAULT_SOURCES
 
     run = tmp_path / "run"
     cfg = build_config({}, tiny_overrides(synthetic_root, run, "train.epochs=2", "train.batch_size=1",

@@ -24,9 +24,9 @@ from PIL import Image
 from mmcls.config import DataConfig
 from mmcls.data import frames as frames_module
 from mmcls.data.dataset import ForkSafeDataLoader, init_worker
+from mmcls.data.feature_source import FeatsFrameSource
 from mmcls.data.frames import (
     FRAME_SOURCES,
-    FeatsFrameSource,
     FrameLoader,
     JpegDirFrameSource,
     Mp4FrameSource,
@@ -414,7 +414,7 @@ def test_loader_catches_any_exception_from_a_decoder(tmp_path, monkeypatch):
     def explode(*args, **kwargs):
         raise OSError("libjpeg exploded")
 
-    monkeypatch.setattr("mmcls.data.frames.decode_jpeg_frame", explode)
+    monkeypatch.setattr("mmcls.data.frame_source.decode_jpeg_frame", explode)
     frames, error = FrameLoader(source).load("v1")
     assert frames is None and error == "decode: OSError: libjpeg exploded"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mmcls.config import load_config
-from mmcls.data.synthetic import SyntheticSpec, make_synthetic
+from mmcls.synthetic import SyntheticSpec, make_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 

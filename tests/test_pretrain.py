@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 from safetensors.torch import load_file
 
 from tests.test_finetune import launch_two_processes, read_metrics, tiny_overrides
@@ -94,3 +95,48 @@ def test_masked_inputs_mask_what_they_label(synthetic_root):
     assert inputs["mfm_mask"][frame_mask.logical_not()].sum() == 0
     again = masked_inputs(batch, cfg.pretrain, tokenizer, batch_generator(torch.device("cpu"), 0, 1, 2))
     assert torch.equal(again["input_ids"], inputs["input_ids"])  # the same position in the run, the same masks
+
+
+def _scalars(run: Path, tag: str) -> list[float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return [event.value for event in events.Scalars(tag)] if tag in events.Tags()["scalars"] else []
+
+
+def test_pretraining_takes_the_step_level_tricks_of_finetuning(synthetic_root, tmp_path):
+    """FGM on the word embeddings, SAM, EMA and freezing run in pretraining through the shared step and loop."""
+    from mmcls.commands.pretrain import main
+
+    run = tmp_path / "run"
+    assert main([*CONFIGS, *pretrain_overrides(
+        synthetic_root, run, "train.adversarial.method=fgm", "train.sam_rho=0.05", "train.ema.decay=0.5",
+        "train.freeze.towers=[vision]", "train.log_every=1", "pretrain.itc_weight=0")]) == 0
+    rows = read_metrics(run)
+    assert rows and all(row["weights"] == "ema" for row in rows)  # the EMA weights are validated and saved
+    adversarial = _scalars(run, "train/loss_adv")
+    assert len(adversarial) == 4 and all(value > 0 for value in adversarial)  # an attack pass at every update
+    assert "froze" in (run / "train.log").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("switch", ["train.loss.label_smoothing=0.1", "train.mix.mixup_alpha=0.4",
+                                    "train.swa.mode=last", "train.distill.teacher=x.npy",
+                                    "train.adversarial.frames=true"])
+def test_finetuning_only_switches_are_errors_in_pretraining(synthetic_root, tmp_path, capsys, switch):
+    from mmcls.commands.pretrain import main
+
+    from mmcls.cli import run_main
+
+    extra = [switch, "train.adversarial.method=fgm"] if "adversarial" in switch else [switch]
+    assert run_main(main, [*CONFIGS, *pretrain_overrides(synthetic_root, tmp_path / "run", *extra)]) == 2
+    key = switch.split("=")[0].rsplit(".", 1)[0] if "adversarial" not in switch else "train.adversarial.frames"
+    assert key in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoints").exists()  # refused before anything ran
+
+
+def test_the_shipped_pretraining_config_layers_over_base():
+    from mmcls.config import load_config
+    from mmcls.engine.pretrain import check_pretraining_switches
+
+    check_pretraining_switches(load_config([ROOT / "configs" / "base.yaml", ROOT / "configs" / "pretrain.yaml"]))

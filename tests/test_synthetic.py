@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image, UnidentifiedImageError
 
-from mmcls.data.synthetic import (
+from mmcls.errors import ConfigError, UserError
+from mmcls.synthetic import (
     FAULT_KINDS,
     FAULT_SOURCES,
     REVERSED_CONCEPT,
@@ -36,7 +37,6 @@ from mmcls.data.synthetic import (
     text_concept_scores,
     zip_path,
 )
-from mmcls.errors import ConfigError, UserError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = SyntheticSpec(num_labeled=40, num_unlabeled=12, num_test=12, min_frames=6, max_frames=12, workers=1)
@@ -256,7 +256,7 @@ def test_modalities_are_correlated_so_matching_can_be_learned():
 def _filler_concept_accuracy(root: Path) -> float:
     """Text concept accuracy of a nearest-centroid classifier on filler-word counts alone (keywords removed),
     trained on the first half of the labelled split and scored on the second."""
-    from mmcls.data.synthetic import FILLERS
+    from mmcls.synthetic import FILLERS
 
     records, oracle = _records(root, "labeled"), load_oracle(root)["labeled"]
     keywords = {word.lower() for _, words in TEXT_CONCEPTS for word in words}

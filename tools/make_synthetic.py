@@ -10,7 +10,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmcls.cli import run_main
-from mmcls.data.synthetic import SyntheticSpec, make_synthetic
+from mmcls.synthetic import SyntheticSpec, make_synthetic
 
 EXAMPLE = """\
 example:

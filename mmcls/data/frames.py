@@ -26,160 +26,27 @@ frames actually obtained (see :class:`Mp4FrameSource`).
 
 from __future__ import annotations
 
-import io
-import json
 import logging
 import os
 import zipfile
-from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from mmcls.config import DataConfig
-from mmcls.data.jpeg import JPEG_SUFFIXES, NotJPEGError, decode_jpeg_frame, stack_frames
+from mmcls.data.feature_source import FeatsFrameSource
+from mmcls.data.frame_source import FrameSource, _read_member, frame_names
+from mmcls.data.jpeg import stack_frames
 from mmcls.data.mp4 import Mp4Info, _probe_size, decode_sequentially, mp4_info
-from mmcls.data.sampling import SamplingMode, sample_frame_indices
+from mmcls.data.sampling import SamplingMode
 from mmcls.data.timeout import call_with_timeout
 from mmcls.data.transforms import resize_shorter_side, resolve_resize_size, shorter_side_size
 from mmcls.data.video_error import FailureKind, VideoError, _describe
 
 logger = logging.getLogger("mmcls.data")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# frame sources
-
-
-class FrameSource(ABC):
-    """Reads the sampled frames of one video; raises :class:`VideoError` for any data problem.
-
-    Subclasses implement :meth:`_read`; :meth:`read` turns any exception escaping it (PIL, decord, zipfile, numpy
-    ...) into a ``decode`` :class:`VideoError`.
-    """
-
-    name: ClassVar[str]
-    default_dir: ClassVar[str]
-
-    def __init__(self, root: str | Path, split: str, max_frames: int, resize_size: int | None = None,
-                 frame_dir: str | None = None) -> None:
-        if max_frames < 1:
-            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
-        self.root, self.split, self.max_frames, self.resize_size = Path(root), split, max_frames, resize_size
-        self.base = self.root / (frame_dir or self.default_dir)
-
-    @classmethod
-    def from_config(cls, cfg: DataConfig, split: str) -> FrameSource:
-        """Build from the data config for annotation split ``split`` (e.g. ``"labeled"``)."""
-        return cls(cfg.root, split, cfg.max_frames, resolve_resize_size(cfg), cfg.frame_dir)
-
-    @abstractmethod
-    def path(self, video_id: str) -> Path:
-        """Where the frames of ``video_id`` live."""
-
-    @abstractmethod
-    def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
-        """Read the sampled frames; may raise anything."""
-
-    def read(self, video_id: str, mode: SamplingMode = "uniform", rng: np.random.Generator | None = None,
-             offset: int = 0) -> torch.Tensor:
-        """Sampled frames of ``video_id`` (see :func:`sample_frame_indices`); raises :class:`VideoError`."""
-        try:
-            return self._read(video_id, mode, rng, offset)
-        except VideoError:
-            raise
-        except Exception as exc:
-            raise VideoError(video_id, _describe(exc), "decode") from exc
-
-    @abstractmethod
-    def _count(self, video_id: str) -> int:
-        """Number of frames of the video; may raise anything."""
-
-    def count_frames(self, video_id: str) -> int:
-        """How many frames the video has (the ``n`` that sampling draws from); raises :class:`VideoError`."""
-        try:
-            return self._count(video_id)
-        except VideoError:
-            raise
-        except Exception as exc:
-            raise VideoError(video_id, _describe(exc), "decode") from exc
-
-    def reset(self) -> None:
-        """Forget cached handles (called after a read was abandoned on timeout); nothing is cached by default."""
-        return None
-
-    @property
-    def location(self) -> Path:
-        """The folder (or file) holding this split's frames."""
-        return self.base / self.split
-
-    def available(self) -> bool:
-        """Whether :attr:`location` exists at all (a cheap configuration check)."""
-        return self.location.exists()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(base={str(self.base)!r}, split={self.split!r}, max_frames={self.max_frames})"
-
-    def _indices(self, num_frames: int, mode: SamplingMode, rng: np.random.Generator | None,
-                 offset: int) -> list[int]:
-        return sample_frame_indices(num_frames, self.max_frames, mode, rng, offset)
-
-    def _check_file(self, video_id: str, path: Path) -> None:
-        """Missing and zero-byte files are their own failure kinds."""
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise VideoError(video_id, f"{path} not found", "missing") from None
-        if not path.is_file():
-            raise VideoError(video_id, f"{path} is not a file", "missing")
-        if size == 0:
-            raise VideoError(video_id, f"{path} is empty (0 bytes)", "empty")
-
-    def _decode_jpegs(self, video_id: str, names: list[str], blobs: list[bytes]) -> torch.Tensor:
-        """Decode JPEG frames (named for error messages) into uint8 ``[T, 3, H, W]``."""
-        frames = []
-        for name, blob in zip(names, blobs, strict=True):
-            try:
-                frames.append(decode_jpeg_frame(blob, self.resize_size))
-            except NotJPEGError:
-                raise VideoError(video_id, f"frame {name} is not a JPEG", "corrupt") from None
-        return stack_frames(frames)
-
-
-def _is_macos_junk(name: str) -> bool:
-    """``__MACOSX/`` folders and ``._*`` AppleDouble files (resource forks) that macOS adds to zips and folders."""
-    parts = name.split("/")
-    return "__MACOSX" in parts[:-1] or parts[-1].startswith("._")
-
-
-def frame_names(video_id: str, where: str, names: Iterable[str]) -> list[str]:
-    """The sorted JPEG frame names among the file names ``names`` found in ``where`` (macOS junk ignored).
-
-    Raises :class:`VideoError`: ``empty`` when there are no files, ``corrupt`` when none of them is a JPEG.
-    """
-    files = [name for name in names if not _is_macos_junk(name)]
-    if not files:
-        raise VideoError(video_id, f"{where} has no files", "empty")
-    jpegs = sorted(name for name in files if name.lower().endswith(JPEG_SUFFIXES))
-    if not jpegs:
-        shown = ", ".join(files[:3]) + (" ..." if len(files) > 3 else "")
-        raise VideoError(video_id, f"{where} has no JPEG files ({len(files)} files: {shown})", "corrupt")
-    return jpegs
-
-
-MAX_FRAME_BYTES = 64 << 20  # a JPEG frame claiming more is a corrupt (or hostile) zip, not a frame
-
-
-def _read_member(video_id: str, zf: zipfile.ZipFile, name: str) -> bytes:
-    """One zip member, refusing sizes no video frame has (a zip bomb would exhaust the worker's memory)."""
-    size = zf.getinfo(name).file_size
-    if size > MAX_FRAME_BYTES:
-        raise VideoError(video_id, f"frame {name} claims {size} bytes (> {MAX_FRAME_BYTES})", "corrupt")
-    return zf.read(name)
 
 
 class ZipFrameSource(FrameSource):
@@ -381,151 +248,6 @@ class Mp4FrameSource(FrameSource):
     def _decode(self, reader: Any, indices: list[int]) -> torch.Tensor:
         array = reader.get_batch(indices).asnumpy()  # [T, H, W, 3] at the decode size
         return resize_shorter_side(torch.from_numpy(array).permute(0, 3, 1, 2), self.resize_size)
-
-
-FEATS_MANIFEST = "__mmcls__.json"  # member of a feature zip describing how it was made (not a video)
-
-
-class FeatsFrameSource(FrameSource):
-    """``<root>/feats/<split>.zip`` of ``<id>.npy`` ``[n_frames, dim]``; the zip is opened once per process.
-
-    Every video has the same ``dim`` (:meth:`feature_dim`: ``feat_dim``, or probed from the zip); a member of
-    another width, or a non-float one, is ``corrupt``. Features come out as float16 whatever float type they were
-    stored as; a value outside the float16 range (or NaN) makes the member ``corrupt``.
-    """
-
-    name = "feats"
-    default_dir = "feats"
-    PROBE_MEMBERS: ClassVar[int] = 64
-    PROBE_VOTES: ClassVar[int] = 5
-
-    def __init__(self, root: str | Path, split: str, max_frames: int, resize_size: int | None = None,
-                 frame_dir: str | None = None, feat_dim: int | None = None) -> None:
-        super().__init__(root, split, max_frames, resize_size, frame_dir)
-        if feat_dim is not None and feat_dim < 1:
-            raise ValueError(f"feat_dim must be >= 1, got {feat_dim}")
-        self.feat_dim = feat_dim
-        self._probed_dim: int | None = None
-        self._probed = False
-        self._zip: zipfile.ZipFile | None = None
-        self._pid: int | None = None
-
-    @classmethod
-    def from_config(cls, cfg: DataConfig, split: str) -> FrameSource:
-        return cls(cfg.root, split, cfg.max_frames, resolve_resize_size(cfg), cfg.frame_dir,
-                   cfg.feat_dim)
-
-    @property
-    def zip_path(self) -> Path:
-        return self.base / f"{self.split}.zip"
-
-    @property
-    def location(self) -> Path:
-        return self.zip_path
-
-    def path(self, video_id: str) -> Path:
-        return self.zip_path
-
-    def manifest(self) -> dict[str, Any] | None:
-        """The zip's ``__mmcls__.json`` (written by tools/extract_features.py: which tower made the features), or
-        None when the zip has none or cannot be read."""
-        try:
-            with zipfile.ZipFile(self.zip_path) as zf:
-                return json.loads(zf.read(FEATS_MANIFEST))
-        except (OSError, KeyError, zipfile.BadZipFile, ValueError):
-            return None
-
-    def feature_dim(self) -> int | None:
-        """The feature width: ``feat_dim`` when given, else probed once per process from the zip.
-
-        The probe takes the most common width among the first :attr:`PROBE_VOTES` ``.npy`` members that load as
-        2-D arrays (a single odd member first in the zip cannot mask every video), looking at no more than
-        :attr:`PROBE_MEMBERS`. ``None`` (never an exception) when the zip is missing or unreadable, or no member
-        qualifies.
-        """
-        if self.feat_dim is not None:
-            return self.feat_dim
-        if not self._probed:
-            try:
-                handle = self._handle("<probe>")
-            except (VideoError, OSError):
-                return None
-            self._probed_dim, self._probed = self._probe_dim(handle), True
-        return self._probed_dim
-
-    def _probe_dim(self, zf: zipfile.ZipFile) -> int | None:
-        names = [m.filename for m in zf.infolist() if m.filename.endswith(".npy") and not _is_macos_junk(m.filename)]
-        widths: Counter[int] = Counter()
-        for member in names[:self.PROBE_MEMBERS]:
-            try:
-                array = np.load(io.BytesIO(zf.read(member)), allow_pickle=False)
-            except Exception:  # a broken member: the next one decides
-                continue
-            if array.ndim == 2 and array.shape[1] > 0:
-                widths[int(array.shape[1])] += 1
-                if widths.total() == self.PROBE_VOTES:
-                    break
-        if not widths:
-            logger.warning("feats %s: no .npy member of shape [n_frames, dim] among the first %d; feature width "
-                           "unknown (set data.feat_dim)", self.zip_path, self.PROBE_MEMBERS)
-            return None
-        dim = widths.most_common(1)[0][0]  # ties: the width seen first
-        logger.debug("feats %s: feature dim %d (probed: %s)", self.zip_path, dim, dict(widths))
-        return dim
-
-    def _handle(self, video_id: str) -> zipfile.ZipFile:
-        """This process's handle on the split zip, opened on first use and reopened after a fork.
-
-        No lock guards it (a lock held by another thread at fork time would deadlock the child); two threads racing
-        on the first read at worst open the zip twice. ``ZipFile.read`` itself is thread-safe.
-        """
-        if self._zip is None or self._pid != os.getpid():
-            self._check_file(video_id, self.zip_path)
-            try:
-                handle = zipfile.ZipFile(self.zip_path)
-            except zipfile.BadZipFile as exc:
-                raise VideoError(video_id, f"{self.zip_path}: bad zip: {exc}", "corrupt") from None
-            self._zip, self._pid = handle, os.getpid()
-        return self._zip
-
-    def _load(self, video_id: str) -> np.ndarray:
-        """The whole ``[n_frames, dim]`` array of ``video_id``, checked against :meth:`feature_dim`."""
-        member = f"{video_id}.npy"
-        try:
-            data = self._handle(video_id).read(member)
-        except KeyError:
-            raise VideoError(video_id, f"{member} not in {self.zip_path}", "missing") from None
-        array = np.load(io.BytesIO(data), allow_pickle=False)
-        if array.ndim != 2:
-            raise VideoError(video_id, f"{member}: expected [n_frames, dim], got shape {array.shape}", "corrupt")
-        if not np.issubdtype(array.dtype, np.floating):
-            raise VideoError(video_id, f"{member}: expected float features, got {array.dtype}", "corrupt")
-        if array.shape[0] == 0:
-            raise VideoError(video_id, f"{member} has no frames", "empty")
-        dim = self.feature_dim()
-        if dim is not None and array.shape[1] != dim:
-            raise VideoError(video_id, f"{member}: feature dim {array.shape[1]}, expected {dim}", "corrupt")
-        return array
-
-    def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
-        array = self._load(video_id)
-        rows = self._indices(array.shape[0], mode, rng, offset)
-        with np.errstate(over="ignore"):
-            feats = array[rows].astype(np.float16)  # a native-endian, contiguous copy
-        if not np.isfinite(feats).all():
-            raise VideoError(video_id, f"{video_id}.npy: NaN, inf or values beyond the float16 range", "corrupt")
-        return torch.from_numpy(feats)
-
-    def _count(self, video_id: str) -> int:
-        return int(self._load(video_id).shape[0])  # members are small (<= 32 x 768 float16 in WBDC)
-
-    def reset(self) -> None:
-        self._zip = None  # a hung reader may still use the old handle: drop it, do not close it
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_zip"], state["_pid"] = None, None  # handles never travel to another process (the probed dim does)
-        return state
 
 
 FRAME_SOURCES: dict[str, type[FrameSource]] = {

@@ -176,7 +176,7 @@ def check_feature_width(loaded: LoadedModel, split: str) -> None:
     ``test``) holds features of another width than the model takes (probed from the zip, never from
     ``data.feat_dim``), or, for a model with its own vision tower, features that another tower made (the zip's
     manifest fingerprint). Cheap: reads a few members; a missing zip is left to the usual per-video reporting."""
-    from mmcls.data.frames import FeatsFrameSource
+    from mmcls.data.feature_source import FeatsFrameSource
 
     width = frame_feature_width(loaded.model)
     if not loaded.cfg.data.reads_features or width is None:

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from mmcls.accelerators import resolve_mixed_precision
 from mmcls.config import Config, DataConfig, load_config
 from mmcls.data.dataset import build_dataloader, build_dataset
-from mmcls.data.frames import FEATS_MANIFEST, FeatsFrameSource
+from mmcls.data.feature_source import FEATS_MANIFEST, FeatsFrameSource
 from mmcls.data.splits import SPLIT_KEYS, build_tokenizer, load_split
 from mmcls.engine.checkpoint import PRETRAINED_MARKER, load_portable, load_pretrained_encoder
 from mmcls.errors import UserError
