@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmcls.cli import run_main
-from mmcls.engine.ensemble import combine, ensemble_files, fit_ensemble, score, search_class_bias
+from mmcls.workflow.ensemble import combine, ensemble_files, fit_ensemble, score, search_class_bias
 from mmcls.errors import UserError
 from mmcls.logits import load_logits, save_logits, softmax
 

@@ -121,12 +121,12 @@ def test_out_of_memory_in_an_inference_tool_becomes_advice(tmp_path, monkeypatch
     sys.path.insert(0, str(ROOT / "tools"))
     import predict
 
-    import mmcls.engine.predict
+    import mmcls.workflow.predict
 
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB\ndetail")
 
-    monkeypatch.setattr(mmcls.engine.predict, "predict", oom)
+    monkeypatch.setattr(mmcls.workflow.predict, "predict", oom)
     (tmp_path / "best").mkdir()  # never read: predict itself runs out of memory
     code = run_main(predict.main, ["--model", str(tmp_path / "best"), "--output", str(tmp_path / "out.csv")])
     err = capsys.readouterr().err.strip()

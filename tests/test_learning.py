@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_fusion_beats_each_modality_alone(tmp_path):
     from mmcls.data.tokenizer import train_wordpiece
     from mmcls.engine.finetune import finetune
-    from mmcls.engine.predict import predict
+    from mmcls.workflow.predict import predict
     from mmcls.metrics import mean_f1_from_ids, read_submission
     from tools.build_tokenizer import corpus
 
@@ -42,7 +42,7 @@ def test_pretraining_helps_with_few_labels(tmp_path):
     scratch (the arms of tools/few_label.py, one seed, a smaller dataset)."""
     from mmcls.data.tokenizer import train_wordpiece
     from mmcls.engine.finetune import finetune
-    from mmcls.engine.predict import predict
+    from mmcls.workflow.predict import predict
     from mmcls.engine.pretrain import pretrain
     from mmcls.metrics import mean_f1_from_ids, read_submission
     from tools.build_tokenizer import corpus

@@ -12,7 +12,7 @@ import pytest
 from mmcls.cli import run_main
 from mmcls.config import build_config
 from mmcls.data.records import VideoRecord, load_records
-from mmcls.engine.pseudo import pseudo_records, select_confident, soft_label
+from mmcls.workflow.pseudo import pseudo_records, select_confident, soft_label
 from mmcls.errors import DataError, UserError
 from mmcls.logits import save_logits
 

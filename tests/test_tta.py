@@ -11,7 +11,7 @@ from accelerate import Accelerator
 
 from mmcls.config import build_config
 from mmcls.engine.inference import model_inputs
-from mmcls.engine.predict import TestTimeAugmentation
+from mmcls.workflow.predict import TestTimeAugmentation
 from mmcls.errors import UserError
 from mmcls.logits import softmax
 from tests.test_finetune import tiny_overrides
@@ -48,7 +48,7 @@ def test_tta_averages_the_probabilities_of_every_view(trained):
     from mmcls.data.splits import load_split
     from mmcls.engine.checkpoint import load_portable
     from mmcls.engine.inference import run_inference
-    from mmcls.engine.predict import predict
+    from mmcls.workflow.predict import predict
 
     tta = TestTimeAugmentation(offsets=2, hflip=True)
     got = predict([trained], "test", mixed_precision="no", tta=tta)
