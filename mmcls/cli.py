@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from mmcls.errors import UserError
@@ -31,6 +32,23 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
               "it, else train.eval_batch_size / train.batch_size), fewer data.max_frames or a smaller data.frame_size, "
               "or bf16 (--precision bf16 or train.mixed_precision=bf16)", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+def command_argv(name: str, *args: str) -> list[str]:
+    """The arguments after a launcher (``python``, ``accelerate launch ...``) that run command ``name`` of this
+    package: ``-m mmcls NAME ARGS``, which both ``python`` and ``accelerate launch`` understand (never a script path
+    into a checkout)."""
+    return ["-m", "mmcls", name, *args]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment (plus ``extra``), with the folder that holds the imported ``mmcls`` first on
+    ``PYTHONPATH``: a child ``python -m mmcls`` runs this very copy (installed or a checkout), from any folder."""
+    import mmcls
+
+    home = str(Path(mmcls.__file__).resolve().parents[1])
+    paths = [home, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != home]]
+    return {**os.environ, **extra, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:

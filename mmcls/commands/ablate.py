@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,10 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mmcls.cli import child_env, command_argv
 from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -86,11 +84,11 @@ class Result:
 
 
 def _run(cmd: list[str], log_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env = child_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     with log_path.open("w", encoding="utf-8") as log:
-        code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+        code = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
     if code != 0:
-        raise UserError(f"{' '.join(cmd[:2])} failed with exit code {code}; see {log_path}")
+        raise UserError(f"{' '.join(cmd[:4])} failed with exit code {code}; see {log_path}")
 
 
 def _train_speed(run: Path) -> float | None:
@@ -109,7 +107,7 @@ def run_variant(variant: Variant, seed: int, args: argparse.Namespace) -> Result
     run = out / (f"{variant.reuse}-s{seed}" if variant.reuse else tag)
     start = time.perf_counter()
     if not variant.reuse:
-        _run([sys.executable, "finetune/train.py", "--config", args.config, f"data.root={args.data}",
+        _run([sys.executable, *command_argv("finetune"), "--config", args.config, f"data.root={args.data}",
               f"output_dir={run}", f"seed={seed}", *variant.overrides], out / f"{tag}.train.log")
     elif not (run / "best").is_dir():
         raise UserError(f"variant {variant.name} needs the model of {variant.reuse}; run that one first")
@@ -122,7 +120,7 @@ def predict_and_score(model: Path, data: Path, stem: Path, predict_args: Sequenc
     from mmcls.metrics import mean_f1_from_ids, read_submission
 
     pred = stem.with_suffix(".csv")
-    _run([sys.executable, "tools/predict.py", "--model", str(model), "--output", str(pred), f"data.root={data}",
+    _run([sys.executable, *command_argv("predict"), "--model", str(model), "--output", str(pred), f"data.root={data}",
           *predict_args], stem.with_suffix(".predict.log"))
     truth = read_submission(data / "annotations" / "test_truth.csv")
     predicted = read_submission(pred, expected_ids=list(truth))

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # a source checkout: the bench configs are in its configs/
 DEFAULT_CONFIGS = [str(ROOT / "configs" / "demo.yaml"), str(ROOT / "configs" / "bench_base_small.yaml")]
 
 

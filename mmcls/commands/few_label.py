@@ -28,9 +28,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmcls.cli import command_argv
+from mmcls.commands.ablate import Result, _run, _train_speed, predict_and_score, run_resumable
 from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
-from tools.ablate import Result, _run, _train_speed, predict_and_score, run_resumable
 
 ARMS: dict[str, tuple[str, ...]] = {
     "scratch": (),
@@ -45,7 +46,7 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace) -> Result:
     tag = f"{arm}-s{seed}"
     overrides = [o.format(pretrained=args.pretrained) for o in ARMS[arm]]
     start = time.perf_counter()
-    _run([sys.executable, "finetune/train.py", "--config", args.config, "--config", args.few_label,
+    _run([sys.executable, *command_argv("finetune"), "--config", args.config, "--config", args.few_label,
           f"data.root={data}", f"output_dir={out / tag}", f"seed={seed}", *overrides, *args.overrides],
          out / f"{tag}.train.log")
     scores = predict_and_score(out / tag / "best", data, out / tag)

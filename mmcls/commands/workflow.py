@@ -30,16 +30,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from mmcls.cli import child_env, command_argv
 
 MODEL_B = ["model.pooling=cls", "train.loss.label_smoothing=0.1", "seed=7"]
 
 
 def run(command: Sequence[str]) -> None:
     """Run one tool (this Python), echoing the command; a failure stops the workflow."""
-    command = [sys.executable, *command]
+    command = [sys.executable, *command_argv(*command)]
     print(f"\n$ {shlex.join(command)}", flush=True)
-    if subprocess.run(command, check=False, cwd=ROOT).returncode != 0:
+    if subprocess.run(command, check=False, env=child_env()).returncode != 0:
         from mmcls.errors import UserError
 
         raise UserError(f"step failed: {shlex.join(command)}")
@@ -68,7 +68,7 @@ def write_unlabeled_truth(data: Path, out: Path) -> Path | None:
 def kfold(args: argparse.Namespace, out: Path, extra: Sequence[str], folds: Path | None = None,
           splits: Sequence[str] = ("test",)) -> Path:
     """One K-fold round of the config with ``extra`` overrides; returns its folder."""
-    command = ["tools/kfold.py", "--config", args.config, "--k", str(args.k), "--out", str(out),
+    command = ["kfold", "--config", args.config, "--k", str(args.k), "--out", str(out),
                *[a for split in splits for a in ("--predict", split)], f"data.root={args.data}",
                *args.overrides, *extra]
     if folds is not None:
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = kfold(args, out / "a", [], splits=("test", "unlabeled"))
     folds = a / "folds.csv"
     results["1 folds (model A)"] = round_scores(a, args.k, truth)
-    run(["tools/predict.py", "--model", str(a / "fold*" / "best"), "--output", str(a / "test_tta.csv"),
+    run(["predict", "--model", str(a / "fold*" / "best"), "--output", str(a / "test_tta.csv"),
          "--tta-offsets", "2", "--tta-hflip", f"data.root={data}", *args.overrides])
     results["2 fold ensemble + TTA"] = {"test": score_csv(a / "test_tta.csv", truth)}
     save()
@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b = kfold(args, out / "b", MODEL_B, folds, splits=("test", "unlabeled"))
     results["3 folds (model B)"] = round_scores(b, args.k, truth)
     ens = out / "ensemble_ab"
-    common = ["tools/ensemble.py", "--oof", str(a / "oof_logits.npy"), "--oof", str(b / "oof_logits.npy"),
+    common = ["ensemble", "--oof", str(a / "oof_logits.npy"), "--oof", str(b / "oof_logits.npy"),
               "--truth", str(labelled)]
     run([*common, "--test", str(a / "test_logits.npy"), "--test", str(b / "test_logits.npy"), "--no-search",
          "--output", str(ens / "test_equal.csv"), "--report", str(ens / "ensemble_equal.json")])
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
          "--logits", str(ens / "unlabeled_logits.npy")])
     pseudo = out / "pseudo.json"
     unlabeled_truth = write_unlabeled_truth(data, out)
-    run(["tools/pseudo_label.py", "--logits", str(ens / "unlabeled_logits.npy"), "--annotations",
+    run(["pseudo_label", "--logits", str(ens / "unlabeled_logits.npy"), "--annotations",
          str(data / "annotations" / "unlabeled.json"), "--threshold", str(args.threshold), "--soft",
          "--out", str(pseudo), *(["--truth", str(unlabeled_truth)] if unlabeled_truth else [])])
     kept = json.loads(pseudo.read_text(encoding="utf-8"))
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 8: every round in one ensemble
     rounds = [a, b, c, d]
     final = out / "ensemble_all"
-    run(["tools/ensemble.py", *[x for r in rounds for x in ("--oof", str(r / "oof_logits.npy"))],
+    run(["ensemble", *[x for r in rounds for x in ("--oof", str(r / "oof_logits.npy"))],
          *[x for r in rounds for x in ("--test", str(r / "test_logits.npy"))], "--truth", str(labelled),
          "--output", str(final / "test.csv"), "--report", str(final / "ensemble.json")])
     fit_all = json.loads((final / "ensemble.json").read_text(encoding="utf-8"))

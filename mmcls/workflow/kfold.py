@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-import mmcls
+from mmcls.cli import child_env, command_argv
 from mmcls.config import Config
 from mmcls.data.categories import CategorySpace
 from mmcls.data.folds import assign_folds, read_folds, write_folds
@@ -69,23 +69,9 @@ class KFoldPlan:
     def fold_command(self, fold: int) -> list[str]:
         """The finetuning command of one fold: the user's config and overrides, then the fold's own keys."""
         configs = [arg for path in self.config_files for arg in ("--config", path)]
-        return [*self.launcher, *command("finetune"), *configs, *self.overrides,
+        return [*self.launcher, *command_argv("finetune"), *configs, *self.overrides,
                 f"data.folds_file={self.folds_path.resolve()}", f"data.fold={fold}", "data.val=null",
                 f"output_dir={self.fold_dir(fold)}"]
-
-
-def command(name: str) -> list[str]:
-    """The arguments after a launcher (``python``, ``accelerate launch ...``) that run command ``name`` of this
-    package: ``-m mmcls NAME``, which both ``python`` and ``accelerate launch`` understand."""
-    return ["-m", "mmcls", name]
-
-
-def child_env() -> dict[str, str]:
-    """This environment, with the folder that holds the imported ``mmcls`` first on ``PYTHONPATH``: a child
-    ``python -m mmcls`` runs this very copy (installed or a checkout), wherever the driver was started from."""
-    home = str(Path(mmcls.__file__).resolve().parents[1])
-    paths = [home, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != home]]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def parse_launcher(text: str | None) -> tuple[str, ...]:
@@ -201,7 +187,7 @@ def predict_with_folds(plan: KFoldPlan, split: str, extra: Sequence[str] = ()) -
     for fold in range(plan.k):
         run = plan.fold_dir(fold)
         logits = run / f"{split}_logits.npy"
-        argv = [*plan.launcher, *command("predict"), "--model", str(run / "best"),
+        argv = [*plan.launcher, *command_argv("predict"), "--model", str(run / "best"),
                    "--split", split, "--output", str(run / f"{split}.csv"), "--logits", str(logits), *extra,
                    *_data_overrides(plan)]
         stamp = run / f"{split}_logits.command.json"  # the command that wrote the logits: reuse only the same
