@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from mmcls.cli import run_main
-from mmcls.workflow.ensemble import combine, ensemble_files, fit_ensemble, score, search_class_bias
 from mmcls.errors import UserError
 from mmcls.logits import load_logits, save_logits, softmax
+from mmcls.workflow.ensemble import combine, ensemble_files, fit_ensemble, score, search_class_bias
 
 CLASSES = ["0101", "0102", "0201", "0202"]  # level 1: 01, 01, 02, 02
 LV1 = np.array([0, 0, 1, 1])
@@ -126,11 +126,8 @@ def test_ensemble_files_aligns_and_applies_the_fit_to_test(bundles):
 
 
 def test_ensemble_cli_writes_submission_logits_and_report(bundles):
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-    import ensemble
+    from mmcls.commands import ensemble
 
     folder = bundles[0]
     args = ["--oof", str(folder / "oof_a.npy"), "--oof", str(folder / "oof_b.npy"), "--test",

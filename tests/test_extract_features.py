@@ -14,7 +14,7 @@ from mmcls.cli import run_main
 from mmcls.config import build_config
 from mmcls.data.synthetic import FAULT_SOURCES
 from mmcls.errors import UserError
-from tests.test_finetune import tiny_overrides
+from tests.helpers import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,7 +122,7 @@ def test_features_of_another_tower_are_refused(trained, extracted, synthetic_roo
 
 
 def test_cli_writes_the_zip_and_rejects_a_model_without_a_vision_tower(trained, synthetic_root, tmp_path, capsys):
-    from tools.extract_features import main
+    from mmcls.commands.extract_features import main
 
     out = tmp_path / "feats" / "test.zip"
     assert run_main(main, ["--model", str(trained), "--split", "test", "--out", str(out), "--max-frames", "12",

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 from safetensors.torch import load_file
 
-from tests.test_finetune import launch_two_processes, read_metrics, tiny_overrides
+from tests.helpers import launch_two_processes, read_metrics, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["--config", str(ROOT / "configs" / "demo.yaml"), "--config", str(ROOT / "configs" / "pretrain_demo.yaml")]
@@ -18,10 +17,7 @@ def pretrain_overrides(root: Path, out: Path, *extra: str) -> list[str]:
 
 
 def test_pretrain_writes_a_run_that_finetuning_starts_from(synthetic_root, tmp_path):
-    # loaded by path: ``import train`` would return finetune/train.py when another test imported that first
-    spec = importlib.util.spec_from_file_location("pretrain_train", ROOT / "pretrain" / "train.py")
-    pretrain_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pretrain_script)
+    from mmcls.commands import pretrain as pretrain_script
 
     run = tmp_path / "pre"
     assert pretrain_script.main([*CONFIGS, *pretrain_overrides(synthetic_root, run, "pretrain.whole_word=true",
@@ -53,7 +49,7 @@ def test_pretrain_writes_a_run_that_finetuning_starts_from(synthetic_root, tmp_p
 
 def test_two_process_pretraining_keeps_the_replicas_identical(synthetic_root, tmp_path):
     run = tmp_path / "pre2"
-    proc = launch_two_processes("pretrain/train.py", [*CONFIGS, *pretrain_overrides(synthetic_root, run)], tmp_path)
+    proc = launch_two_processes("pretrain", [*CONFIGS, *pretrain_overrides(synthetic_root, run)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (run / "train.log").read_text(encoding="utf-8")
     assert "2 process(es)" in log and "weights identical on all 2 processes" in log

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,9 @@ import pytest
 from mmcls.cli import run_main
 from mmcls.config import build_config
 from mmcls.data.records import VideoRecord, load_records
-from mmcls.workflow.pseudo import pseudo_records, select_confident, soft_label
 from mmcls.errors import DataError, UserError
 from mmcls.logits import save_logits
+from mmcls.workflow.pseudo import pseudo_records, select_confident, soft_label
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["0101", "0102", "0201"]
@@ -70,8 +69,7 @@ def test_pseudo_records_copy_the_text_and_label_with_the_argmax(tmp_path):
 
 
 def test_cli_writes_a_file_that_finetuning_reads(tmp_path):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import pseudo_label
+    from mmcls.commands import pseudo_label
 
     ids = [f"u{i}" for i in range(6)]
     annotations = tmp_path / "unlabeled.json"
@@ -154,7 +152,7 @@ def test_training_set_holds_the_pseudo_labels_with_their_soft_targets(synthetic_
 def test_finetuning_trains_on_pseudo_labels_and_never_validates_on_them(synthetic_root, tmp_path):
     from mmcls.engine.finetune import finetune
     from mmcls.logits import load_logits
-    from tests.test_finetune import tiny_overrides
+    from tests.helpers import tiny_overrides
 
     unlabeled = load_records(synthetic_root / "annotations" / "unlabeled.json")
     ids = (synthetic_root / "category_ids.txt").read_text().split()

@@ -11,10 +11,10 @@ from accelerate import Accelerator
 
 from mmcls.config import build_config
 from mmcls.engine.inference import model_inputs
-from mmcls.workflow.predict import TestTimeAugmentation
 from mmcls.errors import UserError
 from mmcls.logits import softmax
-from tests.test_finetune import tiny_overrides
+from mmcls.workflow.predict import TestTimeAugmentation
+from tests.helpers import tiny_overrides
 
 
 @pytest.fixture(scope="module")
