@@ -18,7 +18,7 @@ import numpy as np
 from mmcls.data.categories import CategorySpace
 from mmcls.data.records import load_records
 from mmcls.errors import UserError
-from mmcls.logits import load_logits, softmax
+from mmcls.logits import load_logits, predicted_classes, predicted_indices, softmax
 from mmcls.metrics import mean_f1_from_indices, read_submission
 
 WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
@@ -38,7 +38,7 @@ def combine(probs: Sequence[np.ndarray], weights: Sequence[float] | np.ndarray,
 
 def score(log_probs: np.ndarray, truth: np.ndarray, lv1_of_lv2: np.ndarray) -> float:
     """Mean-F1 of the argmax of ``log_probs`` against level-2 indices ``truth``."""
-    return mean_f1_from_indices(truth, log_probs.argmax(axis=1), lv1_of_lv2)["mean_f1"]
+    return mean_f1_from_indices(truth, predicted_indices(log_probs)[0], lv1_of_lv2)["mean_f1"]
 
 
 @dataclass
@@ -165,7 +165,7 @@ class EnsembleResult:
 
     def test_labels(self) -> list[str]:
         assert self.test_log_probs is not None
-        return [self.classes[i] for i in self.test_log_probs.argmax(axis=1)]
+        return predicted_classes(self.test_log_probs, self.classes)
 
 
 def ensemble_files(oof: Sequence[str | Path], test: Sequence[str | Path], truth: str | Path | None,

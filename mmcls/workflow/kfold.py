@@ -39,7 +39,7 @@ from mmcls.data.records import VideoRecord, load_records
 from mmcls.data.splits import data_path
 from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
-from mmcls.logits import SavedLogits, load_logits, save_logits, softmax
+from mmcls.logits import SavedLogits, load_logits, predicted_classes, predicted_indices, save_logits, softmax
 from mmcls.metrics import mean_f1_from_indices, write_submission
 from mmcls.rundir import RESULT_FILE, VAL_LOGITS
 from mmcls.workflow.ensemble import combine
@@ -167,7 +167,7 @@ def collect_oof(plan: KFoldPlan, folds: dict[str, int], records: Sequence[VideoR
     labels = {r.id: r.category_id for r in records}
     column = {c: j for j, c in enumerate(categories.lv2_ids)}
     truth = np.array([column[labels[i]] for i in ids])
-    scores = mean_f1_from_indices(truth, oof.aligned(ids, categories.lv2_ids).argmax(axis=1),
+    scores = mean_f1_from_indices(truth, predicted_indices(oof.aligned(ids, categories.lv2_ids))[0],
                                   categories.lv1_index_of_lv2())
     per_fold = [json.loads((plan.fold_dir(f) / RESULT_FILE).read_text(encoding="utf-8")) for f in range(plan.k)]
     summary = {"k": plan.k, "folds_file": str(plan.folds_path), "oof": scores,
@@ -202,7 +202,7 @@ def predict_with_folds(plan: KFoldPlan, split: str, extra: Sequence[str] = ()) -
     log_probs = combine([softmax(b.aligned(ids, classes)) for b in bundles], [1.0] * plan.k)
     out = plan.out / f"{split}_logits.npy"
     save_logits(out, ids, log_probs, classes)
-    write_submission(plan.out / f"{split}.csv", ids, [classes[i] for i in log_probs.argmax(axis=1)])
+    write_submission(plan.out / f"{split}.csv", ids, predicted_classes(log_probs, classes))
     return {"logits": str(out), "csv": str(plan.out / f"{split}.csv")}
 
 

@@ -26,7 +26,7 @@ from mmcls.engine.inference import run_inference
 from mmcls.engine.losses import logit_adjustment
 from mmcls.engine.runtime import resolve_mixed_precision
 from mmcls.errors import UserError
-from mmcls.logits import save_logits, softmax
+from mmcls.logits import predicted_classes, save_logits, softmax
 from mmcls.metrics import write_submission
 from mmcls.workflow.ensemble import combine
 
@@ -153,7 +153,7 @@ def predict(models: Sequence[str | Path], split: str = "test", weights: Sequence
         if not any(counts):
             raise UserError(f"--logit-adjust: {models[0]} has no training class counts in categories.json")
         out_logits = out_logits + logit_adjustment(counts, logit_adjust)[None, :]
-    predicted = [category_ids[i] for i in out_logits.argmax(axis=1)]
+    predicted = predicted_classes(out_logits, category_ids)
     return Prediction(order, predicted, out_logits.astype(np.float32), failures, list(category_ids))
 
 
