@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from mmcls.engine.checkpoint import LoadedModel
-from mmcls.errors import UserError
+from mmcls.errors import ArgumentError
 from mmcls.logits import predicted_classes
 
 
@@ -133,7 +133,7 @@ def explain_video(loaded: LoadedModel, batch: dict[str, Any], category: str | No
             predicted = predicted_classes(logits.detach().cpu().numpy()[None], categories.lv2_ids)[0]
             target = predicted if category is None else category
             if target not in categories.lv2_ids:
-                raise UserError(f"--category: {target!r} is not a class of {loaded.path}")
+                raise ArgumentError("category", f"{target!r} is not a class of {loaded.path}")
             index = categories.lv2_ids.index(target)
             model.zero_grad(set_to_none=True)
             logits[index].backward()

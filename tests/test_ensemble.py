@@ -125,7 +125,7 @@ def test_ensemble_files_aligns_and_applies_the_fit_to_test(bundles):
                                rtol=1e-5, atol=1e-5)
 
 
-def test_ensemble_cli_writes_submission_logits_and_report(bundles):
+def test_ensemble_cli_writes_submission_logits_and_report(bundles, capsys):
 
     from mmcls.commands import ensemble
 
@@ -144,6 +144,7 @@ def test_ensemble_cli_writes_submission_logits_and_report(bundles):
     # mismatched model counts and unlabelled out-of-fold ids are one-line errors
     assert run_main(ensemble.main, ["--oof", str(folder / "oof_a.npy"), "--test", str(folder / "test_a.npy"),
                                     "--test", str(folder / "test_b.npy"), "--truth", str(folder / "truth.csv")]) == 2
+    assert "error: --oof and --test must name the same models" in capsys.readouterr().err  # the command's flags
     (folder / "short.csv").write_text("v0,0101\n")
     assert run_main(ensemble.main, ["--oof", str(folder / "oof_a.npy"), "--truth", str(folder / "short.csv")]) == 2
 
@@ -161,5 +162,5 @@ def test_fixed_and_equal_weights_skip_the_search(bundles):
     assert without_oof.fit is None
     np.testing.assert_allclose(without_oof.test_log_probs, combine([softmax(test_a), softmax(test_b)], [1, 3]),
                                atol=1e-6)
-    with pytest.raises(UserError, match="--weights"):
+    with pytest.raises(UserError, match=r"^weights: need 2"):  # the library names its argument
         ensemble_files(oof, test, folder / "truth.csv", weights=[1])

@@ -9,9 +9,10 @@ import pytest
 import torch
 from accelerate import Accelerator
 
+from mmcls.accelerators import out_of_memory_message
 from mmcls.cli import run_main
 from mmcls.config import build_config
-from mmcls.engine.guard import NonFiniteGuard, TrainingDiverged, guarded_step, out_of_memory_advice
+from mmcls.engine.guard import NonFiniteGuard, TrainingDiverged, guarded_step
 from tests.helpers import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +109,7 @@ def test_out_of_memory_becomes_advice(synthetic_root, tmp_path, monkeypatch, cap
     assert "out of device memory (CUDA out of memory. Tried to allocate 2.00 GiB)" in err
     assert "train.batch_size=16 with train.grad_accum_steps=2" in err and "train.grad_checkpointing=true" in err
     cfg = build_config({}, ["train.grad_checkpointing=true", "train.mixed_precision=bf16"])
-    advice = out_of_memory_advice(cfg, RuntimeError(""))
+    advice = out_of_memory_message(RuntimeError(""), cfg)
     assert "grad_checkpointing" not in advice and "bf16" not in advice
 
 

@@ -42,7 +42,8 @@ def test_threshold_and_top_k_combine():
     assert select_confident(PROBS, threshold=0.65, top_k_per_class=1).tolist() == [0, 3, 4]
 
 
-@pytest.mark.parametrize("kwargs, message", [({}, "choose --threshold"), ({"threshold": 1.5}, "in \\[0, 1\\]"),
+@pytest.mark.parametrize("kwargs, message", [({}, "choose threshold and/or top_k_per_class"),
+                                             ({"threshold": 1.5}, "threshold: must be in \\[0, 1\\]"),
                                              ({"top_k_per_class": 0}, ">= 1")])
 def test_selection_rejects_bad_settings(kwargs, message):
     with pytest.raises(UserError, match=message):
@@ -68,7 +69,7 @@ def test_pseudo_records_copy_the_text_and_label_with_the_argmax(tmp_path):
     assert records[0].category_id is None  # the inputs are untouched
 
 
-def test_cli_writes_a_file_that_finetuning_reads(tmp_path):
+def test_cli_writes_a_file_that_finetuning_reads(tmp_path, capsys):
     from mmcls.commands import pseudo_label
 
     ids = [f"u{i}" for i in range(6)]
@@ -87,6 +88,11 @@ def test_cli_writes_a_file_that_finetuning_reads(tmp_path):
     # nothing passes: a one-line error, exit 2
     assert run_main(pseudo_label.main, ["--logits", str(tmp_path / "u.npy"), "--annotations", str(annotations),
                                         "--threshold", "0.99", "--out", str(out)]) == 2
+    # a library argument is named by the command's flag
+    capsys.readouterr()
+    assert run_main(pseudo_label.main, ["--logits", str(tmp_path / "u.npy"), "--annotations", str(annotations),
+                                        "--top-k-per-class", "0", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == "error: --top-k-per-class: must be >= 1, got 0"
 
 
 @pytest.mark.parametrize("probs, message", [

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from mmcls.accelerators import resolve_mixed_precision
 from mmcls.bench.loader import epoch_start_seconds, loader_throughput
 from mmcls.bench.model import (
     TrainHarness,
@@ -27,7 +28,6 @@ from mmcls.bench.model import (
 )
 from mmcls.bench.peak import matmul_peak, supported_dtypes
 from mmcls.config import Config, build_config, to_dict
-from mmcls.engine.runtime import resolve_mixed_precision
 
 log = logging.getLogger("mmcls.bench")
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from mmcls.cli import add_precision_argument, inference_accelerator
+from mmcls.accelerators import inference_accelerator
+from mmcls.cli import add_precision_argument
 from mmcls.data.splits import SPLIT_KEYS
 
 

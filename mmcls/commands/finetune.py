@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmcls.accelerators import out_of_memory_message
 from mmcls.config import add_config_arguments, config_from_args
 from mmcls.errors import UserError
 
@@ -27,12 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from mmcls.engine.finetune import finetune
-    from mmcls.engine.guard import out_of_memory_advice
 
     try:
         scores = finetune(cfg)
     except torch.OutOfMemoryError as exc:
-        raise UserError(out_of_memory_advice(cfg, exc)) from None
+        raise UserError(out_of_memory_message(exc, cfg)) from None
     print(f"best validation mean_f1 {scores.get('mean_f1', float('nan')):.4f} -> {Path(cfg.output_dir) / 'best'} "
           f"({scores['train_videos_per_s']:.1f} training videos/s)")
     return 0

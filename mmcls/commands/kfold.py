@@ -19,9 +19,11 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmcls.cli import flags
 from mmcls.config import add_config_arguments, config_from_args
 
 
+@flags(folds_file="--folds", launcher="--launch")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, required=True)

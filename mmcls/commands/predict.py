@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from mmcls.cli import add_precision_argument, inference_accelerator
+from mmcls.accelerators import inference_accelerator
+from mmcls.cli import add_precision_argument, flags
 from mmcls.data.splits import SPLIT_KEYS
 
 
+@flags(offsets="--tta-offsets", hflip="--tta-hflip", models="--model")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True,

@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmcls.accelerators import out_of_memory_message
 from mmcls.config import add_config_arguments, config_from_args
 from mmcls.errors import UserError
 
@@ -28,13 +29,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import torch
 
-    from mmcls.engine.guard import out_of_memory_advice
     from mmcls.engine.pretrain import pretrain
 
     try:
         result = pretrain(cfg)
     except torch.OutOfMemoryError as exc:
-        raise UserError(out_of_memory_advice(cfg, exc)) from None
+        raise UserError(out_of_memory_message(exc, cfg)) from None
     best = Path(cfg.output_dir) / "best"
     if "update" not in result:
         raise UserError(f"no validation loss was finite: {best} was not written (see {cfg.output_dir}/train.log)")

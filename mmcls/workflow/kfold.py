@@ -37,7 +37,7 @@ from mmcls.data.categories import CategorySpace
 from mmcls.data.folds import assign_folds, read_folds, write_folds
 from mmcls.data.records import VideoRecord, load_records
 from mmcls.data.splits import data_path
-from mmcls.errors import UserError
+from mmcls.errors import ArgumentError, UserError
 from mmcls.io import atomic_write_text
 from mmcls.logits import SavedLogits, load_logits, predicted_classes, predicted_indices, save_logits, softmax
 from mmcls.metrics import mean_f1_from_indices, write_submission
@@ -88,7 +88,7 @@ def ensure_folds(plan: KFoldPlan, records: Sequence[VideoRecord]) -> dict[str, i
     path = plan.folds_path
     if not path.is_file():
         if plan.folds_file is not None:
-            raise UserError(f"--folds {path}: not found (leave --folds out to write OUT/folds.csv)")
+            raise ArgumentError("folds_file", f"{path}: not found (leave {{folds_file}} out to write OUT/folds.csv)")
         folds = assign_folds(records, plan.k, plan.cfg.seed)
         write_folds(path, folds)
         logger.info("wrote %d videos in %d stratified folds -> %s", len(folds), plan.k, path)
@@ -96,7 +96,8 @@ def ensure_folds(plan: KFoldPlan, records: Sequence[VideoRecord]) -> dict[str, i
     folds = read_folds(path)
     found = sorted(set(folds.values()))
     if found != list(range(plan.k)):
-        raise UserError(f"{path}: holds folds {found}, not 0..{plan.k - 1}; pass --k {len(found)} or remove it")
+        raise ArgumentError(None, f"{path}: holds folds {found}, not 0..{plan.k - 1}; pass {{k}} {len(found)} or "
+                            "remove it")
     ids = {r.id for r in records}
     if set(folds) != ids:
         extra, missing = sorted(set(folds) - ids), sorted(ids - set(folds))
@@ -126,7 +127,7 @@ def _run(argv: Sequence[str], what: str) -> None:
     try:
         code = subprocess.run(list(argv), check=False, env=child_env()).returncode
     except OSError as exc:
-        raise UserError(f"{what}: cannot start {argv[0]!r} ({exc.strerror}); check --launch") from None
+        raise ArgumentError(None, f"{what}: cannot start {argv[0]!r} ({exc.strerror}); check {{launcher}}") from None
     if code != 0:
         raise UserError(f"{what} failed (exit {code}); rerun the same command to continue")
 

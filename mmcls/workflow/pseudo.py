@@ -15,7 +15,7 @@ from dataclasses import replace
 import numpy as np
 
 from mmcls.data.records import VideoRecord
-from mmcls.errors import UserError
+from mmcls.errors import ArgumentError
 from mmcls.logits import predicted_classes, predicted_indices
 
 
@@ -24,11 +24,11 @@ def select_confident(probs: np.ndarray, threshold: float | None = None,
     """Sorted row indices of ``probs`` ``[N, C]`` to keep: top probability >= ``threshold`` (when given), then at
     most ``top_k_per_class`` per predicted class, the most confident first (when given). One of the two is needed."""
     if threshold is None and top_k_per_class is None:
-        raise UserError("choose --threshold and/or --top-k-per-class (use --threshold 0 to keep everything)")
+        raise ArgumentError(None, "choose {threshold} and/or {top_k_per_class} (use {threshold} 0 to keep everything)")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise UserError(f"--threshold: must be in [0, 1], got {threshold}")
+        raise ArgumentError("threshold", f"must be in [0, 1], got {threshold}")
     if top_k_per_class is not None and top_k_per_class < 1:
-        raise UserError(f"--top-k-per-class: must be >= 1, got {top_k_per_class}")
+        raise ArgumentError("top_k_per_class", f"must be >= 1, got {top_k_per_class}")
     confidence = probs.max(axis=1)
     predicted = predicted_indices(probs)[0]
     keep = np.ones(len(probs), dtype=bool) if threshold is None else confidence >= threshold
