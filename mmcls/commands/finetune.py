@@ -4,6 +4,8 @@ Examples:
     python finetune/train.py --config configs/demo.yaml
     accelerate launch finetune/train.py --config configs/base.yaml data.root=/data/wbdc output_dir=runs/base
     python finetune/train.py --config configs/demo.yaml model.mode=text output_dir=runs/demo_text
+    python -m mmcls finetune --config my.yaml output_dir=runs/x              # installed, from any folder
+    accelerate launch -m mmcls finetune --config my.yaml output_dir=runs/x   # installed, several processes
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ Examples:
     python tools/kfold.py --config configs/demo.yaml --k 5 --out runs/kfold_distill --folds runs/kfold/folds.csv \\
         --predict test train.distill.teacher=$PWD/runs/kfold/oof_logits.npy train.distill.alpha=0.5
 
+Each fold runs as `LAUNCH -m mmcls finetune ...` (the installed or checked-out package, never a script path).
 Writes OUT/folds.csv, OUT/fold{k}/ (run directories), OUT/oof_logits.npy, OUT/{split}_logits.npy + OUT/{split}.csv
 and OUT/kfold.json. Rerunning the same command skips finished folds (those with result.json).
 """
@@ -35,8 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="A split (data.<split>) to predict with every fold and their ensemble (repeat).")
     parser.add_argument("--launch", help="Command prefix for each fold and prediction, e.g. \"accelerate launch "
                         "--multi_gpu --num_processes 8\" (default: this Python).")
-    parser.add_argument("--tta-offsets", type=int, default=1, help="Passed to tools/predict.py (default 1).")
-    parser.add_argument("--tta-hflip", action="store_true", help="Passed to tools/predict.py.")
+    parser.add_argument("--tta-offsets", type=int, default=1, help="Passed to the predict command (default 1).")
+    parser.add_argument("--tta-hflip", action="store_true", help="Passed to the predict command.")
     args = parser.parse_intermixed_args(argv)
     if args.k < 2:
         parser.error("--k must be >= 2")

@@ -8,6 +8,7 @@ Examples:
     python tools/predict.py --model runs/demo/best --logit-adjust 0.5 --output result.csv   # favour rare classes
     python tools/predict.py --model runs/demo/best --tta-offsets 2 --tta-hflip --output result.csv   # 4 views
     python tools/predict.py --model 'runs/kfold/fold*/best' --output result.csv   # every fold of tools/kfold.py
+    python -m mmcls predict --model runs/demo/best --output result.csv   # installed, from any folder
 
 --logits X.npy writes the bundle X.npy (float32 [videos, classes]), X.ids.txt and X.classes.txt that
 tools/ensemble.py, tools/pseudo_label.py and train.distill.teacher read.

@@ -6,6 +6,7 @@ Examples:
     python pretrain/train.py --config configs/pretrain_demo.yaml
     accelerate launch pretrain/train.py --config configs/pretrain.yaml data.root=/data/wbdc output_dir=runs/pretrain
     python pretrain/train.py --config configs/pretrain_demo.yaml pretrain.itm_weight=0 pretrain.whole_word=true
+    accelerate launch -m mmcls pretrain --config my.yaml output_dir=runs/pre   # installed, several processes
 """
 
 from __future__ import annotations
