@@ -1,25 +1,35 @@
-"""``python -m mmcls``: list the entry points and tools with what each does; ``python -m mmcls NAME [args]`` runs
-one (``python -m mmcls predict --help``)."""
+"""``python -m mmcls``: list the commands with what each does; ``python -m mmcls NAME [args]`` runs one
+(``python -m mmcls predict --help``; ``accelerate launch -m mmcls finetune ...`` for several processes).
+
+The commands are the modules of :mod:`mmcls.commands` (each has ``main(argv) -> int`` and its help as the module
+docstring), so an installed package runs them from any folder; the scripts in a checkout's ``finetune/``,
+``pretrain/`` and ``tools/`` are thin wrappers around the same modules.
+"""
 
 from __future__ import annotations
 
 import ast
-import runpy
+import importlib
+import pkgutil
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-ENTRY_POINTS = {"finetune": ROOT / "finetune" / "train.py", "pretrain": ROOT / "pretrain" / "train.py"}
+import mmcls.commands
+
+TRAINING = ("finetune", "pretrain")  # listed first; run under accelerate launch for several processes
 
 
-def scripts() -> dict[str, Path]:
-    """Name -> script: the two training entry points, then every tool in ``tools/``."""
-    tools = sorted((ROOT / "tools").glob("*.py"))
-    return {**ENTRY_POINTS, **{path.stem: path for path in tools if not path.stem.startswith("_")}}
+def commands() -> dict[str, Path]:
+    """Name -> module file: the two training commands, then every other module of :mod:`mmcls.commands`."""
+    found = {info.name: Path(mmcls.commands.__path__[0]) / f"{info.name}.py"
+             for info in pkgutil.iter_modules(mmcls.commands.__path__)
+             if not info.name.startswith("_") and not info.ispkg}
+    return {**{name: found[name] for name in TRAINING if name in found},
+            **{name: found[name] for name in sorted(found) if name not in TRAINING}}
 
 
 def summary(path: Path) -> str:
-    """The first line of a script's docstring, read without importing it (listing stays instant)."""
+    """The first sentence of a command's docstring, read without importing it (listing stays instant)."""
     doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
     paragraph = " ".join(doc.strip().split("\n\n")[0].split())
     sentence = paragraph.split(". ")[0].rstrip(".")
@@ -27,26 +37,24 @@ def summary(path: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    found = scripts()
-    if not (ROOT / "tools").is_dir():
-        print("error: the tools live in a source checkout (git clone ...; pip install -e .)", file=sys.stderr)
-        return 2
+    from mmcls.cli import EXIT_USER_ERROR, run_main
+
+    found = commands()
     if not argv or argv[0] in ("-h", "--help"):
         width = max(map(len, found))
-        print("usage: python -m mmcls NAME [args]   (or run the script itself; NAME --help shows its options)\n")
+        print("usage: python -m mmcls NAME [args]   (NAME --help shows its options and examples)\n")
         for name, path in found.items():
-            launcher = "accelerate launch " if name in ENTRY_POINTS else ""
             print(f"  {name:<{width}}  {summary(path)}")
-            if launcher:
-                print(f"  {'':<{width}}  ({launcher}{path.relative_to(ROOT)} for several processes)")
+            if name in TRAINING:
+                print(f"  {'':<{width}}  (accelerate launch -m mmcls {name} ... for several processes)")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in found:
-        print(f"error: unknown tool {name!r} (known: {', '.join(found)})", file=sys.stderr)
-        return 2
-    sys.argv = [str(found[name]), *rest]
-    runpy.run_path(str(found[name]), run_name="__main__")
-    return 0
+        print(f"error: unknown command {name!r} (known: {', '.join(found)})", file=sys.stderr)
+        return EXIT_USER_ERROR
+    sys.argv = [f"mmcls {name}", *rest]  # argparse's prog: "usage: mmcls predict ..."
+    module = importlib.import_module(f"mmcls.commands.{name}")
+    return run_main(module.main, rest)
 
 
 if __name__ == "__main__":

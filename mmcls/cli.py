@@ -6,17 +6,27 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TypeVar
 
-from mmcls.errors import UserError
+from mmcls.accelerators import is_out_of_memory, out_of_memory_message
+from mmcls.errors import ArgumentError, UserError
 
 EXIT_USER_ERROR = 2
+F = TypeVar("F", bound=Callable[..., object])
 
 
 def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> int:
-    """Run ``main(argv)``; turn a :class:`UserError` into one line on stderr and exit code 2."""
+    """Run ``main(argv)``; turn a :class:`UserError` into one line on stderr and exit code 2.
+
+    An :class:`ArgumentError` of a library function names the parameter by the command's flag: ``main.flags``
+    (set by :func:`flags`) maps parameter names to flags, any other ``name`` is shown as ``--name`` (dashes for
+    underscores). A device out-of-memory error becomes :func:`mmcls.accelerators.out_of_memory_message`."""
     try:
         return int(main(argv) or 0)
+    except ArgumentError as exc:  # a library argument: named by this command's flag
+        print(f"error: {exc.for_flags(getattr(main, 'flags', {}))}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -24,28 +34,42 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if type(exc).__name__ != "OutOfMemoryError":  # torch.OutOfMemoryError, without importing torch here
+        if not is_out_of_memory(exc):
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "OutOfMemoryError"
-        print(f"error: out of device memory ({first[:160]}); try a smaller batch (--batch-size where the tool has "
-              "it, else train.eval_batch_size / train.batch_size), fewer data.max_frames or a smaller data.frame_size, "
-              "or bf16 (--precision bf16 or train.mixed_precision=bf16)", file=sys.stderr)
+        print(f"error: {out_of_memory_message(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+def command_argv(name: str, *args: str) -> list[str]:
+    """The arguments after a launcher (``python``, ``accelerate launch ...``) that run command ``name`` of this
+    package: ``-m mmcls NAME ARGS``, which both ``python`` and ``accelerate launch`` understand (never a script path
+    into a checkout)."""
+    return ["-m", "mmcls", name, *args]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment (plus ``extra``), with the folder that holds the imported ``mmcls`` first on
+    ``PYTHONPATH``: a child ``python -m mmcls`` runs this very copy (installed or a checkout), from any folder."""
+    import mmcls
+
+    home = str(Path(mmcls.__file__).resolve().parents[1])
+    paths = [home, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != home]]
+    return {**os.environ, **extra, "PYTHONPATH": os.pathsep.join(paths)}
+
+
+def flags(**names: str) -> Callable[[F], F]:
+    """Decorate a command's ``main``: the flags of library parameters whose flag is not ``--<name>``, e.g.
+    ``@flags(offsets="--tta-offsets", models="--model")``; :func:`run_main` names an :class:`ArgumentError` with
+    them."""
+
+    def mark(main: F) -> F:
+        main.flags = dict(names)  # type: ignore[attr-defined]
+        return main
+
+    return mark
 
 
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     """``--precision auto|no|bf16|fp16`` of the inference tools."""
     parser.add_argument("--precision", default="auto", choices=["auto", "no", "bf16", "fp16"],
                         help="Autocast precision (auto: bf16/fp16 on GPUs, none on CPU).")
-
-
-def inference_accelerator(precision: str) -> Any:
-    """An ``accelerate.Accelerator`` for ``--precision``, with the hub switched off (models load from local
-    folders only). Imported late: ``--help`` stays fast."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from accelerate import Accelerator
-
-    from mmcls.accelerators import resolve_mixed_precision
-
-    return Accelerator(mixed_precision=resolve_mixed_precision(precision))

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from mmcls.engine.checkpoint import LoadedModel
-from mmcls.errors import UserError
+from mmcls.errors import ArgumentError
+from mmcls.logits import predicted_classes
 
 
 @dataclass
@@ -129,10 +130,10 @@ def explain_video(loaded: LoadedModel, batch: dict[str, Any], category: str | No
                       "frame_mask": frame_mask.to(device) if frame_mask is not None else None}
             logits = model(**inputs)["logits"][0].float()  # [C]
             probs = logits.softmax(-1)
-            predicted = categories.lv2_ids[int(logits.argmax())]
+            predicted = predicted_classes(logits.detach().cpu().numpy()[None], categories.lv2_ids)[0]
             target = predicted if category is None else category
             if target not in categories.lv2_ids:
-                raise UserError(f"--category: {target!r} is not a class of {loaded.path}")
+                raise ArgumentError("category", f"{target!r} is not a class of {loaded.path}")
             index = categories.lv2_ids.index(target)
             model.zero_grad(set_to_none=True)
             logits[index].backward()

@@ -5,6 +5,9 @@ A bundle named ``X.npy`` is three files: ``X.npy`` float32 ``[N, C]``, ``X.ids.t
 line, row order) and ``X.classes.txt`` (the C category ids, one per line, column order). With the class list in the
 bundle, logits from runs whose category files differ are never combined by mistake, and any tool can turn them into
 a submission without the model.
+
+Turning scores into categories happens here and nowhere else: :func:`predicted_indices` (level-2 index by argmax, and
+level-1 through the category hierarchy) and :func:`predicted_classes` (the level-2 category ids).
 """
 
 from __future__ import annotations
@@ -69,6 +72,35 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     shifted -= shifted.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
+
+
+def predicted_indices(scores: np.ndarray, lv1_of_lv2: Sequence[int] | np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(level-2 index, level-1 index or None)`` of every row of ``scores`` ``[N, C]`` (or one row ``[C]``).
+
+    ``scores``: logits, probabilities or log-probabilities (any of them: the argmax is the same). Level 2 is the
+    argmax over the classes (ties: the lowest index); level 1, when ``lv1_of_lv2`` (the level-1 index of each
+    level-2 column, :meth:`mmcls.data.categories.CategorySpace.lv1_index_of_lv2` in column order) is given, is the
+    parent of that class, so the two levels never disagree.
+    """
+    array = np.asarray(scores)
+    if array.ndim not in (1, 2) or array.shape[-1] == 0:
+        raise ValueError(f"scores must be [N, C] or [C] with C > 0, got shape {array.shape}")
+    lv2 = array.argmax(axis=-1)
+    if lv1_of_lv2 is None:
+        return lv2, None
+    lv1_map = np.asarray(lv1_of_lv2, dtype=np.int64)
+    if lv1_map.shape != (array.shape[-1],):
+        raise ValueError(f"lv1_of_lv2 has {lv1_map.size} entries for {array.shape[-1]} classes")
+    return lv2, lv1_map[lv2]
+
+
+def predicted_classes(scores: np.ndarray, classes: Sequence[str]) -> list[str]:
+    """The predicted level-2 category id of every row of ``scores`` ``[N, C]``; column ``j`` is ``classes[j]``."""
+    array = np.asarray(scores)
+    if array.ndim != 2 or array.shape[1] != len(classes):
+        raise ValueError(f"scores of shape {array.shape} do not match {len(classes)} classes")
+    return [classes[int(j)] for j in predicted_indices(array)[0]]
 
 
 def sidecar(path: str | Path, kind: str) -> Path:

@@ -22,7 +22,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-from mmcls.logits import load_logits
+from mmcls.logits import load_logits, predicted_classes
 from mmcls.metrics import per_class_report, read_submission
 from mmcls.rundir import VAL_LOGITS, VAL_TRUTH
 
@@ -188,7 +188,7 @@ def validation_predictions(run: Path) -> tuple[dict, list[str], list[str]] | Non
     categories = _categories(categories_json)
     bundle = load_logits(run / VAL_LOGITS)
     truth = read_submission(run / VAL_TRUTH, known_categories=categories["lv2_ids"])
-    predicted = {vid: bundle.classes[k] for vid, k in zip(bundle.ids, bundle.logits.argmax(axis=1), strict=True)}
+    predicted = dict(zip(bundle.ids, predicted_classes(bundle.logits, bundle.classes), strict=True))
     ids = [vid for vid in bundle.ids if vid in truth]
     return categories, [truth[v] for v in ids], [predicted[v] for v in ids]
 

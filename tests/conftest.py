@@ -36,9 +36,9 @@ def tiny_tokenizer(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A tiny synthetic WBDC dataset (zip + mp4, with faulty records) and a tokenizer trained on it."""
+    from mmcls.commands.build_tokenizer import corpus
     from mmcls.data.tokenizer import train_wordpiece
     from mmcls.synthetic import SyntheticSpec, make_synthetic
-    from tools.build_tokenizer import corpus
 
     root = tmp_path_factory.mktemp("synthetic")
     make_synthetic(root, SyntheticSpec(num_labeled=96, num_unlabeled=16, num_test=32, size=32, min_frames=6,

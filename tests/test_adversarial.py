@@ -11,7 +11,7 @@ from torch import nn
 
 from mmcls.config import AdversarialConfig
 from mmcls.engine.adversarial import adversarial_backward
-from tests.test_models import build, make_batch, make_cfg
+from tests.helpers import build, make_batch, make_cfg
 
 IDS = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 0], [8, 9, 10, 11]])
 PIXELS = torch.randn(3, 2, 5, generator=torch.Generator().manual_seed(1))  # [B, T, 5]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from pathlib import Path
 
 import pytest
@@ -15,17 +15,14 @@ from mmcls.data.categories import CategorySpace
 from mmcls.engine.averaging import WeightAverager, average_state_dicts
 from mmcls.engine.checkpoint import load_portable, save_portable
 from mmcls.models import build_model
-from tests.test_models import NUM_LV1, NUM_LV2, make_cfg
+from tests.helpers import NUM_LV1, NUM_LV2, make_cfg
 
 SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "average_checkpoints.py"
 LV2_IDS = ["0101", "0102", "0103", "0201", "0202", "0301", "0302"]  # 7 level-2 classes under 3 level-1 ones
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("average_checkpoints_tool", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("mmcls.commands.average_checkpoints")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from mmcls.bench.model import CPU_ATTENTION_FLOPS, TrainHarness, load_batch, tim
 from mmcls.bench.peak import matmul_peak, supported_dtypes
 from mmcls.cli import run_main
 from mmcls.config import build_config, to_dict
-from tests.test_finetune import tiny_overrides
+from tests.helpers import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,8 +74,7 @@ def test_channels_last_keeps_the_outputs(tiny_cfg):
 
 
 def test_benchmark_tool_writes_the_report(synthetic_root, tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import benchmark
+    from mmcls.commands import benchmark
 
     overrides = tiny_overrides(synthetic_root, tmp_path / "run", "train.batch_size=4", "train.eval_batch_size=8",
                                "train.mixed_precision=no")  # fp32 on any machine, so the MFU uses the fp32 peak
@@ -101,8 +99,7 @@ def test_benchmark_tool_writes_the_report(synthetic_root, tmp_path, capsys):
 
 
 def test_benchmark_tool_rejects_an_unknown_switch(tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import benchmark
+    from mmcls.commands import benchmark
 
     assert run_main(benchmark.main, ["--out", str(tmp_path), "--switches", "warp_drive"]) == 2
     assert "--switches: unknown warp_drive" in capsys.readouterr().err

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.test_finetune import tiny_overrides
+from tests.helpers import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {"multi_gpu": ("MULTI_GPU", 8, 1), "multi_node": ("MULTI_GPU", 16, 2),
@@ -53,7 +53,7 @@ F1_ATOL = 1e-9  # the same predictions give the same scores (checked below: no p
 
 
 def _launch(run: Path, synthetic_root: Path, batch_size: int, processes: int) -> list[dict[str, str]]:
-    from tests.test_finetune import read_metrics
+    from tests.helpers import read_metrics
 
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT),
            "OMP_NUM_THREADS": "1"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -26,10 +26,7 @@ EXPECTED_LINES = ["lv1_micro_f1 0.8750", "lv1_macro_f1 0.6190", "lv2_micro_f1 0.
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location("evaluate_tool", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("mmcls.commands.evaluate")
 
 
 evaluate = load_tool()

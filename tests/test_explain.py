@@ -4,7 +4,6 @@ heatmap figure and token attributions for a trained model."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 
 from mmcls.cli import run_main
 from mmcls.explain import SpatialCapture, _grid_tokens, token_label, top_tokens
-from tests.test_finetune import tiny_overrides
+from tests.helpers import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,8 +82,7 @@ def tiny_model(synthetic_root, tmp_path_factory):
 
 
 def test_explain_tool_writes_heatmaps_and_token_attributions(tiny_model, synthetic_root, tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import explain
+    from mmcls.commands import explain
 
     records = json.loads((synthetic_root / "annotations" / "test.json").read_text(encoding="utf-8"))
     faults = json.loads((synthetic_root / "faults.json").read_text(encoding="utf-8"))["test"]
@@ -117,8 +115,7 @@ def test_explain_tool_writes_heatmaps_and_token_attributions(tiny_model, synthet
 
 
 def test_explain_errors_are_one_line(tiny_model, synthetic_root, tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import explain
+    from mmcls.commands import explain
 
     base = ["--model", str(tiny_model), "--out", str(tmp_path), f"data.root={synthetic_root}"]
     assert run_main(explain.main, [*base, "--id", "nope"]) == 2

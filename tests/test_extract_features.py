@@ -14,7 +14,7 @@ from mmcls.cli import run_main
 from mmcls.config import build_config
 from mmcls.errors import UserError
 from mmcls.synthetic import FAULT_SOURCES
-from tests.test_finetune import tiny_overrides
+from tests.helpers import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def trained(synthetic_root, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def extracted(trained, tmp_path_factory):
     """The test split's features from the trained model's tower (every frame: the fixture has <= 12 per video)."""
-    from mmcls.engine.features import extract_features, load_tower
+    from mmcls.workflow.features import extract_features, load_tower
 
     out = tmp_path_factory.mktemp("feats") / "test.zip"
     tower = load_tower(model=trained)
@@ -51,7 +51,7 @@ def _members(path: Path) -> dict[str, np.ndarray]:
 
 
 def test_cached_features_give_the_same_predictions_as_live_frames(trained, extracted, synthetic_root):
-    from mmcls.engine.predict import predict
+    from mmcls.workflow.predict import predict
 
     out, summary, tower = extracted
     dim = tower.model.vision.out_dim
@@ -76,7 +76,7 @@ def test_cached_features_give_the_same_predictions_as_live_frames(trained, extra
 
 
 def test_unreadable_videos_are_not_stored_and_still_predicted(trained, extracted, synthetic_root):
-    from mmcls.engine.predict import predict
+    from mmcls.workflow.predict import predict
 
     out, summary, _ = extracted
     faults = json.loads((synthetic_root / "faults.json").read_text())["test"]
@@ -95,7 +95,7 @@ def test_unreadable_videos_are_not_stored_and_still_predicted(trained, extracted
 
 def test_feature_width_mismatch_and_impossible_overrides_are_one_line_errors(trained, tmp_path):
     from mmcls.engine.checkpoint import load_portable
-    from mmcls.engine.predict import predict
+    from mmcls.workflow.predict import predict
 
     with zipfile.ZipFile(tmp_path / "test.zip", "w") as zf:  # features of another tower
         buffer = io.BytesIO()
@@ -112,7 +112,7 @@ def test_feature_width_mismatch_and_impossible_overrides_are_one_line_errors(tra
 
 def test_features_of_another_tower_are_refused(trained, extracted, synthetic_root, tmp_path):
     """Same width, other weights (e.g. another fold's finetuned tower): the manifest fingerprint tells them apart."""
-    from mmcls.engine.predict import predict
+    from mmcls.workflow.predict import predict
 
     other = _finetune(synthetic_root, tmp_path / "other", "seed=3")
     out = extracted[0]
@@ -122,7 +122,7 @@ def test_features_of_another_tower_are_refused(trained, extracted, synthetic_roo
 
 
 def test_cli_writes_the_zip_and_rejects_a_model_without_a_vision_tower(trained, synthetic_root, tmp_path, capsys):
-    from tools.extract_features import main
+    from mmcls.commands.extract_features import main
 
     out = tmp_path / "feats" / "test.zip"
     assert run_main(main, ["--model", str(trained), "--split", "test", "--out", str(out), "--max-frames", "12",

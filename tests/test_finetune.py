@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,35 +11,14 @@ import pytest
 
 from mmcls.config import build_config
 from mmcls.engine.optim import lr_factor
+from tests.helpers import launch_two_processes, read_csv_ids, read_metrics, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_overrides(root: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        f"data.root={root}", "data.category_file=category_ids.txt", "data.max_frames=4", "data.frame_size=24",
-        "data.resize_size=32", "data.max_text_len=32", "data.num_workers=0",
-        "model.vision.overrides={width: 32, layers: 1, heads: 2, patch_size: 8, embed_dim: 32}",
-        "model.text.hidden_size=32", "model.text.num_layers=1", "model.text.num_heads=2",
-        "model.text.intermediate_size=64", "model.text.max_positions=64",
-        "train.batch_size=8", "train.eval_batch_size=16", f"output_dir={out}", *extra,
-    ]
-
-
-def read_metrics(run: Path) -> list[dict[str, str]]:
-    with (run / "metrics.csv").open(encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
-def read_csv_ids(path: Path) -> list[str]:
-    return [line.split(",")[0] for line in path.read_text(encoding="utf-8").splitlines()]
-
-
 def test_finetune_writes_the_run_directory_and_predict_writes_every_id(synthetic_root, tmp_path):
-    sys.path.insert(0, str(ROOT / "finetune"))
-    sys.path.insert(0, str(ROOT / "tools"))
-    import predict
-    import train
+    from mmcls.commands import finetune as train
+    from mmcls.commands import predict
 
     run = tmp_path / "run"
     assert train.main(["--config", str(ROOT / "configs" / "demo.yaml"),
@@ -142,19 +119,9 @@ def _tensorboard_tags(run: Path) -> set[str]:
     return set(events.Tags()["scalars"])
 
 
-def launch_two_processes(script: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``accelerate launch --multi_gpu --num_processes 2`` on CPU: two real gloo processes."""
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT),
-           "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
-               "29517", str(ROOT / script), *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
-
-
 def test_two_processes_finetune_and_predict(synthetic_root, tmp_path):
     run = tmp_path / "run2"
-    proc = launch_two_processes("finetune/train.py", [
+    proc = launch_two_processes("finetune", [
         "--config", str(ROOT / "configs" / "demo.yaml"),
         *tiny_overrides(synthetic_root, run, "train.max_steps=4", "train.eval_every=2", "train.warmup_steps=1",
                         "train.schedule=linear", "train.lr=1e-3",
@@ -170,7 +137,7 @@ def test_two_processes_finetune_and_predict(synthetic_root, tmp_path):
     assert lrs == pytest.approx([1e-3 * lr_factor(u, 4, 1, "linear", 0.0) for u in (1, 3)], rel=1e-5)
 
     out = tmp_path / "result2.csv"
-    proc = launch_two_processes("tools/predict.py", ["--model", str(run / "best"), "--output", str(out),
+    proc = launch_two_processes("predict", ["--model", str(run / "best"), "--output", str(out),
                                                      "--batch-size", "5"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     test_ids = [r["id"] for r in json.loads((synthetic_root / "annotations" / "test.json").read_text())]

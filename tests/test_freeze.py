@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from mmcls.config import FreezeConfig
 from mmcls.engine.freeze import TowerFreezer
 from mmcls.errors import ConfigError
-from tests.test_models import build, make_batch, make_cfg
+from tests.helpers import build, make_batch, make_cfg
 
 
 def backward(model, tokenizer) -> None:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from accelerate import Accelerator
 
+from mmcls.accelerators import out_of_memory_message
 from mmcls.cli import run_main
 from mmcls.config import build_config
-from mmcls.engine.guard import NonFiniteGuard, TrainingDiverged, guarded_step, out_of_memory_advice
-from tests.test_finetune import tiny_overrides
+from mmcls.engine.guard import NonFiniteGuard, TrainingDiverged, guarded_step
+from tests.helpers import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,10 +82,8 @@ def test_finetuning_skips_nan_updates_and_finishes(synthetic_root, tmp_path, mon
 
 
 def test_a_diverging_run_stops_with_one_line_and_a_checkpoint(synthetic_root, tmp_path, monkeypatch, capsys):
+    from mmcls.commands import finetune as train
     from mmcls.engine.losses import Criterion
-
-    sys.path.insert(0, str(ROOT / "finetune"))
-    import train
 
     monkeypatch.setattr(Criterion, "__call__", _nan_on(set(range(1, 100))))
     run = tmp_path / "run"
@@ -98,10 +96,8 @@ def test_a_diverging_run_stops_with_one_line_and_a_checkpoint(synthetic_root, tm
 
 
 def test_out_of_memory_becomes_advice(synthetic_root, tmp_path, monkeypatch, capsys):
-    sys.path.insert(0, str(ROOT / "finetune"))
-    import train
-
     import mmcls.engine.finetune
+    from mmcls.commands import finetune as train
 
     def oom(cfg):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
@@ -113,20 +109,18 @@ def test_out_of_memory_becomes_advice(synthetic_root, tmp_path, monkeypatch, cap
     assert "out of device memory (CUDA out of memory. Tried to allocate 2.00 GiB)" in err
     assert "train.batch_size=16 with train.grad_accum_steps=2" in err and "train.grad_checkpointing=true" in err
     cfg = build_config({}, ["train.grad_checkpointing=true", "train.mixed_precision=bf16"])
-    advice = out_of_memory_advice(cfg, RuntimeError(""))
+    advice = out_of_memory_message(RuntimeError(""), cfg)
     assert "grad_checkpointing" not in advice and "bf16" not in advice
 
 
 def test_out_of_memory_in_an_inference_tool_becomes_advice(tmp_path, monkeypatch, capsys):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import predict
-
-    import mmcls.engine.predict
+    import mmcls.workflow.predict
+    from mmcls.commands import predict
 
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB\ndetail")
 
-    monkeypatch.setattr(mmcls.engine.predict, "predict", oom)
+    monkeypatch.setattr(mmcls.workflow.predict, "predict", oom)
     (tmp_path / "best").mkdir()  # never read: predict itself runs out of memory
     code = run_main(predict.main, ["--model", str(tmp_path / "best"), "--output", str(tmp_path / "out.csv")])
     err = capsys.readouterr().err.strip()

@@ -12,14 +12,14 @@ import pytest
 from mmcls.cli import run_main
 from mmcls.data.folds import read_folds
 from mmcls.logits import load_logits, softmax
-from tests.test_finetune import tiny_overrides
+from tests.helpers import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.timeout(900)
 def test_kfold_trains_every_fold_and_stacks_out_of_fold_logits(synthetic_root, tmp_path, capsys):
-    from tools.kfold import main
+    from mmcls.commands.kfold import main
 
     out = tmp_path / "kfold"
     overrides = [o for o in tiny_overrides(synthetic_root, tmp_path / "unused", "train.max_steps=2")

@@ -12,7 +12,7 @@ from mmcls.config import Config, build_config
 from mmcls.engine.optim import optimizer_for
 from mmcls.models import MultimodalClassifier
 from mmcls.models.layers import layer_decay_scales, lower_layers, tower_depths
-from tests.test_models import build, make_cfg
+from tests.helpers import build, make_cfg
 
 
 def _block(pattern: str, name: str) -> int | None:

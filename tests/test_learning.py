@@ -15,11 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # three trainings: several minutes on a 2-core CPU
 def test_fusion_beats_each_modality_alone(tmp_path):
+    from mmcls.commands.build_tokenizer import corpus
     from mmcls.data.tokenizer import train_wordpiece
     from mmcls.engine.finetune import finetune
-    from mmcls.engine.predict import predict
     from mmcls.metrics import mean_f1_from_ids, read_submission
-    from tools.build_tokenizer import corpus
+    from mmcls.workflow.predict import predict
 
     data = tmp_path / "data"
     make_synthetic(data, SyntheticSpec(num_labeled=900, num_unlabeled=50, num_test=300, seed=1), progress=False)
@@ -40,13 +40,13 @@ def test_fusion_beats_each_modality_alone(tmp_path):
 def test_pretraining_helps_with_few_labels(tmp_path):
     """Finetuning on 10% of the labels scores higher on the test split from the pretrained frame encoder than from
     scratch (the arms of tools/few_label.py, one seed, a smaller dataset)."""
+    from mmcls.commands.build_tokenizer import corpus
+    from mmcls.commands.few_label import ARMS
     from mmcls.data.tokenizer import train_wordpiece
     from mmcls.engine.finetune import finetune
-    from mmcls.engine.predict import predict
     from mmcls.engine.pretrain import pretrain
     from mmcls.metrics import mean_f1_from_ids, read_submission
-    from tools.build_tokenizer import corpus
-    from tools.few_label import ARMS
+    from mmcls.workflow.predict import predict
 
     data = tmp_path / "data"
     make_synthetic(data, SyntheticSpec(num_labeled=1000, num_unlabeled=600, num_test=300, seed=3), progress=False)

@@ -1,5 +1,5 @@
-"""``python -m mmcls`` lists every entry point and tool, runs one by name, and every script's --help has an
-example."""
+"""``python -m mmcls`` lists every command of mmcls.commands, runs one by name, every command's --help has an
+example, and every script in finetune/, pretrain/ and tools/ is a thin wrapper around one command."""
 
 from __future__ import annotations
 
@@ -9,27 +9,30 @@ from pathlib import Path
 
 import pytest
 
-from mmcls.__main__ import main, scripts, summary
+from mmcls.__main__ import commands, main, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_listing_names_every_script_with_its_summary(capsys):
+def test_listing_names_every_command_with_its_summary(capsys):
     assert main([]) == 0
     out = capsys.readouterr().out
     names = {path.stem for path in (ROOT / "tools").glob("*.py")} | {"finetune", "pretrain"}
-    assert set(scripts()) == names
-    for name, path in scripts().items():
+    assert set(commands()) == names  # every script of the checkout is a command of the package
+    assert list(commands())[:2] == ["finetune", "pretrain"]
+    assert "accelerate launch -m mmcls finetune" in out
+    for name, path in commands().items():
+        assert path.parent == ROOT / "mmcls" / "commands"
         assert summary(path), f"{path} has no docstring"
         assert f"  {name} " in out and summary(path)[:40] in out
 
 
 def test_unknown_name_is_one_line_and_exit_2(capsys):
     assert main(["warp_drive"]) == 2
-    assert capsys.readouterr().err.startswith("error: unknown tool 'warp_drive' (known: finetune, pretrain,")
+    assert capsys.readouterr().err.startswith("error: unknown command 'warp_drive' (known: finetune, pretrain,")
 
 
-@pytest.mark.parametrize("name", sorted(scripts()))
+@pytest.mark.parametrize("name", sorted(commands()))
 def test_every_script_help_has_an_example(name):
     """Through ``python -m mmcls NAME --help``: the tool runs by name and documents an example."""
     proc = subprocess.run([sys.executable, "-m", "mmcls", name, "--help"], capture_output=True, text=True,
@@ -44,3 +47,19 @@ def test_output_is_also_spelled_out(name, capsys):
     with pytest.raises(SystemExit):
         main([name, "--help"])
     assert "--output OUTPUT, --out OUTPUT" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("script", sorted([*(ROOT / "tools").glob("*.py"), ROOT / "finetune" / "train.py",
+                                           ROOT / "pretrain" / "train.py"]), ids=lambda p: p.stem)
+def test_every_script_is_a_thin_wrapper(script):
+    """The code of a command lives in mmcls.commands; a script only calls it (so the installed package has it all)."""
+    text = script.read_text(encoding="utf-8")
+    name = {"finetune": "finetune", "pretrain": "pretrain"}.get(script.parent.name, script.stem)
+    assert f"from mmcls.commands.{name} import main" in text
+    assert len(text.splitlines()) <= 20 and "def " not in text
+
+
+def test_a_script_and_its_command_share_the_help():
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "evaluate.py"), "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0 and "example" in proc.stdout.lower()

@@ -11,63 +11,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from mmcls.config import Config, build_config
+from mmcls.config import build_config
 from mmcls.data.transforms import NORMALIZATIONS
 from mmcls.errors import ConfigError
 from mmcls.models import (
-    MultimodalClassifier,
     build_bert,
-    build_model,
     build_vision_tower,
     model_summary,
     parameter_groups,
 )
-
-SIZE = 32  # frame side in px
-FRAMES = 4
-TINY_CLIP = {"width": 32, "layers": 2, "heads": 2, "patch_size": 8, "embed_dim": 24}
-TINY_TIMM = {"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8}
-NUM_LV2, NUM_LV1 = 7, 3
-
-
-def make_cfg(kind: str = "clip", mode: str = "fusion", **model: object) -> Config:
-    """A tiny config: 2-layer 32-wide BERT, 32 px frames, 4 frames per video."""
-    cfg = Config()
-    cfg.data.frame_size, cfg.data.max_frames, cfg.data.max_text_len = SIZE, FRAMES, 16
-    cfg.model.text = dataclasses.replace(cfg.model.text, hidden_size=32, num_layers=2, num_heads=2,
-                                         intermediate_size=64, max_positions=32)
-    if kind == "clip":
-        cfg.model.vision.overrides = dict(TINY_CLIP)
-    else:
-        cfg.model.vision.kind, cfg.model.vision.name = "timm", "vit_tiny_patch16_224"
-        cfg.model.vision.overrides = dict(TINY_TIMM)
-    cfg.model.mode = mode
-    for key, value in model.items():
-        setattr(cfg.model, key, value)
-    return cfg
-
-
-def make_batch(tokenizer, batch: int = 3, frames: int = FRAMES, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Token ids with right padding, uint8 frames and a frame mask with a short video and a video-less sample."""
-    g = torch.Generator().manual_seed(seed)
-    length = 10
-    input_ids = torch.randint(5, len(tokenizer), (batch, length), generator=g)
-    input_ids[:, 0] = tokenizer.cls_token_id
-    attention_mask = torch.ones(batch, length, dtype=torch.long)
-    attention_mask[0, 6:] = 0
-    input_ids[0, 6:] = tokenizer.pad_token_id
-    pixels = torch.randint(0, 256, (batch, frames, 3, SIZE, SIZE), dtype=torch.uint8, generator=g)
-    frame_mask = torch.ones(batch, frames, dtype=torch.bool)
-    frame_mask[0, 2:] = False  # a short video
-    frame_mask[-1] = False  # a broken video: no frames at all
-    pixels[~frame_mask] = 0
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "frames": pixels, "frame_mask": frame_mask}
-
-
-def build(tokenizer, cfg: Config, **kwargs: object) -> MultimodalClassifier:
-    torch.manual_seed(0)
-    return build_model(cfg, NUM_LV2, NUM_LV1, tokenizer, **kwargs).eval()
-
+from tests.helpers import FRAMES, NUM_LV1, NUM_LV2, SIZE, TINY_CLIP, TINY_TIMM, build, make_batch, make_cfg
 
 # ----------------------------------------------------------------------------------------------------------------
 # vision towers

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-from tests.test_finetune import launch_two_processes, read_metrics, tiny_overrides
+from tests.helpers import launch_two_processes, read_metrics, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ["--config", str(ROOT / "configs" / "demo.yaml"), "--config", str(ROOT / "configs" / "pretrain_demo.yaml")]
@@ -19,10 +18,7 @@ def pretrain_overrides(root: Path, out: Path, *extra: str) -> list[str]:
 
 
 def test_pretrain_writes_a_run_that_finetuning_starts_from(synthetic_root, tmp_path):
-    # loaded by path: ``import train`` would return finetune/train.py when another test imported that first
-    spec = importlib.util.spec_from_file_location("pretrain_train", ROOT / "pretrain" / "train.py")
-    pretrain_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pretrain_script)
+    from mmcls.commands import pretrain as pretrain_script
 
     run = tmp_path / "pre"
     assert pretrain_script.main([*CONFIGS, *pretrain_overrides(synthetic_root, run, "pretrain.whole_word=true",
@@ -54,7 +50,7 @@ def test_pretrain_writes_a_run_that_finetuning_starts_from(synthetic_root, tmp_p
 
 def test_two_process_pretraining_keeps_the_replicas_identical(synthetic_root, tmp_path):
     run = tmp_path / "pre2"
-    proc = launch_two_processes("pretrain/train.py", [*CONFIGS, *pretrain_overrides(synthetic_root, run)], tmp_path)
+    proc = launch_two_processes("pretrain", [*CONFIGS, *pretrain_overrides(synthetic_root, run)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (run / "train.log").read_text(encoding="utf-8")
     assert "2 process(es)" in log and "weights identical on all 2 processes" in log
@@ -124,9 +120,8 @@ def test_pretraining_takes_the_step_level_tricks_of_finetuning(synthetic_root, t
                                     "train.swa.mode=last", "train.distill.teacher=x.npy",
                                     "train.adversarial.frames=true"])
 def test_finetuning_only_switches_are_errors_in_pretraining(synthetic_root, tmp_path, capsys, switch):
-    from mmcls.commands.pretrain import main
-
     from mmcls.cli import run_main
+    from mmcls.commands.pretrain import main
 
     extra = [switch, "train.adversarial.method=fgm"] if "adversarial" in switch else [switch]
     assert run_main(main, [*CONFIGS, *pretrain_overrides(synthetic_root, tmp_path / "run", *extra)]) == 2

@@ -19,7 +19,7 @@ from mmcls.models import (
 )
 from mmcls.models.fusion import masked_mean
 from mmcls.models.pretrainer import ContrastiveProjection
-from tests.test_models import FRAMES, make_batch, make_cfg
+from tests.helpers import FRAMES, make_batch, make_cfg
 
 FEAT_DIM = 16
 BATCH = 4

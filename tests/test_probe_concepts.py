@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from mmcls.commands import probe_concepts
 from mmcls.config import build_config
 from mmcls.engine.checkpoint import save_pretrained_folder
 from mmcls.errors import UserError
 from mmcls.models import build_pretrainer
-from tests.test_finetune import tiny_overrides
+from tests.helpers import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-
-import probe_concepts  # noqa: E402
 
 
 def test_probe_accuracy_reads_a_concept_that_the_features_hold():

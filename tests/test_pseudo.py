@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,9 @@ import pytest
 from mmcls.cli import run_main
 from mmcls.config import build_config
 from mmcls.data.records import VideoRecord, load_records
-from mmcls.engine.pseudo import pseudo_records, select_confident, soft_label
 from mmcls.errors import DataError, UserError
 from mmcls.logits import save_logits
+from mmcls.workflow.pseudo import pseudo_records, select_confident, soft_label
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["0101", "0102", "0201"]
@@ -43,7 +42,8 @@ def test_threshold_and_top_k_combine():
     assert select_confident(PROBS, threshold=0.65, top_k_per_class=1).tolist() == [0, 3, 4]
 
 
-@pytest.mark.parametrize("kwargs, message", [({}, "choose --threshold"), ({"threshold": 1.5}, "in \\[0, 1\\]"),
+@pytest.mark.parametrize("kwargs, message", [({}, "choose threshold and/or top_k_per_class"),
+                                             ({"threshold": 1.5}, "threshold: must be in \\[0, 1\\]"),
                                              ({"top_k_per_class": 0}, ">= 1")])
 def test_selection_rejects_bad_settings(kwargs, message):
     with pytest.raises(UserError, match=message):
@@ -69,9 +69,8 @@ def test_pseudo_records_copy_the_text_and_label_with_the_argmax(tmp_path):
     assert records[0].category_id is None  # the inputs are untouched
 
 
-def test_cli_writes_a_file_that_finetuning_reads(tmp_path):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import pseudo_label
+def test_cli_writes_a_file_that_finetuning_reads(tmp_path, capsys):
+    from mmcls.commands import pseudo_label
 
     ids = [f"u{i}" for i in range(6)]
     annotations = tmp_path / "unlabeled.json"
@@ -89,6 +88,11 @@ def test_cli_writes_a_file_that_finetuning_reads(tmp_path):
     # nothing passes: a one-line error, exit 2
     assert run_main(pseudo_label.main, ["--logits", str(tmp_path / "u.npy"), "--annotations", str(annotations),
                                         "--threshold", "0.99", "--out", str(out)]) == 2
+    # a library argument is named by the command's flag
+    capsys.readouterr()
+    assert run_main(pseudo_label.main, ["--logits", str(tmp_path / "u.npy"), "--annotations", str(annotations),
+                                        "--top-k-per-class", "0", "--out", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == "error: --top-k-per-class: must be >= 1, got 0"
 
 
 @pytest.mark.parametrize("probs, message", [
@@ -154,7 +158,7 @@ def test_training_set_holds_the_pseudo_labels_with_their_soft_targets(synthetic_
 def test_finetuning_trains_on_pseudo_labels_and_never_validates_on_them(synthetic_root, tmp_path):
     from mmcls.engine.finetune import finetune
     from mmcls.logits import load_logits
-    from tests.test_finetune import tiny_overrides
+    from tests.helpers import tiny_overrides
 
     unlabeled = load_records(synthetic_root / "annotations" / "unlabeled.json")
     ids = (synthetic_root / "category_ids.txt").read_text().split()

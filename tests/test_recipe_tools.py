@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from mmcls.commands import ablate, benchmark_step, few_label
 from mmcls.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-
-import ablate  # noqa: E402
-import benchmark_step  # noqa: E402
-import few_label  # noqa: E402
 
 
 @pytest.mark.parametrize("variant", ablate.VARIANTS, ids=lambda v: v.name)

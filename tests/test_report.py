@@ -4,7 +4,6 @@ writes its plots, its validation truth and a report with every part."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from PIL import Image
 from mmcls.cli import run_main
 from mmcls.metrics import read_submission
 from mmcls.plots import confusion_counts, per_class_f1
-from tests.test_finetune import tiny_overrides
+from tests.helpers import tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 PLOTS = ("curves.png", "class_distribution.png", "confusion_lv1.png", "f1_vs_frequency.png")
@@ -54,8 +53,7 @@ def test_a_finished_run_has_its_plots_and_validation_truth(finished_run):
 
 
 def test_report_tool_writes_one_self_contained_page(finished_run, capsys):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import report
+    from mmcls.commands import report
 
     assert run_main(report.main, [str(finished_run)]) == 0
     page = (finished_run / "report.html").read_text(encoding="utf-8")
@@ -70,8 +68,7 @@ def test_report_tool_writes_one_self_contained_page(finished_run, capsys):
 
 
 def test_report_of_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import report
+    from mmcls.commands import report
 
     assert run_main(report.main, [str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path}: not a run directory (no metrics.csv or config.yaml)"

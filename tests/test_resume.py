@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from mmcls.config import build_config
 from mmcls.errors import ConfigError
-from tests.test_finetune import read_metrics, tiny_overrides
+from tests.helpers import read_metrics, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 

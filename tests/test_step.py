@@ -10,7 +10,7 @@ from mmcls.config import build_config
 from mmcls.engine.losses import Criterion
 from mmcls.engine.mix import mix_frames
 from mmcls.engine.step import classification_step
-from tests.test_models import NUM_LV1, NUM_LV2, build, make_batch, make_cfg
+from tests.helpers import NUM_LV1, NUM_LV2, build, make_batch, make_cfg
 
 
 def setup(tokenizer, *overrides: str):

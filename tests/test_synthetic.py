@@ -438,11 +438,7 @@ def test_no_faults_and_no_video_switches(tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 
 def test_cli_writes_a_dataset(tmp_path, capsys):
-    sys.path.insert(0, str(REPO / "tools"))
-    try:
-        import make_synthetic as cli
-    finally:
-        sys.path.remove(str(REPO / "tools"))
+    from mmcls.commands import make_synthetic as cli
     args = ["--out", str(tmp_path / "d"), "--num-labeled", "30", "--num-unlabeled", "0", "--num-test", "12",
             "--no-mp4", "--no-progress", "--seed", "5"]
     assert cli.main(args) == 0

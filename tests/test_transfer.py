@@ -19,7 +19,7 @@ from mmcls.engine.checkpoint import (
 )
 from mmcls.errors import UserError
 from mmcls.models import ENCODER_PARTS, MultimodalClassifier, build_bert, build_model, build_pretrainer
-from tests.test_models import make_cfg
+from tests.helpers import make_cfg
 
 NUM_LV2, NUM_LV1 = 5, 2
 

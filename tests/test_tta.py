@@ -11,10 +11,10 @@ from accelerate import Accelerator
 
 from mmcls.config import build_config
 from mmcls.engine.inference import model_inputs
-from mmcls.engine.predict import TestTimeAugmentation
 from mmcls.errors import UserError
 from mmcls.logits import softmax
-from tests.test_finetune import tiny_overrides
+from mmcls.workflow.predict import TestTimeAugmentation
+from tests.helpers import tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,19 @@ def trained(synthetic_root, tmp_path_factory) -> Path:
 def test_views_cover_every_offset_with_and_without_flip():
     assert TestTimeAugmentation().views() == [(0, False)]
     assert TestTimeAugmentation(offsets=2, hflip=True).views() == [(0, False), (0, True), (1, False), (1, True)]
-    with pytest.raises(UserError, match="--tta-offsets"):
+    with pytest.raises(UserError, match=r"^offsets: must be >= 1, got 0$"):  # the library names its argument
         TestTimeAugmentation(offsets=0)
+
+
+def test_the_predict_command_names_its_flag(tmp_path, capsys):
+    from mmcls.cli import run_main
+    from mmcls.commands import predict
+
+    args = ["--model", str(tmp_path), "--out", str(tmp_path / "x.csv"), "--precision", "no"]
+    assert run_main(predict.main, [*args, "--tta-offsets", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --tta-offsets: must be >= 1, got 0"
+    assert run_main(predict.main, [*args, "--logit-adjust", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --logit-adjust: must be >= 0, got -1.0"
 
 
 def test_hflip_mirrors_pixels_only():
@@ -48,7 +59,7 @@ def test_tta_averages_the_probabilities_of_every_view(trained):
     from mmcls.data.splits import load_split
     from mmcls.engine.checkpoint import load_portable
     from mmcls.engine.inference import run_inference
-    from mmcls.engine.predict import predict
+    from mmcls.workflow.predict import predict
 
     tta = TestTimeAugmentation(offsets=2, hflip=True)
     got = predict([trained], "test", mixed_precision="no", tta=tta)

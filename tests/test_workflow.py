@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from mmcls.cli import run_main
-from tests.test_finetune import tiny_overrides
+from tests.helpers import tiny_overrides
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_workflow_runs_every_stage_and_scores_it(synthetic_root, tmp_path):
-    from tools.workflow import main
+    from mmcls.commands.workflow import main
 
     overrides = [o for o in tiny_overrides(synthetic_root, tmp_path / "unused", "train.max_steps=2")
                  if not o.startswith(("output_dir=", "data.root="))]

@@ -1,36 +1,17 @@
 #!/usr/bin/env python
 """Render a finetuning run into one HTML page: best scores, plots, per-class F1, metrics and config.
 
-Redraws RUN/plots/*.png (training curves, level-1 confusion matrix, per-class F1 against frequency, class
-distribution) from the run's files and writes RUN/report.html with the images inlined, so the page can be mailed
-or opened anywhere. Works on a running run too (whatever metrics.csv holds so far).
-
-Example:
-    python tools/report.py runs/demo            # -> runs/demo/report.html
+A thin wrapper, so the command runs from a checkout: the code and its help are in mmcls/commands/report.py
+(installed: ``python -m mmcls report --help``).
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mmcls.cli import run_main
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", nargs="+", help="Run directories (output_dir of finetune/train.py).")
-    args = parser.parse_args(argv)
-    from mmcls.report import build_report
-
-    for run in args.run:
-        print(f"wrote {build_report(run)}")
-    return 0
-
+from mmcls.commands.report import main
 
 if __name__ == "__main__":
     sys.exit(run_main(main))

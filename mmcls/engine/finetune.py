@@ -30,7 +30,7 @@ from mmcls.engine.loop import Evaluation, LoopResult, LoopState, train
 from mmcls.engine.losses import Criterion
 from mmcls.engine.session import Session, Training, open_session, prepare_training, with_feature_width
 from mmcls.engine.step import classification_step
-from mmcls.logits import save_logits
+from mmcls.logits import predicted_indices, save_logits
 from mmcls.metrics import mean_f1_from_indices, write_submission
 from mmcls.models import build_model
 from mmcls.rundir import VAL_LOGITS, VAL_TRUTH, RunDir
@@ -49,7 +49,8 @@ def evaluate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg:
     """
     with accelerator.autocast():
         result = run_inference(model, loader, accelerator, cfg.model, desc=desc)
-    scores = mean_f1_from_indices(result.labels, result.logits.argmax(axis=1), categories.lv1_index_of_lv2())
+    predicted, _ = predicted_indices(result.logits)
+    scores = mean_f1_from_indices(result.labels, predicted, categories.lv1_index_of_lv2())
     return {**scores, "val_loss": result.loss, "video_failures": result.video_failures}, result
 
 

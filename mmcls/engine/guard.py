@@ -1,5 +1,5 @@
-"""Guards around the optimizer step: skip updates whose gradients are not finite, stop a run that keeps diverging,
-and turn running out of device memory into advice.
+"""Guards around the optimizer step: skip updates whose gradients are not finite and stop a run that keeps diverging
+(running out of device memory is :func:`mmcls.accelerators.out_of_memory_message`).
 
 A NaN or inf loss (an overflow, a bad batch, a learning rate too high) poisons every weight it reaches. The training
 loops therefore measure the global gradient norm at every optimizer update (it is the clipping norm, so this costs
@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterable
 import torch
 from accelerate import Accelerator
 
-from mmcls.config import Config
 from mmcls.errors import UserError
 
 logger = logging.getLogger("mmcls")
@@ -78,16 +77,3 @@ def guarded_step(accelerator: Accelerator, parameters: Iterable[torch.nn.Paramet
             return
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-
-
-def out_of_memory_advice(cfg: Config, error: BaseException) -> str:
-    """One line for a device out-of-memory error: what ran out, and the knobs that need less memory."""
-    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    knobs = [f"train.batch_size={max(1, cfg.train.batch_size // 2)} with "
-             f"train.grad_accum_steps={cfg.train.grad_accum_steps * 2} (same global batch)",
-             f"data.max_frames (now {cfg.data.max_frames})", f"data.frame_size (now {cfg.data.frame_size})"]
-    if not cfg.train.grad_checkpointing:
-        knobs.append("train.grad_checkpointing=true")
-    if cfg.train.mixed_precision in ("auto", "no"):
-        knobs.append("train.mixed_precision=bf16")
-    return f"out of device memory ({first[:160]}); try {', '.join(knobs)}"

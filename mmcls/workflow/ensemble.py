@@ -17,8 +17,8 @@ import numpy as np
 
 from mmcls.data.categories import CategorySpace
 from mmcls.data.records import load_records
-from mmcls.errors import UserError
-from mmcls.logits import load_logits, softmax
+from mmcls.errors import ArgumentError, UserError
+from mmcls.logits import load_logits, predicted_classes, predicted_indices, softmax
 from mmcls.metrics import mean_f1_from_indices, read_submission
 
 WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
@@ -38,7 +38,7 @@ def combine(probs: Sequence[np.ndarray], weights: Sequence[float] | np.ndarray,
 
 def score(log_probs: np.ndarray, truth: np.ndarray, lv1_of_lv2: np.ndarray) -> float:
     """Mean-F1 of the argmax of ``log_probs`` against level-2 indices ``truth``."""
-    return mean_f1_from_indices(truth, log_probs.argmax(axis=1), lv1_of_lv2)["mean_f1"]
+    return mean_f1_from_indices(truth, predicted_indices(log_probs)[0], lv1_of_lv2)["mean_f1"]
 
 
 @dataclass
@@ -165,7 +165,7 @@ class EnsembleResult:
 
     def test_labels(self) -> list[str]:
         assert self.test_log_probs is not None
-        return [self.classes[i] for i in self.test_log_probs.argmax(axis=1)]
+        return predicted_classes(self.test_log_probs, self.classes)
 
 
 def ensemble_files(oof: Sequence[str | Path], test: Sequence[str | Path], truth: str | Path | None,
@@ -178,25 +178,26 @@ def ensemble_files(oof: Sequence[str | Path], test: Sequence[str | Path], truth:
     level-1 parents (else the first ``lv1_prefix_len`` characters of each class id).
     """
     if not oof and not test:
-        raise UserError("give --oof and/or --test logits")
+        raise ArgumentError(None, "give {oof} and/or {test} logits")
     if oof and test and len(oof) != len(test):
-        raise UserError(f"--oof and --test must name the same models in the same order ({len(oof)} vs {len(test)})")
+        raise ArgumentError(None, "{oof} and {test} must name the same models in the same order "
+                            f"({len(oof)} vs {len(test)})")
     n_models = len(oof) or len(test)
     if weights is not None and (len(weights) != n_models or any(w < 0 for w in weights) or sum(weights) <= 0):
-        raise UserError(f"--weights: need {n_models} non-negative weights with a positive sum, got {list(weights)}")
+        raise ArgumentError("weights", f"need {n_models} non-negative weights with a positive sum, got {list(weights)}")
     oof_bundles = [load_logits(p) for p in oof]
     test_bundles = [load_logits(p) for p in test]
     classes = (oof_bundles or test_bundles)[0].classes
     space = categories or CategorySpace.build(classes, lv1_prefix_len)
     if set(space.lv2_ids) != set(classes):
-        raise UserError("--categories: its classes differ from those of the logits")
+        raise ArgumentError("categories", "its classes differ from those of the logits")
     lv1_of_lv2 = np.asarray(space.lv1_index_of_lv2())[[space.lv2_index(c) for c in classes]]
     result = EnsembleResult(None, list(classes))
     fitted_weights = list(weights) if weights is not None else [1.0] * n_models
     bias = None
     if oof_bundles:
         if truth is None:
-            raise UserError("--truth: the labels of the out-of-fold ids are needed to fit the ensemble")
+            raise ArgumentError("truth", "the labels of the out-of-fold ids are needed to fit the ensemble")
         labels = read_labels(truth)
         ids = oof_bundles[0].ids
         unlabelled = [i for i in ids if i not in labels]

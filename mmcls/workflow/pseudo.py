@@ -15,7 +15,8 @@ from dataclasses import replace
 import numpy as np
 
 from mmcls.data.records import VideoRecord
-from mmcls.errors import UserError
+from mmcls.errors import ArgumentError
+from mmcls.logits import predicted_classes, predicted_indices
 
 
 def select_confident(probs: np.ndarray, threshold: float | None = None,
@@ -23,13 +24,13 @@ def select_confident(probs: np.ndarray, threshold: float | None = None,
     """Sorted row indices of ``probs`` ``[N, C]`` to keep: top probability >= ``threshold`` (when given), then at
     most ``top_k_per_class`` per predicted class, the most confident first (when given). One of the two is needed."""
     if threshold is None and top_k_per_class is None:
-        raise UserError("choose --threshold and/or --top-k-per-class (use --threshold 0 to keep everything)")
+        raise ArgumentError(None, "choose {threshold} and/or {top_k_per_class} (use {threshold} 0 to keep everything)")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise UserError(f"--threshold: must be in [0, 1], got {threshold}")
+        raise ArgumentError("threshold", f"must be in [0, 1], got {threshold}")
     if top_k_per_class is not None and top_k_per_class < 1:
-        raise UserError(f"--top-k-per-class: must be >= 1, got {top_k_per_class}")
+        raise ArgumentError("top_k_per_class", f"must be >= 1, got {top_k_per_class}")
     confidence = probs.max(axis=1)
-    predicted = probs.argmax(axis=1)
+    predicted = predicted_indices(probs)[0]
     keep = np.ones(len(probs), dtype=bool) if threshold is None else confidence >= threshold
     if top_k_per_class is not None:
         capped = np.zeros_like(keep)
@@ -43,9 +44,10 @@ def select_confident(probs: np.ndarray, threshold: float | None = None,
 
 def soft_label(probs: np.ndarray, classes: Sequence[str], min_prob: float = 1e-3) -> dict[str, float]:
     """``{category: probability}`` of the classes with at least ``min_prob`` (the top class always), renormalised."""
+    top = int(predicted_indices(probs)[0])
     kept = np.flatnonzero(probs >= min_prob)
-    if kept.size == 0 or probs.argmax() not in kept:
-        kept = np.union1d(kept, [probs.argmax()])
+    if kept.size == 0 or top not in kept:
+        kept = np.union1d(kept, [top])
     values = probs[kept] / probs[kept].sum()
     return {classes[int(j)]: round(float(p), 6) for j, p in zip(kept, values, strict=True)}
 
@@ -53,9 +55,10 @@ def soft_label(probs: np.ndarray, classes: Sequence[str], min_prob: float = 1e-3
 def pseudo_records(records: Sequence[VideoRecord], probs: np.ndarray, classes: Sequence[str], keep: np.ndarray,
                    soft: bool = False, min_prob: float = 1e-3) -> list[VideoRecord]:
     """Copies of ``records[keep]`` labelled with their argmax (and, with ``soft``, their probabilities)."""
+    labels = predicted_classes(probs[keep], classes) if len(keep) else []
     out = []
-    for i in keep:
+    for i, label in zip(keep, labels, strict=True):
         row = probs[i]
-        out.append(replace(records[i], category_id=classes[int(row.argmax())],
+        out.append(replace(records[i], category_id=label,
                            category_probs=soft_label(row, classes, min_prob) if soft else None))
     return out

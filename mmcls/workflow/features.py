@@ -39,13 +39,13 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm import tqdm
 
-from mmcls.accelerators import resolve_mixed_precision
+from mmcls.accelerators import inference_accelerator
 from mmcls.config import Config, DataConfig, load_config
 from mmcls.data.dataset import build_dataloader, build_dataset
 from mmcls.data.feature_source import FEATS_MANIFEST, FeatsFrameSource
 from mmcls.data.splits import SPLIT_KEYS, build_tokenizer, load_split
 from mmcls.engine.checkpoint import PRETRAINED_MARKER, load_portable, load_pretrained_encoder
-from mmcls.errors import UserError
+from mmcls.errors import ArgumentError, UserError
 from mmcls.io import atomic_open
 from mmcls.models import MultimodalClassifier, build_model
 from mmcls.models.weights import load_exact, strip_prefix
@@ -120,7 +120,7 @@ def load_tower(model: str | Path | None = None, config: str | Path | Sequence[st
     two. UserError (one line) when the model has no vision tower (text mode, or trained on frame features).
     """
     if (model is None) == (config is None):
-        raise UserError("give either --model RUN/best or --config CONFIG.yaml")
+        raise ArgumentError(None, "give either {model} RUN/best or {config} CONFIG.yaml")
     if model is not None:
         path = Path(model)
         if (path / PRETRAINED_MARKER).is_file():
@@ -155,7 +155,7 @@ def _pretrained_tower(path: Path, overrides: Sequence[str]) -> FrameTower:
                         f"{encoder.cfg.data.frame_source}), so it has no vision tower to extract features with")
     model = build_model(arch, 0, 0, encoder.tokenizer, bert_config=encoder.bert_config, load_pretrained=False)
     if model.vision is not None:
-        load_exact(model.vision, strip_prefix(encoder.state_dict, "vision."), "--model", path)
+        load_exact(model.vision, strip_prefix(encoder.state_dict, "vision."), "model", path)
     return FrameTower(model, cfg, str(path))
 
 
@@ -219,17 +219,17 @@ def extract_features(model: MultimodalClassifier, data: DataConfig, split: str =
     (where the tower came from), so predicting with another tower's features is refused.
     """
     if split not in SPLIT_KEYS:
-        raise UserError(f"--split: expected one of {list(SPLIT_KEYS)}, got {split!r}")
+        raise ArgumentError("split", f"expected one of {list(SPLIT_KEYS)}, got {split!r}")
     if max_frames < 1:
-        raise UserError(f"--max-frames: must be >= 1, got {max_frames}")
+        raise ArgumentError("max_frames", f"must be >= 1, got {max_frames}")
     if batch_size < 1:
-        raise UserError(f"--batch-size: must be >= 1, got {batch_size}")
+        raise ArgumentError("batch_size", f"must be >= 1, got {batch_size}")
     vision = getattr(model, "vision", None)
     if vision is None:
         raise UserError("extract_features: the model has no vision tower")
     if data.reads_features:
         raise UserError("data.frame_source=feats: extraction reads pixel frames (zip, mp4 or jpeg)")
-    accelerator = accelerator or Accelerator(mixed_precision=resolve_mixed_precision(mixed_precision))
+    accelerator = accelerator or inference_accelerator(mixed_precision)
     start = time.perf_counter()
     data = dataclasses.replace(data, max_frames=max_frames)
     records = load_split(data, split)

@@ -1,10 +1,11 @@
 """K-fold training as one command: make (or reuse) the folds, finetune every fold, collect the out-of-fold logits,
 and predict other splits with all fold models.
 
-Each fold runs as its own process (``python finetune/train.py`` or any launcher, e.g. ``accelerate launch
---multi_gpu``), so a fold gets a fresh accelerator and its memory back, and the driver itself stays a plain loop.
-A fold whose run directory holds ``result.json`` is finished and skipped, so a killed driver rerun with the same
-command continues with the next unfinished fold.
+Each fold runs as its own process (``python -m mmcls finetune`` under any launcher, e.g. ``accelerate launch
+--multi_gpu ... -m mmcls finetune``: library code, never a script of a checkout), so a fold gets a fresh
+accelerator and its memory back, and the driver itself stays a plain loop. A fold whose run directory holds
+``result.json`` is finished and skipped, so a killed driver rerun with the same command
+continues with the next unfinished fold.
 
 Layout under ``out``::
 
@@ -30,20 +31,20 @@ from pathlib import Path
 
 import numpy as np
 
+from mmcls.cli import child_env, command_argv
 from mmcls.config import Config
 from mmcls.data.categories import CategorySpace
 from mmcls.data.folds import assign_folds, read_folds, write_folds
 from mmcls.data.records import VideoRecord, load_records
 from mmcls.data.splits import data_path
-from mmcls.engine.ensemble import combine
-from mmcls.errors import UserError
+from mmcls.errors import ArgumentError, UserError
 from mmcls.io import atomic_write_text
-from mmcls.logits import SavedLogits, load_logits, save_logits, softmax
+from mmcls.logits import SavedLogits, load_logits, predicted_classes, predicted_indices, save_logits, softmax
 from mmcls.metrics import mean_f1_from_indices, write_submission
 from mmcls.rundir import RESULT_FILE, VAL_LOGITS
+from mmcls.workflow.ensemble import combine
 
 logger = logging.getLogger("mmcls")
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -68,7 +69,7 @@ class KFoldPlan:
     def fold_command(self, fold: int) -> list[str]:
         """The finetuning command of one fold: the user's config and overrides, then the fold's own keys."""
         configs = [arg for path in self.config_files for arg in ("--config", path)]
-        return [*self.launcher, str(REPO / "finetune" / "train.py"), *configs, *self.overrides,
+        return [*self.launcher, *command_argv("finetune"), *configs, *self.overrides,
                 f"data.folds_file={self.folds_path.resolve()}", f"data.fold={fold}", "data.val=null",
                 f"output_dir={self.fold_dir(fold)}"]
 
@@ -87,7 +88,7 @@ def ensure_folds(plan: KFoldPlan, records: Sequence[VideoRecord]) -> dict[str, i
     path = plan.folds_path
     if not path.is_file():
         if plan.folds_file is not None:
-            raise UserError(f"--folds {path}: not found (leave --folds out to write OUT/folds.csv)")
+            raise ArgumentError("folds_file", f"{path}: not found (leave {{folds_file}} out to write OUT/folds.csv)")
         folds = assign_folds(records, plan.k, plan.cfg.seed)
         write_folds(path, folds)
         logger.info("wrote %d videos in %d stratified folds -> %s", len(folds), plan.k, path)
@@ -95,7 +96,8 @@ def ensure_folds(plan: KFoldPlan, records: Sequence[VideoRecord]) -> dict[str, i
     folds = read_folds(path)
     found = sorted(set(folds.values()))
     if found != list(range(plan.k)):
-        raise UserError(f"{path}: holds folds {found}, not 0..{plan.k - 1}; pass --k {len(found)} or remove it")
+        raise ArgumentError(None, f"{path}: holds folds {found}, not 0..{plan.k - 1}; pass {{k}} {len(found)} or "
+                            "remove it")
     ids = {r.id for r in records}
     if set(folds) != ids:
         extra, missing = sorted(set(folds) - ids), sorted(ids - set(folds))
@@ -120,12 +122,12 @@ def check_plan(plan: KFoldPlan) -> None:
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
 
 
-def _run(command: Sequence[str], what: str) -> None:
+def _run(argv: Sequence[str], what: str) -> None:
     """Run a subprocess; a missing launcher or a non-zero exit is a one-line error naming ``what``."""
     try:
-        code = subprocess.run(list(command), check=False).returncode
+        code = subprocess.run(list(argv), check=False, env=child_env()).returncode
     except OSError as exc:
-        raise UserError(f"{what}: cannot start {command[0]!r} ({exc.strerror}); check --launch") from None
+        raise ArgumentError(None, f"{what}: cannot start {argv[0]!r} ({exc.strerror}); check {{launcher}}") from None
     if code != 0:
         raise UserError(f"{what} failed (exit {code}); rerun the same command to continue")
 
@@ -137,9 +139,9 @@ def train_folds(plan: KFoldPlan) -> None:
         if (run / RESULT_FILE).is_file():
             logger.info("fold %d: finished earlier (%s), skipped", fold, run / RESULT_FILE)
             continue
-        command = plan.fold_command(fold)
-        logger.info("fold %d/%d: %s", fold + 1, plan.k, shlex.join(command))
-        _run(command, f"fold {fold} (see {run / 'train.log'})")
+        argv = plan.fold_command(fold)
+        logger.info("fold %d/%d: %s", fold + 1, plan.k, shlex.join(argv))
+        _run(argv, f"fold {fold} (see {run / 'train.log'})")
 
 
 def collect_oof(plan: KFoldPlan, folds: dict[str, int], records: Sequence[VideoRecord]
@@ -166,7 +168,7 @@ def collect_oof(plan: KFoldPlan, folds: dict[str, int], records: Sequence[VideoR
     labels = {r.id: r.category_id for r in records}
     column = {c: j for j, c in enumerate(categories.lv2_ids)}
     truth = np.array([column[labels[i]] for i in ids])
-    scores = mean_f1_from_indices(truth, oof.aligned(ids, categories.lv2_ids).argmax(axis=1),
+    scores = mean_f1_from_indices(truth, predicted_indices(oof.aligned(ids, categories.lv2_ids))[0],
                                   categories.lv1_index_of_lv2())
     per_fold = [json.loads((plan.fold_dir(f) / RESULT_FILE).read_text(encoding="utf-8")) for f in range(plan.k)]
     summary = {"k": plan.k, "folds_file": str(plan.folds_path), "oof": scores,
@@ -186,22 +188,22 @@ def predict_with_folds(plan: KFoldPlan, split: str, extra: Sequence[str] = ()) -
     for fold in range(plan.k):
         run = plan.fold_dir(fold)
         logits = run / f"{split}_logits.npy"
-        command = [*plan.launcher, str(REPO / "tools" / "predict.py"), "--model", str(run / "best"),
+        argv = [*plan.launcher, *command_argv("predict"), "--model", str(run / "best"),
                    "--split", split, "--output", str(run / f"{split}.csv"), "--logits", str(logits), *extra,
                    *_data_overrides(plan)]
         stamp = run / f"{split}_logits.command.json"  # the command that wrote the logits: reuse only the same
         fresh = (logits.is_file() and stamp.is_file() and logits.stat().st_mtime >= (run / RESULT_FILE).stat().st_mtime
-                 and json.loads(stamp.read_text(encoding="utf-8")) == command[len(plan.launcher):])
+                 and json.loads(stamp.read_text(encoding="utf-8")) == argv[len(plan.launcher):])
         if not fresh:
-            logger.info("fold %d: predict %s: %s", fold, split, shlex.join(command))
-            _run(command, f"fold {fold}: predicting {split}")
-            atomic_write_text(stamp, json.dumps(command[len(plan.launcher):]) + "\n")
+            logger.info("fold %d: predict %s: %s", fold, split, shlex.join(argv))
+            _run(argv, f"fold {fold}: predicting {split}")
+            atomic_write_text(stamp, json.dumps(argv[len(plan.launcher):]) + "\n")
         bundles.append(load_logits(logits))
     ids, classes = bundles[0].ids, bundles[0].classes
     log_probs = combine([softmax(b.aligned(ids, classes)) for b in bundles], [1.0] * plan.k)
     out = plan.out / f"{split}_logits.npy"
     save_logits(out, ids, log_probs, classes)
-    write_submission(plan.out / f"{split}.csv", ids, [classes[i] for i in log_probs.argmax(axis=1)])
+    write_submission(plan.out / f"{split}.csv", ids, predicted_classes(log_probs, classes))
     return {"logits": str(out), "csv": str(plan.out / f"{split}.csv")}
 
 
@@ -213,7 +215,7 @@ def _data_overrides(plan: KFoldPlan) -> list[str]:
 def run_kfold(plan: KFoldPlan, predict_splits: Sequence[str] = (), predict_args: Sequence[str] = ()) -> dict:
     """Folds, training, out-of-fold logits and predictions; writes and returns the ``kfold.json`` summary."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise UserError("tools/kfold.py runs every fold as its own process: start it with python, not under "
+        raise UserError("kfold runs every fold as its own process: start it with python, not under "
                         "accelerate launch, and pass the launcher with --launch \"accelerate launch ...\"")
     plan.out.mkdir(parents=True, exist_ok=True)
     records = load_records(data_path(plan.cfg.data, plan.cfg.data.train), labelled=True)

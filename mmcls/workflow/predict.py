@@ -19,16 +19,16 @@ from pathlib import Path
 import numpy as np
 from accelerate import Accelerator
 
-from mmcls.accelerators import resolve_mixed_precision
+from mmcls.accelerators import inference_accelerator
 from mmcls.data.dataset import build_dataloader, build_dataset
 from mmcls.data.splits import load_split
 from mmcls.engine.checkpoint import LoadedModel, check_feature_width, load_portable
-from mmcls.engine.ensemble import combine
 from mmcls.engine.inference import run_inference
 from mmcls.engine.losses import logit_adjustment
-from mmcls.errors import UserError
-from mmcls.logits import save_logits, softmax
+from mmcls.errors import ArgumentError, UserError
+from mmcls.logits import predicted_classes, save_logits, softmax
 from mmcls.metrics import write_submission
+from mmcls.workflow.ensemble import combine
 
 logger = logging.getLogger("mmcls")
 
@@ -49,7 +49,7 @@ class TestTimeAugmentation:
 
     def __post_init__(self) -> None:
         if self.offsets < 1:
-            raise UserError(f"--tta-offsets: must be >= 1, got {self.offsets}")
+            raise ArgumentError("offsets", f"must be >= 1, got {self.offsets}")
 
     def views(self) -> list[tuple[int, bool]]:
         """``(sampling offset, flipped)`` of every view, the official one first."""
@@ -84,7 +84,7 @@ def predict_model(loaded: LoadedModel, split: str, accelerator: Accelerator, bat
         logger.info("%s: a text-only model sees no frames; test-time augmentation skipped", loaded.path)
         views = views[:1]
     if any(flip for _, flip in views) and cfg.data.reads_features:
-        raise UserError(f"--tta-hflip: {loaded.path} reads frame features (data.frame_source=feats), which cannot "
+        raise ArgumentError("hflip", f"{loaded.path} reads frame features (data.frame_source=feats), which cannot "
                         "be flipped")
     model = accelerator.prepare(loaded.model)
     view_probs, logits, failures = [], None, 0
@@ -120,13 +120,13 @@ def predict(models: Sequence[str | Path], split: str = "test", weights: Sequence
     :class:`TestTimeAugmentation`).
     """
     if logit_adjust < 0:
-        raise UserError(f"--logit-adjust: must be >= 0, got {logit_adjust}")
+        raise ArgumentError("logit_adjust", f"must be >= 0, got {logit_adjust}")
     if not models:
-        raise UserError("give at least one --model RUN/best")
+        raise ArgumentError(None, "give at least one model folder in {models} (RUN/best)")
     weights = list(weights) if weights else [1.0] * len(models)
     if len(weights) != len(models) or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise UserError(f"--weights: need {len(models)} non-negative weights with a positive sum, got {weights}")
-    accelerator = accelerator or Accelerator(mixed_precision=resolve_mixed_precision(mixed_precision))
+        raise ArgumentError("weights", f"need {len(models)} non-negative weights with a positive sum, got {weights}")
+    accelerator = accelerator or inference_accelerator(mixed_precision)
     order: list[str] | None = None
     category_ids: list[str] | None = None
     counts: list[int] = []
@@ -151,9 +151,9 @@ def predict(models: Sequence[str | Path], split: str = "test", weights: Sequence
     out_logits = single_logits if single_logits is not None else np.log(np.maximum(mean_probs, 1e-30))
     if logit_adjust > 0:
         if not any(counts):
-            raise UserError(f"--logit-adjust: {models[0]} has no training class counts in categories.json")
+            raise ArgumentError("logit_adjust", f"{models[0]} has no training class counts in categories.json")
         out_logits = out_logits + logit_adjustment(counts, logit_adjust)[None, :]
-    predicted = [category_ids[i] for i in out_logits.argmax(axis=1)]
+    predicted = predicted_classes(out_logits, category_ids)
     return Prediction(order, predicted, out_logits.astype(np.float32), failures, list(category_ids))
 
 
