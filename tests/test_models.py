@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from mmcls.config import Config, build_config
-from mmcls.data.transforms import NORMALIZATIONS
+from mmcls.models.pixels import NORMALIZATIONS
 from mmcls.errors import ConfigError
 from mmcls.models import (
     MultimodalClassifier,

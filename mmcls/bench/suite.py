@@ -163,8 +163,8 @@ def end_to_end_inference(harness: TrainHarness, cfg: Config, tokenizer: Any, cat
 def flattened_frames_speedup(harness: TrainHarness, batch: dict[str, Any], steps: int, warmup: int) -> float | None:
     """Time of encoding a batch's frames one time step at a time (T tower calls of B frames) over one call on all
     B*T frames, which is what the model does."""
-    from mmcls.data.transforms import normalize_frames
     from mmcls.engine.inference import model_inputs
+    from mmcls.models.pixels import normalize_frames
 
     vision = harness.core.vision
     frames = model_inputs(harness.batch)["frames"]

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertModel
 
-from mmcls.data.dataset import IGNORE_INDEX
+from mmcls.labels import IGNORE_INDEX
 from mmcls.models.classifier import MultimodalClassifier
 from mmcls.models.fusion import POOLERS, masked_mean
 from mmcls.models.vision import VisionTower
