@@ -94,8 +94,8 @@ def test_unreadable_videos_are_not_stored_and_still_predicted(trained, extracted
 
 
 def test_feature_width_mismatch_and_impossible_overrides_are_one_line_errors(trained, tmp_path):
-    from mmcls.engine.checkpoint import load_portable
     from mmcls.engine.predict import predict
+    from mmcls.model_folder import load_portable
 
     with zipfile.ZipFile(tmp_path / "test.zip", "w") as zf:  # features of another tower
         buffer = io.BytesIO()

@@ -12,7 +12,6 @@ import torch
 from safetensors.torch import save_file
 
 from mmcls.config import Config, build_config
-from mmcls.models.pixels import NORMALIZATIONS
 from mmcls.errors import ConfigError
 from mmcls.models import (
     MultimodalClassifier,
@@ -22,6 +21,7 @@ from mmcls.models import (
     model_summary,
     parameter_groups,
 )
+from mmcls.models.pixels import NORMALIZATIONS
 
 SIZE = 32  # frame side in px
 FRAMES = 4

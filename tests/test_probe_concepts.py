@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from mmcls.config import build_config
-from mmcls.engine.checkpoint import save_pretrained_folder
 from mmcls.errors import UserError
+from mmcls.model_folder import save_pretrained_folder
 from mmcls.models import build_pretrainer
 from tests.test_finetune import tiny_overrides
 

@@ -10,14 +10,14 @@ import torch
 from safetensors import safe_open
 
 from mmcls.data.categories import CategorySpace
-from mmcls.engine.checkpoint import (
+from mmcls.errors import UserError
+from mmcls.model_folder import (
     init_from_pretrained,
     load_portable,
     load_pretrained_encoder,
     save_portable,
     save_pretrained_folder,
 )
-from mmcls.errors import UserError
 from mmcls.models import ENCODER_PARTS, MultimodalClassifier, build_bert, build_model, build_pretrainer
 from tests.test_models import make_cfg
 

@@ -70,7 +70,7 @@ def build_models(folder: Path, data_root: str | None, seed: int):
     import torch
 
     from mmcls.config import load_config
-    from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder
+    from mmcls.model_folder import init_from_pretrained, load_pretrained_encoder
     from mmcls.models import build_model
 
     try:

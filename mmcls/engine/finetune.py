@@ -31,7 +31,6 @@ from mmcls.data.dataset import ConcatVideoDataset, VideoTextDataset, build_datal
 from mmcls.data.soft_targets import SoftTargets
 from mmcls.data.splits import Split, build_tokenizer, load_labelled_splits, load_pseudo_split
 from mmcls.engine.averaging import WeightAverager
-from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder, save_portable
 from mmcls.engine.ema import build_ema
 from mmcls.engine.freeze import TowerFreezer
 from mmcls.engine.guard import NonFiniteGuard, guarded_step
@@ -62,6 +61,7 @@ from mmcls.engine.runtime import (
 from mmcls.engine.step import TrainStep
 from mmcls.logits import save_logits
 from mmcls.metrics import mean_f1_from_indices, write_submission
+from mmcls.model_folder import init_from_pretrained, load_pretrained_encoder, save_portable
 from mmcls.models import build_model, model_summary
 from mmcls.rundir import VAL_LOGITS, VAL_TRUTH, RunDir
 

@@ -52,8 +52,9 @@ def param_groups(named_parts: NamedParts, cfg: TrainConfig, lr_scales: Mapping[s
     """Optimizer groups: one per (part, learning-rate scale, decay / no decay) with trainable parameters.
 
     A parameter's peak ``lr`` is its part's rate (``PART_LR_KEYS``) times ``lr_scales[name]`` (1 when absent).
-    Each group is tagged with a unique ``name`` and keeps its ``lr_scale``: ``text.decay`` at scale 1,
-    ``text.down2.no_decay`` at the part's third-largest scale (two layers below the top under layer-wise decay).
+    Each group is tagged with a unique ``name``, its ``part`` (``vision``, ``text``, ``fusion``, ``heads``) and keeps
+    its ``lr_scale``: ``text.decay`` at scale 1, ``text.down2.no_decay`` at the part's third-largest scale (two
+    layers below the top under layer-wise decay). Read the part from ``part``, never from the name.
     """
     scales = lr_scales or {}
     groups = []
@@ -68,7 +69,7 @@ def param_groups(named_parts: NamedParts, cfg: TrainConfig, lr_scales: Mapping[s
                 buckets.setdefault(key, []).append(param)
         for (scale, decay), members in sorted(buckets.items(), key=lambda item: (-item[0][0], not item[0][1])):
             prefix = ".".join(filter(None, (part, tags[scale])))
-            groups.append({"name": f"{prefix}.{'decay' if decay else 'no_decay'}", "params": members,
+            groups.append({"name": f"{prefix}.{'decay' if decay else 'no_decay'}", "part": part, "params": members,
                            "lr": part_lr * scale, "lr_scale": scale,
                            "weight_decay": cfg.weight_decay if decay else 0.0})
     return groups
@@ -104,6 +105,18 @@ def build_optimizer(named_parts: NamedParts, cfg: TrainConfig, lr_scales: Mappin
 
         return Lookahead(radam, alpha=LOOKAHEAD_ALPHA, k=LOOKAHEAD_K)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+REPORTED_PARTS = ("fusion", "heads")  # the parts at train.lr, whose rate is logged as ``lr``
+
+
+def reported_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The current learning rate logged as ``lr``: that of the first group of the fusion layers or heads (their
+    ``part``, at ``train.lr`` times the schedule); the first group's when there is none (everything else frozen)."""
+    for group in optimizer.param_groups:
+        if group.get("part") in REPORTED_PARTS:
+            return float(group["lr"])
+    return float(optimizer.param_groups[0]["lr"])
 
 
 def optimizer_for(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

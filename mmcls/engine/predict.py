@@ -21,7 +21,6 @@ from accelerate import Accelerator
 
 from mmcls.data.dataset import build_dataloader, build_dataset
 from mmcls.data.splits import load_split
-from mmcls.engine.checkpoint import LoadedModel, check_feature_width, load_portable
 from mmcls.engine.ensemble import combine
 from mmcls.engine.inference import run_inference
 from mmcls.engine.losses import logit_adjustment
@@ -29,6 +28,7 @@ from mmcls.engine.runtime import resolve_mixed_precision
 from mmcls.errors import UserError
 from mmcls.logits import save_logits, softmax
 from mmcls.metrics import write_submission
+from mmcls.model_folder import LoadedModel, check_feature_width, load_portable
 
 logger = logging.getLogger("mmcls")
 

@@ -26,7 +26,6 @@ from mmcls.config import Config, PretrainConfig
 from mmcls.data.dataset import ConcatVideoDataset, build_dataloader, build_dataset
 from mmcls.data.splits import Split, build_tokenizer, load_pretrain_splits, pretrain_holdout
 from mmcls.data.wwm import batch_word_ids
-from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder, save_pretrained_folder
 from mmcls.engine.freeze import TowerFreezer
 from mmcls.engine.guard import NonFiniteGuard, guarded_step
 from mmcls.engine.masking import mask_frames, mask_tokens, shuffle_videos
@@ -53,6 +52,7 @@ from mmcls.engine.runtime import (
     with_feature_width,
 )
 from mmcls.errors import ConfigError
+from mmcls.model_folder import init_from_pretrained, load_pretrained_encoder, save_pretrained_folder
 from mmcls.models import PRETRAIN_TASKS, build_pretrainer, model_summary
 from mmcls.rundir import RunDir
 

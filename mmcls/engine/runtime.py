@@ -17,6 +17,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs
 
 from mmcls.config import Config, build_config, to_dict
+from mmcls.engine.optim import reported_lr
 from mmcls.io import replace_dir
 from mmcls.rundir import RunDir
 
@@ -46,9 +47,8 @@ def apply_model_switches(model: torch.nn.Module, cfg: Config) -> None:
     gradient checkpointing, channels_last frames for the vision tower, torch.compile."""
     if cfg.train.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    vision = getattr(model, "vision", None)
-    if cfg.train.channels_last and vision is not None:
-        vision.set_channels_last(True)
+    if cfg.train.channels_last:
+        model.encoder.set_channels_last(True)
     if cfg.train.compile:
         model.compile()  # in place: state_dict names, unwrap_model and checkpoints stay as they are
 
@@ -65,11 +65,9 @@ def show_progress(bar: Any, loss: float, lr: float, videos_per_batch: int) -> No
 
 
 def base_lr(optimizer: torch.optim.Optimizer) -> float:
-    """Current learning rate of the fusion layers and heads (``train.lr``), the one logged as ``lr``."""
-    for group in optimizer.param_groups:
-        if group.get("name", "").split(".")[0] in ("heads", "fusion"):
-            return float(group["lr"])
-    return float(optimizer.param_groups[0]["lr"])
+    """Current learning rate of the fusion layers and heads (``train.lr``), the one logged as ``lr``
+    (:func:`mmcls.engine.optim.reported_lr`; kept for the loops that call it by this name)."""
+    return reported_lr(optimizer)
 
 
 @torch.no_grad()

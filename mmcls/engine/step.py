@@ -57,11 +57,6 @@ def _repeat_batch(batch: dict[str, Any], repeats: int) -> dict[str, Any]:
     return out
 
 
-def _is_features(frames: torch.Tensor | None) -> bool:
-    """Frame features ``[B, T, D]`` rather than pixels ``[B, T, 3, S, S]``."""
-    return frames is not None and frames.ndim == 3
-
-
 class TrainStep:
     """Forward, losses and backward of one micro-batch with the tricks ``cfg.train`` switches on."""
 
@@ -94,7 +89,7 @@ class TrainStep:
         inputs = model_inputs(batch)
         if self.mix is None or inputs.get("frames") is None:
             return StepInputs(inputs, None)
-        vision = self.core.vision
+        vision = self.core.encoder.vision
         mean, std = (vision.mean, vision.std) if vision is not None else ((0.0,) * 3, (1.0,) * 3)
         mixed = mix_frames(inputs["frames"], inputs["frame_mask"], self.mix, self.mix_generator, mean, std)
         if mixed is None:
@@ -102,13 +97,16 @@ class TrainStep:
         frames, frame_mask, mixing = mixed
         return StepInputs({**inputs, "frames": frames, "frame_mask": frame_mask}, mixing)
 
-    def _losses(self, batch: dict[str, Any], step: StepInputs, frames: torch.Tensor | None = None,
+    def _losses(self, batch: dict[str, Any], step: StepInputs, features: torch.Tensor | None = None,
                 rdrop: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        """Forward (twice in one pass for R-Drop) and the criterion; ``frames`` replaces the inputs' frames."""
+        """Forward (twice in one pass for R-Drop) and the criterion; ``features`` (frame features ``[B, T, D]``)
+        replace the inputs' frames."""
         inputs = dict(step.inputs)
-        if frames is not None:
-            inputs["frames"] = frames
-        elif self.adversarial is not None and self.adversarial.frames and _is_features(inputs.get("frames")):
+        if features is not None:
+            inputs.pop("frames", None)
+            inputs["features"] = features
+        elif (self.adversarial is not None and self.adversarial.frames and self.core.encoder.reads_features
+              and inputs.get("frames") is not None):
             # cached features (data.frame_source=feats) need a gradient for the frame attack to start from
             inputs["frames"] = inputs["frames"].float().requires_grad_()
         repeats = 2 if rdrop and self.rdrop_alpha > 0 else 1
@@ -144,7 +142,7 @@ class TrainStep:
         return {name: value.detach() for name, value in losses.items()}
 
     def _embedding(self) -> torch.nn.Parameter:
-        return self.core.bert.embeddings.word_embeddings.weight
+        return self.core.encoder.text.word_embeddings
 
     def _backward(self, batch: dict[str, Any], step: StepInputs
                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None, torch.Tensor | None]:
@@ -189,6 +187,6 @@ class TrainStep:
         """The adversarial passes' loss: the fusion re-run on the clean frame features (no vision tower), or on
         the perturbed ones when the frame attack gives them."""
         def loss(perturbed: torch.Tensor | None) -> torch.Tensor:
-            frames = perturbed if perturbed is not None else (clean.detach() if clean is not None else None)
-            return self._losses(batch, step, frames=frames, rdrop=False)[0]["loss"]
+            features = perturbed if perturbed is not None else (clean.detach() if clean is not None else None)
+            return self._losses(batch, step, features=features, rdrop=False)[0]["loss"]
         return loss
