@@ -56,7 +56,7 @@ def test_grad_cam_reads_the_last_activations_that_reach_the_output(name):
 def test_open_clip_tower_reads_the_tokens_entering_the_last_attention(tiny_model):
     from mmcls.model_folder import load_portable
 
-    backbone = load_portable(tiny_model).model.vision.backbone
+    backbone = load_portable(tiny_model).model.encoder.vision.backbone
     expected: list[torch.Tensor] = []
     backbone.transformer.resblocks[-1].ln_1.register_forward_hook(lambda m, i, output: expected.append(output))
     capture = SpatialCapture(backbone, 2)

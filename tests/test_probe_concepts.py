@@ -49,7 +49,7 @@ def test_the_model_carries_the_folder_weights_and_the_reference_does_not(pretrai
 
     model, fresh, _, _ = probe_concepts.build_models(pretrained_folder, None, seed=0)
     saved = load_file(str(pretrained_folder / "model.safetensors"))
-    key = "bert.encoder.layer.0.attention.self.query.weight"
+    key = "encoder.text.bert.encoder.layer.0.attention.self.query.weight"
     assert torch.equal(model.state_dict()[key], saved[key])
     assert not torch.equal(fresh.state_dict()[key], saved[key])
 
