@@ -135,7 +135,7 @@ def test_a_video_only_model_is_explained_by_its_frames_alone(tiny_model, synthet
     from mmcls.model_folder import load_portable
 
     loaded = load_portable(tiny_model, [f"data.root={synthetic_root}"])
-    loaded.model.mode = "video"  # the same weights read frames only ([CLS] [SEP] replaces the text)
+    loaded.model.encoder.mode = "video"  # the same weights read frames only ([CLS] [SEP] replaces the text)
     split = load_split(loaded.cfg.data, "test")
     faults = json.loads((synthetic_root / "faults.json").read_text(encoding="utf-8"))["test"]
     record = next(r for r in split.records if r.id not in faults)

@@ -190,3 +190,44 @@ def test_folders_that_are_not_models(tmp_path, tiny_tokenizer):
     (folder / "pretrained.json").write_text('{"kind": "something else"}')
     with pytest.raises(UserError, match=r"model.init_from: .*not a pretrained-model marker"):
         load_pretrained_encoder(folder)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# folders of the weights layout before the encoder was one module (bert.*, vision.*, frame_embedder.* at the top)
+
+_OLD_PREFIXES = (("encoder.text.bert.", "bert."), ("encoder.vision.", "vision."),
+                 ("encoder.frame_embedder.", "frame_embedder."))
+
+
+def _rewrite_in_old_layout(path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file, save_file
+
+    old = {}
+    for key, value in load_file(str(path)).items():
+        new, legacy = next(((n, o) for n, o in _OLD_PREFIXES if key.startswith(n)), ("", ""))
+        old[legacy + key[len(new):]] = value
+    save_file(old, str(path))
+    assert any(k.startswith("bert.") for k in old) and not any(k.startswith("encoder.") for k in old)
+    return old
+
+
+def test_a_model_folder_of_the_old_layout_loads(tmp_path, tiny_tokenizer):
+    cfg = make_cfg("clip")
+    torch.manual_seed(0)
+    model = build_model(cfg, NUM_LV2, NUM_LV1, tiny_tokenizer)
+    save_portable(tmp_path / "best", model, cfg, CategorySpace.build(["0101", "0102", "0201", "0202", "0203"]),
+                  tiny_tokenizer)
+    old = _rewrite_in_old_layout(tmp_path / "best" / "model.safetensors")
+    loaded = load_portable(tmp_path / "best").model
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert "bert.embeddings.word_embeddings.weight" in old and "heads.lv2.weight" in old
+
+
+def test_a_pretrained_folder_of_the_old_layout_initialises_a_model(tmp_path, tiny_tokenizer):
+    folder, pretrainer = pretrain_folder(tmp_path, tiny_tokenizer)
+    _rewrite_in_old_layout(folder / "model.safetensors")
+    model, loaded = finetune_model(make_cfg("clip"), folder)
+    assert_encoder_equal(model, pretrainer)
+    assert set(loaded) == set(_encoder_state(model))
