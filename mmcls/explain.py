@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mmcls.engine.checkpoint import LoadedModel
 from mmcls.errors import ArgumentError
 from mmcls.logits import predicted_classes
+from mmcls.model_folder import LoadedModel
 
 
 @dataclass
@@ -113,16 +113,17 @@ def explain_video(loaded: LoadedModel, batch: dict[str, Any], category: str | No
     if len(batch["ids"]) != 1:
         raise ValueError(f"explain one video at a time, got a batch of {len(batch['ids'])}")
     frames, frame_mask = batch.get("frames"), batch.get("frame_mask")
-    pixels = frames is not None and frames.ndim == 5 and getattr(model, "vision", None) is not None
+    encoder = model.encoder
+    pixels = frames is not None and encoder.vision is not None and not encoder.reads_features
     valid = int(frame_mask[0].sum()) if frame_mask is not None else 0
-    capture = SpatialCapture(model.vision.backbone, valid) if pixels and valid else None
+    capture = SpatialCapture(encoder.vision.backbone, valid) if pixels and valid else None
     embeddings: dict[str, torch.Tensor] = {}
 
     def keep_embeddings(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> None:
         output.retain_grad()
         embeddings["words"] = output
 
-    handle = model.bert.embeddings.word_embeddings.register_forward_hook(keep_embeddings)
+    handle = encoder.text.word_embedding_layer.register_forward_hook(keep_embeddings)
     try:
         with torch.enable_grad():
             inputs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device),

@@ -203,7 +203,7 @@ def test_classifier_fgm_on_words_and_frames(tiny_tokenizer):
     model = build(tiny_tokenizer, make_cfg())
     batch = make_batch(tiny_tokenizer)
     labels = torch.tensor([0, 3, 5])
-    embedding = model.bert.embeddings.word_embeddings.weight
+    embedding = model.encoder.text.word_embeddings
     out = model(**batch)
     feats = out["frame_features"]
     feats.retain_grad()
@@ -213,7 +213,7 @@ def test_classifier_fgm_on_words_and_frames(tiny_tokenizer):
 
     def compute_loss(frames: torch.Tensor | None) -> torch.Tensor:
         given.append(frames.detach().clone())
-        logits = model(batch["input_ids"], batch["attention_mask"], frames=frames,
+        logits = model(batch["input_ids"], batch["attention_mask"], features=frames,
                        frame_mask=batch["frame_mask"])["logits"]
         return F.cross_entropy(logits, labels)
 

@@ -13,7 +13,7 @@ from torch import nn
 from mmcls.cli import run_main
 from mmcls.data.categories import CategorySpace
 from mmcls.engine.averaging import WeightAverager, average_state_dicts
-from mmcls.engine.checkpoint import load_portable, save_portable
+from mmcls.model_folder import load_portable, save_portable
 from mmcls.models import build_model
 from tests.helpers import NUM_LV1, NUM_LV2, make_cfg
 

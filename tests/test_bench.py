@@ -66,11 +66,11 @@ def test_channels_last_keeps_the_outputs(tiny_cfg):
     torch.manual_seed(0)
     model = build_model(tiny_cfg, 5, 2, build_tokenizer(tiny_cfg.data)).eval()
     pixels = torch.randn(3, 3, tiny_cfg.data.frame_size, tiny_cfg.data.frame_size)
-    expected = model.vision(pixels)
-    model.vision.set_channels_last(True)
-    conv = next(m for m in model.vision.modules() if isinstance(m, torch.nn.Conv2d))
+    expected = model.encoder.vision(pixels)
+    model.encoder.vision.set_channels_last(True)
+    conv = next(m for m in model.encoder.vision.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    torch.testing.assert_close(model.vision(pixels), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(model.encoder.vision(pixels), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_benchmark_tool_writes_the_report(synthetic_root, tmp_path, capsys):

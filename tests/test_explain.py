@@ -53,9 +53,9 @@ def test_grad_cam_reads_the_last_activations_that_reach_the_output(name):
 
 
 def test_open_clip_tower_reads_the_tokens_entering_the_last_attention(tiny_model):
-    from mmcls.engine.checkpoint import load_portable
+    from mmcls.model_folder import load_portable
 
-    backbone = load_portable(tiny_model).model.vision.backbone
+    backbone = load_portable(tiny_model).model.encoder.vision.backbone
     expected: list[torch.Tensor] = []
     backbone.transformer.resblocks[-1].ln_1.register_forward_hook(lambda m, i, output: expected.append(output))
     capture = SpatialCapture(backbone, 2)
@@ -128,11 +128,11 @@ def test_explain_errors_are_one_line(tiny_model, synthetic_root, tmp_path, capsy
 def test_a_video_only_model_is_explained_by_its_frames_alone(tiny_model, synthetic_root):
     from mmcls.data.dataset import build_dataloader, build_dataset
     from mmcls.data.splits import Split, load_split
-    from mmcls.engine.checkpoint import load_portable
     from mmcls.explain import explain_video
+    from mmcls.model_folder import load_portable
 
     loaded = load_portable(tiny_model, [f"data.root={synthetic_root}"])
-    loaded.model.mode = "video"  # the same weights read frames only ([CLS] [SEP] replaces the text)
+    loaded.model.encoder.mode = "video"  # the same weights read frames only ([CLS] [SEP] replaces the text)
     split = load_split(loaded.cfg.data, "test")
     faults = json.loads((synthetic_root / "faults.json").read_text(encoding="utf-8"))["test"]
     record = next(r for r in split.records if r.id not in faults)

@@ -94,7 +94,7 @@ def test_unreadable_videos_are_not_stored_and_still_predicted(trained, extracted
 
 
 def test_feature_width_mismatch_and_impossible_overrides_are_one_line_errors(trained, tmp_path):
-    from mmcls.engine.checkpoint import load_portable
+    from mmcls.model_folder import load_portable
     from mmcls.workflow.predict import predict
 
     with zipfile.ZipFile(tmp_path / "test.zip", "w") as zf:  # features of another tower
@@ -107,7 +107,7 @@ def test_feature_width_mismatch_and_impossible_overrides_are_one_line_errors(tra
     with pytest.raises(UserError, match=r"data.max_frames=8: .* at most 4 frames"):
         load_portable(trained, ["data.max_frames=8"])
     loaded = load_portable(trained, ["data.frame_source=feats"])  # the architecture is the saved one
-    assert loaded.model.vision is not None and loaded.cfg.data.frame_source == "feats"
+    assert loaded.model.encoder.vision is not None and loaded.cfg.data.frame_source == "feats"
 
 
 def test_features_of_another_tower_are_refused(trained, extracted, synthetic_root, tmp_path):

@@ -27,7 +27,7 @@ def frozen_names(model) -> set[str]:
 def test_frozen_tower_gets_no_gradient_and_no_weight_decay(tiny_tokenizer):
     model = build(tiny_tokenizer, make_cfg())
     backward(model, tiny_tokenizer)  # stale gradients from before the freeze must not be applied
-    vision = {name for name, _ in model.named_parameters() if name.startswith("vision.")}
+    vision = {name for name, _ in model.named_parameters() if name.startswith("encoder.vision.")}
     freezer = TowerFreezer(model, FreezeConfig(towers=["vision"]))
     assert freezer.update(0) == f"froze {len(vision)} parameter tensors (whole vision tower) for the whole run"
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -43,19 +43,19 @@ def test_frozen_tower_gets_no_gradient_and_no_weight_decay(tiny_tokenizer):
 
 def test_unfreezes_at_the_given_update(tiny_tokenizer):
     model = build(tiny_tokenizer, make_cfg())
-    model.vision.backbone.proj.requires_grad_(False)  # frozen by someone else: stays frozen
-    towers = {name for name, _ in model.named_parameters() if name.startswith(("vision.", "bert."))}
+    model.encoder.vision.backbone.proj.requires_grad_(False)  # frozen by someone else: stays frozen
+    towers = {name for name, _ in model.named_parameters() if name.startswith(("encoder.vision.", "encoder.text."))}
     freezer = TowerFreezer(model, FreezeConfig(towers=["vision", "text"], updates=2))
     what = f"{len(towers) - 1} parameter tensors (whole vision and text tower)"
     assert freezer.update(0) == f"froze {what} until update 2"
     assert frozen_names(model) == towers
     assert freezer.update(1) is None
     assert freezer.update(2) == f"unfroze {what} at update 2"
-    assert frozen_names(model) == {"vision.backbone.proj"}
+    assert frozen_names(model) == {"encoder.vision.backbone.proj"}
     assert freezer.update(3) is None
     backward(model, tiny_tokenizer)
-    assert model.vision.backbone.conv1.weight.grad is not None
-    assert model.bert.embeddings.word_embeddings.weight.grad is not None
+    assert model.encoder.vision.backbone.conv1.weight.grad is not None
+    assert model.encoder.text.word_embeddings.grad is not None
 
 
 def test_lower_layers_freeze_embeddings_and_the_lowest_blocks(tiny_tokenizer):
@@ -64,11 +64,11 @@ def test_lower_layers_freeze_embeddings_and_the_lowest_blocks(tiny_tokenizer):
     assert "embeddings + lowest 1 blocks of the text tower" in freezer.update(0)
     names = frozen_names(model)
     assert names == {name for name, _ in model.named_parameters()
-                     if name.startswith(("bert.embeddings.", "bert.encoder.layer.0."))}
-    assert any(name.startswith("bert.embeddings.") for name in names)
+                     if name.startswith(("encoder.text.bert.embeddings.", "encoder.text.bert.encoder.layer.0."))}
+    assert any(name.startswith("encoder.text.bert.embeddings.") for name in names)
     backward(model, tiny_tokenizer)
-    assert model.bert.encoder.layer[1].output.dense.weight.grad is not None
-    assert model.bert.encoder.layer[0].output.dense.weight.grad is None
+    assert model.encoder.text.bert.encoder.layer[1].output.dense.weight.grad is not None
+    assert model.encoder.text.bert.encoder.layer[0].output.dense.weight.grad is None
 
 
 def test_no_towers_is_a_no_op(tiny_tokenizer):

@@ -79,8 +79,8 @@ def _assert_val_logits_come_from_best(run: Path) -> None:
 
     from mmcls.data.dataset import build_dataloader, build_dataset
     from mmcls.data.splits import load_labelled_splits
-    from mmcls.engine.checkpoint import load_portable
     from mmcls.engine.inference import run_inference
+    from mmcls.model_folder import load_portable
 
     loaded = load_portable(run / "best")
     _, val, categories = load_labelled_splits(loaded.cfg.data, loaded.cfg.seed)

@@ -71,7 +71,7 @@ def models(tiny_tokenizer) -> dict[str, MultimodalClassifier]:
 
 
 def _vision_params(model: MultimodalClassifier) -> dict[str, torch.nn.Parameter]:
-    prefix = "vision.backbone."
+    prefix = "encoder.vision.backbone."
     return {n.removeprefix(prefix): p for n, p in model.named_parameters() if n.startswith(prefix)}
 
 
@@ -79,7 +79,7 @@ def _vision_params(model: MultimodalClassifier) -> dict[str, torch.nn.Parameter]
 def test_vision_depths_count_blocks_from_the_stem_up(models, kind):
     depths = tower_depths(models[kind])
     expected = {name: TOWERS[kind](name) for name in _vision_params(models[kind])}
-    got = {name.removeprefix("vision.backbone."): d.layer for name, d in depths.items() if d.tower == "vision"}
+    got = {name.removeprefix("encoder.vision.backbone."): d.layer for name, d in depths.items() if d.tower == "vision"}
     assert got == expected
     assert {d.top for d in depths.values() if d.tower == "vision"} == {max(expected.values())}
 
@@ -87,29 +87,29 @@ def test_vision_depths_count_blocks_from_the_stem_up(models, kind):
 def test_text_depths_embeddings_then_bert_layers(models):
     depths = tower_depths(models["clip"])
     text = {name: d for name, d in depths.items() if d.tower == "text"}
-    assert set(text) == {n for n, _ in models["clip"].named_parameters() if n.startswith("bert.")}
+    assert set(text) == {n for n, _ in models["clip"].named_parameters() if n.startswith("encoder.text.bert.")}
     for name, depth in text.items():
-        block = _block(r"bert\.encoder\.layer\.(\d+)\.", name)
+        block = _block(r"encoder\.text\.bert\.encoder\.layer\.(\d+)\.", name)
         assert (depth.layer, depth.top) == (block + 1 if block is not None else 0, 2), name
-    assert text["bert.embeddings.word_embeddings.weight"].layer == 0
+    assert text["encoder.text.bert.embeddings.word_embeddings.weight"].layer == 0
 
 
 @pytest.mark.parametrize("kind", TOWERS)
 def test_every_tower_parameter_has_a_depth_and_fusion_and_heads_none(models, kind):
     depths = tower_depths(models[kind])
     names = [n for n, _ in models[kind].named_parameters()]
-    assert set(depths) == {n for n in names if n.startswith(("bert.", "vision."))}
-    assert any(n.startswith(("frame_embedder.", "heads.")) for n in names)
+    assert set(depths) == {n for n in names if n.startswith(("encoder.text.", "encoder.vision."))}
+    assert any(n.startswith(("encoder.frame_embedder.", "heads.")) for n in names)
 
 
 def test_layer_decay_scales_are_decay_to_the_distance_from_the_top(models):
     scales = layer_decay_scales(models["clip"], 0.5)
-    assert scales["vision.backbone.proj"] == 1.0 and scales["vision.backbone.ln_post.bias"] == 1.0
-    assert scales["vision.backbone.transformer.resblocks.1.attn.in_proj_weight"] == 0.5
-    assert scales["vision.backbone.conv1.weight"] == 0.125
-    assert scales["bert.encoder.layer.1.output.dense.weight"] == 1.0
-    assert scales["bert.embeddings.word_embeddings.weight"] == 0.25
-    assert not any(n.startswith(("frame_embedder.", "heads.", "video_head.")) for n in scales)
+    assert scales["encoder.vision.backbone.proj"] == 1.0 and scales["encoder.vision.backbone.ln_post.bias"] == 1.0
+    assert scales["encoder.vision.backbone.transformer.resblocks.1.attn.in_proj_weight"] == 0.5
+    assert scales["encoder.vision.backbone.conv1.weight"] == 0.125
+    assert scales["encoder.text.bert.encoder.layer.1.output.dense.weight"] == 1.0
+    assert scales["encoder.text.bert.embeddings.word_embeddings.weight"] == 0.25
+    assert not any(n.startswith(("encoder.frame_embedder.", "heads.", "video_head.")) for n in scales)
     assert set(layer_decay_scales(models["clip"], 1.0).values()) == {1.0}
 
 
@@ -121,7 +121,7 @@ def test_lower_layers_are_the_stem_and_the_first_blocks(models, kind):
     assert {id(p) for p in lower_layers(model, "vision", 1)} == first
     assert len(lower_layers(model, "vision", 1)) == len(first)
     assert {id(p) for p in lower_layers(model, "vision", 0)} == {id(p) for p in vision.values()}
-    lowest = ("bert.embeddings.", "bert.encoder.layer.0.")
+    lowest = ("encoder.text.bert.embeddings.", "encoder.text.bert.encoder.layer.0.")
     text_first = {id(p) for n, p in model.named_parameters() if n.startswith(lowest)}
     assert {id(p) for p in lower_layers(model, "text", 1)} == text_first
 
@@ -129,7 +129,7 @@ def test_lower_layers_are_the_stem_and_the_first_blocks(models, kind):
 def test_optimizer_for_decays_bert_layers_and_covers_every_trainable_parameter_once(models):
     model = models["clip"]
     cfg = build_config({}, ["train.layer_decay=0.5", "train.lr_text=1e-4", "train.lr=1e-3"]).train
-    frozen = model.vision.backbone.conv1.weight
+    frozen = model.encoder.vision.backbone.conv1.weight
     frozen.requires_grad_(False)
     try:
         optimizer = optimizer_for(model, cfg)
@@ -137,11 +137,11 @@ def test_optimizer_for_decays_bert_layers_and_covers_every_trainable_parameter_o
         frozen.requires_grad_(True)
     lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
     params = dict(model.named_parameters())
-    assert lr_of[id(params["bert.encoder.layer.1.attention.self.query.weight"])] == pytest.approx(1e-4)
-    assert lr_of[id(params["bert.encoder.layer.0.attention.self.query.weight"])] == pytest.approx(5e-5)
-    assert lr_of[id(params["bert.embeddings.word_embeddings.weight"])] == pytest.approx(1e-4 * 0.5 ** 2)
+    assert lr_of[id(params["encoder.text.bert.encoder.layer.1.attention.self.query.weight"])] == pytest.approx(1e-4)
+    assert lr_of[id(params["encoder.text.bert.encoder.layer.0.attention.self.query.weight"])] == pytest.approx(5e-5)
+    assert lr_of[id(params["encoder.text.bert.embeddings.word_embeddings.weight"])] == pytest.approx(1e-4 * 0.5 ** 2)
     assert lr_of[id(params["heads.lv2.weight"])] == pytest.approx(1e-3)
-    assert lr_of[id(params["vision.backbone.proj"])] == pytest.approx(cfg.lr_vision)
+    assert lr_of[id(params["encoder.vision.backbone.proj"])] == pytest.approx(cfg.lr_vision)
     members = [id(p) for g in optimizer.param_groups for p in g["params"]]
     assert len(members) == len(set(members))
     assert set(members) == {id(p) for p in model.parameters()} - {id(frozen)}

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from mmcls.config import LossConfig, MixConfig, ModelConfig
-from mmcls.data.transforms import normalize_frames
 from mmcls.engine.losses import Criterion
 from mmcls.engine.mix import mix_frames
+from mmcls.models.pixels import normalize_frames
 
 MEAN, STD = (0.48, 0.46, 0.41), (0.27, 0.26, 0.28)
 B, T, S = 4, 3, 8

@@ -12,7 +12,6 @@ import torch
 from safetensors.torch import save_file
 
 from mmcls.config import build_config
-from mmcls.data.transforms import NORMALIZATIONS
 from mmcls.errors import ConfigError
 from mmcls.models import (
     build_bert,
@@ -20,6 +19,7 @@ from mmcls.models import (
     model_summary,
     parameter_groups,
 )
+from mmcls.models.pixels import NORMALIZATIONS
 from tests.helpers import FRAMES, NUM_LV1, NUM_LV2, SIZE, TINY_CLIP, TINY_TIMM, build, make_batch, make_cfg
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -275,7 +275,7 @@ def test_vision_tower_sees_only_valid_frames(tiny_tokenizer):
     model = build(tiny_tokenizer, make_cfg("clip"))
     batch = make_batch(tiny_tokenizer)
     seen = []
-    model.vision.register_forward_hook(lambda module, args, output: seen.append(args[0].shape))
+    model.encoder.vision.register_forward_hook(lambda module, args, output: seen.append(args[0].shape))
     model(**batch)
     assert seen == [(int(batch["frame_mask"].sum()), 3, SIZE, SIZE)]  # one flat batch of the real frames
 
@@ -294,11 +294,12 @@ def test_gradients_reach_both_towers_and_the_projection(tiny_tokenizer):
     model = build(tiny_tokenizer, make_cfg("clip")).train()
     out = model(**make_batch(tiny_tokenizer))
     (out["logits"].sum() + out["logits_lv1"].sum() + out["logits_video"].sum()).backward()
-    parts = {"vision": model.vision.backbone.conv1.weight,
-             "word embeddings": model.bert.embeddings.word_embeddings.weight,
-             "encoder": model.bert.encoder.layer[0].attention.self.query.weight,
-             "projection": model.frame_embedder.proj.weight, "frame positions": model.frame_embedder.position.weight,
-             "frame token type": model.bert.embeddings.token_type_embeddings.weight}
+    parts = {"vision": model.encoder.vision.backbone.conv1.weight,
+             "word embeddings": model.encoder.text.word_embeddings,
+             "encoder": model.encoder.text.bert.encoder.layer[0].attention.self.query.weight,
+             "projection": model.encoder.frame_embedder.proj.weight,
+             "frame positions": model.encoder.frame_embedder.position.weight,
+             "frame token type": model.encoder.text.bert.embeddings.token_type_embeddings.weight}
     for name, param in parts.items():
         assert param.grad is not None and param.grad.abs().sum() > 0, name
 
@@ -307,7 +308,7 @@ def test_text_mode_has_no_vision_and_ignores_frames(tiny_tokenizer):
     cfg = make_cfg("clip", mode="text")
     cfg.model.vision.pretrained = "/nonexistent/clip.pt"  # never read: no tower is built
     model = build(tiny_tokenizer, cfg)
-    assert model.vision is None and model.frame_embedder is None and model.video_head is None
+    assert model.encoder.vision is None and model.encoder.frame_embedder is None and model.video_head is None
     batch = make_batch(tiny_tokenizer)
     out = model(**batch)
     assert out["logits_video"] is None
@@ -334,7 +335,7 @@ def test_feature_input(tiny_tokenizer):
     with pytest.raises(ConfigError, match=r"data.feat_dim"):
         build(tiny_tokenizer, cfg)
     model = build(tiny_tokenizer, cfg, feat_dim=20)
-    assert model.vision is None and model.frame_embedder.proj.in_features == 20
+    assert model.encoder.vision is None and model.encoder.frame_embedder.proj.in_features == 20
     cfg.data.feat_dim = 20
     model = build(tiny_tokenizer, cfg).train()
     batch = make_batch(tiny_tokenizer)
@@ -343,14 +344,14 @@ def test_feature_input(tiny_tokenizer):
     out = model(batch["input_ids"], batch["attention_mask"], feats, batch["frame_mask"])
     assert all(torch.isfinite(v).all() for v in out.values() if v is not None)
     out["logits"].sum().backward()
-    assert model.frame_embedder.proj.weight.grad.abs().sum() > 0
+    assert model.encoder.frame_embedder.proj.weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_pooling(tiny_tokenizer, pooling):
     model = build(tiny_tokenizer, make_cfg("clip", pooling=pooling))
     batch = make_batch(tiny_tokenizer)
-    fused = model.encode(**batch)
+    fused = model.encoder.encode(**batch)
     assert fused.hidden.shape == (3, 10 + FRAMES, 32) and fused.num_text == 10
     pooled = model(**batch)["pooled"]
     if pooling == "cls":
@@ -389,7 +390,7 @@ def test_rebuild_from_run_dir_without_pretrained_files(tiny_tokenizer, tmp_path)
     cfg = make_cfg("clip")
     cfg.model.vision.pretrained = str(tmp_path / "gone.pt")
     cfg.model.text.pretrained = str(tmp_path / "gone_bert")
-    rebuilt = build(tiny_tokenizer, cfg, bert_config=model.bert.config, load_pretrained=False)
+    rebuilt = build(tiny_tokenizer, cfg, bert_config=model.encoder.text.bert.config, load_pretrained=False)
     rebuilt.load_state_dict(model.state_dict())
     batch = make_batch(tiny_tokenizer)
     torch.testing.assert_close(rebuilt(**batch)["logits"], model(**batch)["logits"])
@@ -401,14 +402,14 @@ def test_grad_checkpointing_gives_the_same_gradients(tiny_tokenizer):
     for enable in (False, True):
         model = build(tiny_tokenizer, make_cfg("clip", dropout=0.0))
         model.set_grad_checkpointing(enable)
-        assert model.bert.encoder.layer[0].gradient_checkpointing is enable
-        assert model.vision.backbone.transformer.grad_checkpointing is enable
+        assert model.encoder.text.bert.encoder.layer[0].gradient_checkpointing is enable
+        assert model.encoder.vision.backbone.transformer.grad_checkpointing is enable
         model.train()
         for module in model.modules():  # no dropout: both passes compute the same function
             if isinstance(module, torch.nn.Dropout):
                 module.p = 0.0
         model(**batch)["logits"].sum().backward()
-        grads.append(model.vision.backbone.conv1.weight.grad.clone())
+        grads.append(model.encoder.vision.backbone.conv1.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1])
 
 
@@ -451,7 +452,7 @@ def test_repeats_encode_the_batch_twice_with_one_vision_pass(tiny_tokenizer):
     model = build(tiny_tokenizer, make_cfg())
     batch = make_batch(tiny_tokenizer)
     calls = []
-    model.vision.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    model.encoder.vision.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     single = model(**batch)
     doubled = model(**batch, repeats=2)
     assert len(calls) == 2 and calls[0] == calls[1]  # the vision tower ran once per forward, on the same frames
@@ -470,9 +471,9 @@ def test_frame_features_fed_back_skip_the_vision_tower(tiny_tokenizer):
     batch = make_batch(tiny_tokenizer)
     out = model(**batch)
     features = out["frame_features"]
-    assert features.shape == (3, FRAMES, model.vision.out_dim)
+    assert features.shape == (3, FRAMES, model.encoder.vision.out_dim)
     calls = []
-    model.vision.register_forward_hook(lambda *args: calls.append(1))
-    again = model(**{**batch, "frames": features})
+    model.encoder.vision.register_forward_hook(lambda *args: calls.append(1))
+    again = model(**batch, features=features)
     assert not calls
     assert torch.allclose(again["logits"], out["logits"], atol=1e-5)

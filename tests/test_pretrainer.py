@@ -12,8 +12,10 @@ import torch.nn.functional as F
 from mmcls.errors import ConfigError
 from mmcls.models import (
     PRETRAIN_HEADS,
+    MultimodalClassifier,
+    MultimodalEncoder,
     MultimodalPretrainer,
-    build_model,
+    build_encoder,
     build_pretrainer,
     parameter_groups,
 )
@@ -63,8 +65,8 @@ ACCURACIES = ("mlm_accuracy", "mfm_accuracy", "itm_accuracy")
 @pytest.mark.parametrize("feats", [True, False])
 def test_outputs_are_finite_scalars(tiny_tokenizer, feats):
     model = make_pretrainer(tiny_tokenizer, feats=feats)
-    assert model.heads is None and model.video_head is None
-    assert (model.vision is None) == feats
+    assert not hasattr(model, "heads") and not hasattr(model, "video_head")  # no classification heads
+    assert (model.encoder.vision is None) == feats
     out = model(**make_inputs(tiny_tokenizer, feats=feats))
     assert set(out) == {*LOSSES, *ACCURACIES}
     assert all(v.shape == () and torch.isfinite(v) for v in out.values())
@@ -94,7 +96,7 @@ def test_heads_exist_only_for_switched_on_tasks(tiny_tokenizer):
 
 def test_mlm_decoder_is_tied_to_the_word_embeddings(tiny_tokenizer):
     model = make_pretrainer(tiny_tokenizer)
-    embeddings = model.bert.embeddings.word_embeddings.weight
+    embeddings = model.encoder.text.word_embeddings
     assert dict(model.mlm_head.named_parameters()).keys() == {"dense.weight", "dense.bias", "norm.weight",
                                                               "norm.bias", "bias"}
     assert model.mlm_head.bias.shape == (embeddings.shape[0],)
@@ -151,14 +153,14 @@ def test_mfm_zeroes_masked_frames_and_ignores_invalid_ones(tiny_tokenizer):
     inputs = make_inputs(tiny_tokenizer)
     del inputs["itc"]
     projected = []  # the fused pass's projected frames [B, T, H]
-    model.frame_embedder.register_forward_hook(lambda module, args, output: projected.append(args[0].detach()))
+    model.encoder.frame_embedder.register_forward_hook(lambda module, args, output: projected.append(args[0].detach()))
     fused = []
-    encode = model.encode
-    model.encode = lambda *args, **kwargs: fused.append(encode(*args, **kwargs)) or fused[-1]
+    encode = model.encoder.encode
+    model.encoder.encode = lambda *args, **kwargs: fused.append(encode(*args, **kwargs)) or fused[-1]
     ref = model(**inputs)["loss_mfm"]
     # masked frames stay in the attention mask: only their input is hidden
     assert torch.equal(fused[0].mask[:, fused[0].num_text:], inputs["frame_mask"][inputs["itm_perm"]])
-    bias = model.frame_embedder.proj.bias
+    bias = model.encoder.frame_embedder.proj.bias
     # sample 1 holds video 0, whose frame 1 is masked: zero features, so the projection is the bias alone
     torch.testing.assert_close(projected[0][1, 1], bias)
     assert not torch.allclose(projected[0][1, 0], bias)
@@ -188,10 +190,10 @@ def test_itc_is_the_symmetric_infonce_of_the_samples_with_frames(tiny_tokenizer)
     base = {k: inputs[k] for k in ("input_ids", "attention_mask", "frames", "frame_mask")}
     loss = model(**base, itc=True, itc_temperature=0.1)["loss_itc"]
     with torch.no_grad():
-        text = model.encode(base["input_ids"], base["attention_mask"])
+        text = model.encoder.encode(base["input_ids"], base["attention_mask"])
         t = F.normalize(model.itc_text(masked_mean(text.hidden, text.mask)[:3]), dim=-1)  # sample 3: no video
-        empty = torch.tensor([[model.cls_id, model.sep_id]]).expand(len(base["input_ids"]), 2)
-        video = model.encode(empty, torch.ones_like(empty), base["frames"], base["frame_mask"])
+        empty = torch.tensor([[model.encoder.cls_id, model.encoder.sep_id]]).expand(len(base["input_ids"]), 2)
+        video = model.encoder.encode(empty, torch.ones_like(empty), base["frames"], base["frame_mask"])
         v = F.normalize(model.itc_video(masked_mean(video.hidden, video.mask)[:3]), dim=-1)
         logits = t @ v.T / 0.1
         expected = (F.cross_entropy(logits, torch.arange(3)) + F.cross_entropy(logits.T, torch.arange(3))) / 2
@@ -219,16 +221,15 @@ def test_fusion_only(tiny_tokenizer):
         build_pretrainer(make_cfg("clip", mode="text"), tiny_tokenizer)
     model = make_pretrainer(tiny_tokenizer)
     with pytest.raises(ValueError, match="fusion"):
-        MultimodalPretrainer(model.bert, None, mode="video", frame_dim=FEAT_DIM)
+        MultimodalPretrainer(MultimodalEncoder(model.encoder.text, None, mode="video", frame_dim=FEAT_DIM))
 
 
-def test_classifier_without_heads_encodes_but_does_not_classify(tiny_tokenizer):
-    model = build_model(make_cfg("clip"), 0, 0, tiny_tokenizer).eval()
-    assert model.heads is None and model.video_head is None
+def test_the_encoder_alone_encodes_and_a_classifier_needs_classes(tiny_tokenizer):
+    encoder = build_encoder(make_cfg("clip"), tiny_tokenizer).eval()
     batch = make_batch(tiny_tokenizer)
-    assert model.encode(**batch).hidden.shape == (3, 10 + FRAMES, 32)
-    with pytest.raises(RuntimeError, match="no classification heads"):
-        model(**batch)
+    assert encoder.encode(**batch).hidden.shape == (3, 10 + FRAMES, 32)
+    with pytest.raises(ValueError, match="num_lv2"):
+        MultimodalClassifier(encoder, num_lv2=0)
 
 
 def test_itm_scores_only_samples_whose_both_videos_have_frames(tiny_tokenizer):

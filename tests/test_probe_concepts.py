@@ -10,8 +10,8 @@ import torch
 
 from mmcls.commands import probe_concepts
 from mmcls.config import build_config
-from mmcls.engine.checkpoint import save_pretrained_folder
 from mmcls.errors import UserError
+from mmcls.model_folder import save_pretrained_folder
 from mmcls.models import build_pretrainer
 from tests.helpers import tiny_overrides
 
@@ -46,7 +46,7 @@ def test_the_model_carries_the_folder_weights_and_the_reference_does_not(pretrai
 
     model, fresh, _, _ = probe_concepts.build_models(pretrained_folder, None, seed=0)
     saved = load_file(str(pretrained_folder / "model.safetensors"))
-    key = "bert.encoder.layer.0.attention.self.query.weight"
+    key = "encoder.text.bert.encoder.layer.0.attention.self.query.weight"
     assert torch.equal(model.state_dict()[key], saved[key])
     assert not torch.equal(fresh.state_dict()[key], saved[key])
 

@@ -71,7 +71,7 @@ def test_fgm_direction_ignores_gradient_accumulated_before(tiny_tokenizer):
     under DDP the average over processes), so epsilon means the same with any accumulation or process count."""
     _, model, step, batch = setup(tiny_tokenizer, "train.adversarial.method=fgm", "train.adversarial.epsilon=1.0")
     fresh = float(step(batch)["loss_adv"])
-    embedding = model.bert.embeddings.word_embeddings.weight
+    embedding = model.encoder.text.word_embeddings
     model.zero_grad(set_to_none=True)
     embedding.grad = torch.randn_like(embedding) * 100.0  # an unrelated gradient accumulated earlier
     stale = float(step(batch)["loss_adv"])
@@ -85,7 +85,7 @@ def test_rdrop_with_mixup_equals_the_criterion_on_the_mixed_batch(tiny_tokenizer
     assert float(losses["loss_rdrop"]) == pytest.approx(0.0, abs=1e-6)
     generator = torch.Generator().manual_seed(0)  # TrainStep's generator on process 0
     frames, frame_mask, mixing = mix_frames(batch["frames"], batch["frame_mask"], cfg.train.mix, generator,
-                                            model.vision.mean, model.vision.std)
+                                            model.encoder.vision.mean, model.encoder.vision.std)
     with torch.no_grad():
         outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], frames=frames,
                         frame_mask=frame_mask)

@@ -10,14 +10,14 @@ import torch
 from safetensors import safe_open
 
 from mmcls.data.categories import CategorySpace
-from mmcls.engine.checkpoint import (
+from mmcls.errors import UserError
+from mmcls.model_folder import (
     init_from_pretrained,
     load_portable,
     load_pretrained_encoder,
     save_portable,
     save_pretrained_folder,
 )
-from mmcls.errors import UserError
 from mmcls.models import ENCODER_PARTS, MultimodalClassifier, build_bert, build_model, build_pretrainer
 from tests.helpers import make_cfg
 
@@ -30,7 +30,7 @@ def _keys(path) -> set[str]:
 
 
 def _encoder_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in model.state_dict().items() if k.split(".", 1)[0] in ENCODER_PARTS}
+    return {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
 
 
 def pretrain_folder(tmp_path, tokenizer, cfg=None, seed: int = 0):
@@ -92,11 +92,12 @@ def test_init_parts_loads_only_the_chosen_parts(tmp_path, tiny_tokenizer, parts)
     torch.manual_seed(123)
     fresh = build_model(make_cfg("clip"), NUM_LV2, NUM_LV1, tiny_tokenizer)  # what finetune_model builds first
     model, loaded = finetune_model(cfg, folder)
-    assert {key.split(".", 1)[0] for key in loaded} == set(parts)
+    chosen = {{"bert": "text"}.get(part, part) for part in parts}  # model.init_parts names -> encoder parts
+    assert {key.split(".", 2)[1] for key in loaded} == chosen
     for part in ENCODER_PARTS:
-        source = pretrainer if part in parts else fresh
-        for key, value in getattr(source, part).state_dict().items():
-            assert torch.equal(getattr(model, part).state_dict()[key], value), f"{part}.{key}"
+        source = pretrainer if part in chosen else fresh
+        for key, value in getattr(source.encoder, part).state_dict().items():
+            assert torch.equal(getattr(model.encoder, part).state_dict()[key], value), f"{part}.{key}"
 
 
 def test_bert_from_a_local_directory_that_is_gone_at_finetuning(tmp_path, tiny_tokenizer):
@@ -108,13 +109,13 @@ def test_bert_from_a_local_directory_that_is_gone_at_finetuning(tmp_path, tiny_t
     cfg = make_cfg("clip")
     cfg.model.text.pretrained = str(tmp_path / "bert")
     folder, pretrainer = pretrain_folder(tmp_path, tiny_tokenizer, cfg)
-    torch.testing.assert_close(pretrainer.bert.embeddings.word_embeddings.weight,
+    torch.testing.assert_close(pretrainer.encoder.text.word_embeddings,
                                source.embeddings.word_embeddings.weight)
     shutil.rmtree(tmp_path / "bert")
     cfg = make_cfg("clip")
     cfg.model.text.pretrained = str(tmp_path / "bert")
     model, _ = finetune_model(cfg, folder)
-    assert len(model.bert.encoder.layer) == 3
+    assert len(model.encoder.text.bert.encoder.layer) == 3
     assert_encoder_equal(model, pretrainer)
 
 
@@ -135,12 +136,12 @@ def test_feature_pretraining_keeps_the_models_own_tower(tmp_path, tiny_tokenizer
     cfg.data.frame_source, cfg.data.feat_dim = "feats", 24  # the tiny CLIP's embedding width
     folder, pretrainer = pretrain_folder(tmp_path, tiny_tokenizer, cfg)
     model, loaded = finetune_model(make_cfg("clip"), folder)
-    assert model.vision is not None and not any(key.startswith("vision.") for key in loaded)
-    assert torch.equal(model.frame_embedder.proj.weight, pretrainer.frame_embedder.proj.weight)
-    assert torch.equal(model.bert.encoder.layer[1].output.dense.weight,
-                       pretrainer.bert.encoder.layer[1].output.dense.weight)
+    assert model.encoder.vision is not None and not any(key.startswith("encoder.vision.") for key in loaded)
+    assert torch.equal(model.encoder.frame_embedder.proj.weight, pretrainer.encoder.frame_embedder.proj.weight)
+    assert torch.equal(model.encoder.text.bert.encoder.layer[1].output.dense.weight,
+                       pretrainer.encoder.text.bert.encoder.layer[1].output.dense.weight)
     _, loaded = finetune_model(make_cfg("clip", mode="text"), folder)  # text mode: the BERT alone
-    assert loaded and all(key.startswith("bert.") for key in loaded)
+    assert loaded and all(key.startswith("encoder.text.") for key in loaded)
 
 
 def test_continued_pretraining_takes_the_task_heads(tmp_path, tiny_tokenizer):
@@ -189,3 +190,44 @@ def test_folders_that_are_not_models(tmp_path, tiny_tokenizer):
     (folder / "pretrained.json").write_text('{"kind": "something else"}')
     with pytest.raises(UserError, match=r"model.init_from: .*not a pretrained-model marker"):
         load_pretrained_encoder(folder)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# folders of the weights layout before the encoder was one module (bert.*, vision.*, frame_embedder.* at the top)
+
+_OLD_PREFIXES = (("encoder.text.bert.", "bert."), ("encoder.vision.", "vision."),
+                 ("encoder.frame_embedder.", "frame_embedder."))
+
+
+def _rewrite_in_old_layout(path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file, save_file
+
+    old = {}
+    for key, value in load_file(str(path)).items():
+        new, legacy = next(((n, o) for n, o in _OLD_PREFIXES if key.startswith(n)), ("", ""))
+        old[legacy + key[len(new):]] = value
+    save_file(old, str(path))
+    assert any(k.startswith("bert.") for k in old) and not any(k.startswith("encoder.") for k in old)
+    return old
+
+
+def test_a_model_folder_of_the_old_layout_loads(tmp_path, tiny_tokenizer):
+    cfg = make_cfg("clip")
+    torch.manual_seed(0)
+    model = build_model(cfg, NUM_LV2, NUM_LV1, tiny_tokenizer)
+    save_portable(tmp_path / "best", model, cfg, CategorySpace.build(["0101", "0102", "0201", "0202", "0203"]),
+                  tiny_tokenizer)
+    old = _rewrite_in_old_layout(tmp_path / "best" / "model.safetensors")
+    loaded = load_portable(tmp_path / "best").model
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    assert "bert.embeddings.word_embeddings.weight" in old and "heads.lv2.weight" in old
+
+
+def test_a_pretrained_folder_of_the_old_layout_initialises_a_model(tmp_path, tiny_tokenizer):
+    folder, pretrainer = pretrain_folder(tmp_path, tiny_tokenizer)
+    _rewrite_in_old_layout(folder / "model.safetensors")
+    model, loaded = finetune_model(make_cfg("clip"), folder)
+    assert_encoder_equal(model, pretrainer)
+    assert set(loaded) == set(_encoder_state(model))

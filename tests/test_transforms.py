@@ -10,23 +10,18 @@ from hypothesis import strategies as st
 
 from mmcls.config import DataConfig
 from mmcls.data.transforms import (
-    CLIP_MEAN,
-    CLIP_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     MAX_ASPECT,
-    NORMALIZATIONS,
     EvalVideoTransform,
     IdentityTransform,
     TrainVideoTransform,
     aspect_crop_box,
     build_video_transform,
     default_resize_size,
-    normalize_frames,
     random_resized_crop_box,
     resize_shorter_side,
     shorter_side_size,
 )
+from mmcls.models.pixels import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, NORMALIZATIONS, normalize_frames
 
 
 def random_video(t: int = 4, height: int = 40, width: int = 56, seed: int = 0) -> torch.Tensor:

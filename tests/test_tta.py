@@ -57,8 +57,8 @@ def test_hflip_mirrors_pixels_only():
 def test_tta_averages_the_probabilities_of_every_view(trained):
     from mmcls.data.dataset import build_dataloader, build_dataset
     from mmcls.data.splits import load_split
-    from mmcls.engine.checkpoint import load_portable
     from mmcls.engine.inference import run_inference
+    from mmcls.model_folder import load_portable
     from mmcls.workflow.predict import predict
 
     tta = TestTimeAugmentation(offsets=2, hflip=True)

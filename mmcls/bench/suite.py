@@ -99,12 +99,17 @@ def feature_cache_speedup(harness: TrainHarness, batch: dict[str, Any], pixel_fo
     from mmcls.engine.inference import model_inputs
 
     inputs = model_inputs(harness.batch)
-    if harness.core.vision is None or inputs["frames"] is None or inputs["frames"].ndim != 5:
+    encoder = harness.core.encoder
+    if encoder.vision is None or encoder.reads_features or inputs["frames"] is None:
         return None
     with torch.no_grad(), harness.autocast():
-        features = harness.core.frame_features(inputs["frames"], inputs["frame_mask"])  # [B, T, D]
+        features = encoder.frame_features(inputs["frames"], inputs["frame_mask"])  # [B, T, D]
     cached = {**harness.batch, "frames": features.to(torch.float16)}  # the cache stores float16
-    feature_s, _ = time_forward(harness, cached, steps, warmup)
+    encoder.set_reads_features(True)  # as a model loaded with data.frame_source=feats
+    try:
+        feature_s, _ = time_forward(harness, cached, steps, warmup)
+    finally:
+        encoder.set_reads_features(False)
     return pixel_forward_s / feature_s
 
 
@@ -163,12 +168,12 @@ def end_to_end_inference(harness: TrainHarness, cfg: Config, tokenizer: Any, cat
 def flattened_frames_speedup(harness: TrainHarness, batch: dict[str, Any], steps: int, warmup: int) -> float | None:
     """Time of encoding a batch's frames one time step at a time (T tower calls of B frames) over one call on all
     B*T frames, which is what the model does."""
-    from mmcls.data.transforms import normalize_frames
     from mmcls.engine.inference import model_inputs
+    from mmcls.models.pixels import normalize_frames
 
-    vision = harness.core.vision
+    vision = harness.core.encoder.vision
     frames = model_inputs(harness.batch)["frames"]
-    if vision is None or frames is None or frames.ndim != 5:
+    if vision is None or frames is None or harness.core.encoder.reads_features:
         return None
     pixels = normalize_frames(frames.flatten(0, 1), vision.mean, vision.std)  # [B*T, 3, S, S]
     per_step = pixels.unflatten(0, frames.shape[:2])  # [B, T, 3, S, S]

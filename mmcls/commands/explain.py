@@ -37,10 +37,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from mmcls.data.dataset import build_dataloader, build_dataset
     from mmcls.data.splits import Split, load_split
-    from mmcls.engine.checkpoint import load_portable
     from mmcls.errors import UserError
     from mmcls.explain import explain_video, render, top_tokens
     from mmcls.io import atomic_write_text
+    from mmcls.model_folder import load_portable
 
     loaded = load_portable(args.model, args.overrides)
     split = load_split(loaded.cfg.data, args.split)

@@ -46,14 +46,14 @@ def pooled_features(model, loader) -> tuple[dict[str, np.ndarray], list[str]]:
 
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in FEATURES}
     ids: list[str] = []
-    model.eval()
+    encoder = model.encoder.eval()
     with torch.no_grad():
         for batch in loader:
-            feats = model.frame_features(batch["frames"], batch["frame_mask"])  # [B, T, D], the tower runs once
+            feats = encoder.frame_features(batch["frames"], batch["frame_mask"])  # [B, T, D], the tower runs once
             text, mask = batch["input_ids"], batch["attention_mask"]
-            for name, out in (("text", model.encode(text, mask)),
-                              ("video", model.encode_frames(feats, batch["frame_mask"])),
-                              ("fused", model.encode(text, mask, feats, batch["frame_mask"]))):
+            for name, out in (("text", encoder.encode(text, mask)),
+                              ("video", encoder.encode_frames(feats, batch["frame_mask"])),
+                              ("fused", encoder.encode(text, mask, frame_mask=batch["frame_mask"], features=feats))):
                 parts[name].append(masked_mean(out.hidden, out.mask))  # [B, H]
             ids += batch["ids"]
     return {name: torch.cat(values).float().numpy() for name, values in parts.items()}, ids
@@ -65,7 +65,7 @@ def build_models(folder: Path, data_root: str | None, seed: int):
     import torch
 
     from mmcls.config import load_config
-    from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder
+    from mmcls.model_folder import init_from_pretrained, load_pretrained_encoder
     from mmcls.models import build_model
 
     try:

@@ -24,8 +24,7 @@ from mmcls.data.soft_targets import SoftTargets
 from mmcls.data.splits import Split
 from mmcls.data.text import TextEncoder
 from mmcls.data.transforms import build_video_transform
-
-IGNORE_INDEX = -100
+from mmcls.labels import IGNORE_INDEX
 
 
 class VideoTextDataset(Dataset):

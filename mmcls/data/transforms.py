@@ -1,11 +1,11 @@
-"""Video transforms on uint8 ``[T, 3, H, W]`` tensors, and normalisation on the device.
+"""Video transforms on uint8 ``[T, 3, H, W]`` tensors.
 
 A transform draws ONE set of random parameters per video and applies it to every frame (the torchvision v2
 functional ops treat the leading ``T`` dimension as a batch), so the frames of a video stay consistent. Randomness
 comes from the ``rng`` passed per call (a ``torch.Generator`` or a ``numpy.random.Generator``), which makes a sample
 reproducible; ``None`` uses torch's global generator (seeded per DataLoader worker).
 
-Frames stay uint8 on the host; :func:`normalize_frames` turns them into floats on the device.
+Frames stay uint8 on the host; :func:`mmcls.models.pixels.normalize_frames` turns them into floats on the device.
 """
 
 from __future__ import annotations
@@ -22,15 +22,6 @@ from torchvision.transforms.v2 import functional as F
 from mmcls.config import DataConfig
 
 Rng = torch.Generator | np.random.Generator | None
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "clip": (CLIP_MEAN, CLIP_STD),
-    "imagenet": (IMAGENET_MEAN, IMAGENET_STD),
-}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -244,24 +235,3 @@ def build_video_transform(cfg: DataConfig, train: bool) -> VideoTransform:
         lo, hi = cfg.train_crop_scale
         return TrainVideoTransform(cfg.frame_size, scale=(lo, hi), hflip=cfg.hflip, color_jitter=cfg.color_jitter)
     return EvalVideoTransform(cfg.frame_size, resolve_resize_size(cfg))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# normalisation (on the device)
-
-
-def normalize_frames(frames: torch.Tensor, mean: Sequence[float], std: Sequence[float],
-                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 ``[..., 3, H, W]`` -> ``(x / 255 - mean) / std`` as ``dtype``, on ``frames``' device.
-
-    Computed in float32 (one fused multiply-add) and cast once, so half-precision outputs are rounded only once.
-    """
-    if frames.dtype != torch.uint8:
-        raise TypeError(f"normalize_frames expects uint8 frames, got {frames.dtype}")
-    if frames.ndim < 3 or frames.shape[-3] != 3:
-        raise ValueError(f"normalize_frames expects [..., 3, H, W], got {tuple(frames.shape)}")
-    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=frames.device).view(3, 1, 1)
-    std_t = torch.as_tensor(std, dtype=torch.float32, device=frames.device).view(3, 1, 1)
-    scale = 1.0 / (255.0 * std_t)
-    shift = -mean_t / std_t
-    return torch.addcmul(shift, frames.to(torch.float32), scale).to(dtype)

@@ -176,7 +176,7 @@ def average_portable(paths: Sequence[str | Path], output: str | Path,
     The models must have the same weights layout, categories and vocabulary; the output keeps the first model's
     config, categories and tokenizer. UserError on fewer than 2 models, a mismatch, or bad ``weights``.
     """
-    from mmcls.engine.checkpoint import load_portable, save_portable
+    from mmcls.model_folder import load_portable, save_portable
 
     if len(paths) < 2:
         raise UserError(f"need at least 2 models to average, got {len(paths)}")

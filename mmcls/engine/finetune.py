@@ -23,7 +23,6 @@ from mmcls.data.dataset import ConcatVideoDataset, VideoTextDataset, build_datal
 from mmcls.data.soft_targets import SoftTargets
 from mmcls.data.splits import Split, build_tokenizer, load_labelled_splits, load_pseudo_split
 from mmcls.engine.averaging import WeightAverager
-from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder, save_portable
 from mmcls.engine.inference import InferenceResult, run_inference
 from mmcls.engine.last_checkpoint import EpochPosition
 from mmcls.engine.loop import Evaluation, LoopResult, LoopState, train
@@ -32,6 +31,7 @@ from mmcls.engine.session import Session, Training, open_session, prepare_traini
 from mmcls.engine.step import classification_step
 from mmcls.logits import predicted_indices, save_logits
 from mmcls.metrics import mean_f1_from_indices, write_submission
+from mmcls.model_folder import init_from_pretrained, load_pretrained_encoder, save_portable
 from mmcls.models import build_model
 from mmcls.rundir import VAL_LOGITS, VAL_TRUTH, RunDir
 

@@ -20,7 +20,7 @@ class TowerFreezer:
     """Freezes ``cfg.towers`` of ``model`` (the unwrapped classifier) before update ``cfg.updates`` (0 = always)."""
 
     def __init__(self, model: nn.Module, cfg: FreezeConfig) -> None:
-        if "vision" in cfg.towers and getattr(model, "vision", None) is None:
+        if "vision" in cfg.towers and model.encoder.vision is None:
             raise ConfigError("train.freeze.towers: the model has no vision tower to freeze (text mode, or "
                               "precomputed frame features)")
         self.cfg = cfg

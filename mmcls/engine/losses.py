@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from mmcls.config import Config, LossConfig, ModelConfig
 from mmcls.data.categories import CategorySpace
-from mmcls.data.dataset import IGNORE_INDEX
+from mmcls.labels import IGNORE_INDEX
 
 
 def _check_counts(counts: Sequence[int]) -> np.ndarray:

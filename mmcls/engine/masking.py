@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from mmcls.data.dataset import IGNORE_INDEX
+from mmcls.labels import IGNORE_INDEX
 
 
 def _lowest_draw(draws: Tensor, allowed: Tensor) -> Tensor:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from mmcls.config import MixConfig
-from mmcls.data.transforms import normalize_frames
 from mmcls.engine.losses import Mixing
+from mmcls.models.pixels import normalize_frames
 
 
 def mix_frames(frames: torch.Tensor, frame_mask: torch.Tensor, cfg: MixConfig, generator: torch.Generator,

@@ -52,8 +52,9 @@ def param_groups(named_parts: NamedParts, cfg: TrainConfig, lr_scales: Mapping[s
     """Optimizer groups: one per (part, learning-rate scale, decay / no decay) with trainable parameters.
 
     A parameter's peak ``lr`` is its part's rate (``PART_LR_KEYS``) times ``lr_scales[name]`` (1 when absent).
-    Each group is tagged with a unique ``name`` and keeps its ``lr_scale``: ``text.decay`` at scale 1,
-    ``text.down2.no_decay`` at the part's third-largest scale (two layers below the top under layer-wise decay).
+    Each group is tagged with a unique ``name``, its ``part`` (``vision``, ``text``, ``fusion``, ``heads``) and keeps
+    its ``lr_scale``: ``text.decay`` at scale 1, ``text.down2.no_decay`` at the part's third-largest scale (two
+    layers below the top under layer-wise decay). Read the part from ``part``, never from the name.
     """
     scales = lr_scales or {}
     groups = []
@@ -81,15 +82,6 @@ def named_parts(model: nn.Module, parts: Mapping[str, Iterable[nn.Parameter]]
     return {part: [(names[id(p)], p) for p in params] for part, params in parts.items()}
 
 
-def reported_lr(optimizer: torch.optim.Optimizer) -> float:
-    """The current learning rate of the fusion layers and heads (``train.lr``), the one logged as ``lr``: read from
-    the first group whose ``part`` is one of them (the optimizer's first group when none is)."""
-    for group in optimizer.param_groups:
-        if group.get("part") in ("heads", "fusion"):
-            return float(group["lr"])
-    return float(optimizer.param_groups[0]["lr"])
-
-
 def build_optimizer(named_parts: NamedParts, cfg: TrainConfig, lr_scales: Mapping[str, float] | None = None
                     ) -> torch.optim.Optimizer:
     """``cfg.optimizer`` over :func:`param_groups`.
@@ -113,6 +105,18 @@ def build_optimizer(named_parts: NamedParts, cfg: TrainConfig, lr_scales: Mappin
 
         return Lookahead(radam, alpha=LOOKAHEAD_ALPHA, k=LOOKAHEAD_K)
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+REPORTED_PARTS = ("fusion", "heads")  # the parts at train.lr, whose rate is logged as ``lr``
+
+
+def reported_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The current learning rate logged as ``lr``: that of the first group of the fusion layers or heads (their
+    ``part``, at ``train.lr`` times the schedule); the first group's when there is none (everything else frozen)."""
+    for group in optimizer.param_groups:
+        if group.get("part") in REPORTED_PARTS:
+            return float(group["lr"])
+    return float(optimizer.param_groups[0]["lr"])
 
 
 def optimizer_for(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

@@ -28,7 +28,6 @@ from mmcls.config import Config, LossConfig, PretrainConfig
 from mmcls.data.dataset import ConcatVideoDataset, build_dataloader, build_dataset
 from mmcls.data.splits import Split, build_tokenizer, load_pretrain_splits, pretrain_holdout
 from mmcls.data.wwm import batch_word_ids
-from mmcls.engine.checkpoint import init_from_pretrained, load_pretrained_encoder, save_pretrained_folder
 from mmcls.engine.finetune import close
 from mmcls.engine.last_checkpoint import EpochPosition
 from mmcls.engine.loop import Evaluation, train
@@ -36,6 +35,7 @@ from mmcls.engine.masking import mask_frames, mask_tokens, shuffle_videos
 from mmcls.engine.session import Training, open_session, prepare_training, with_feature_width
 from mmcls.engine.step import StepInputs, TrainStep
 from mmcls.errors import ConfigError
+from mmcls.model_folder import init_from_pretrained, load_pretrained_encoder, save_pretrained_folder
 from mmcls.models import PRETRAIN_TASKS, build_pretrainer
 
 TASKS = PRETRAIN_TASKS

@@ -73,7 +73,7 @@ def apply_model_switches(model: torch.nn.Module, cfg: Config) -> None:
     if cfg.train.grad_checkpointing:
         model.set_grad_checkpointing(True)
     if cfg.train.channels_last:
-        model.set_channels_last(True)
+        model.encoder.set_channels_last(True)
     if cfg.train.compile:
         model.compile()  # in place: state_dict names, unwrap_model and checkpoints stay as they are
 

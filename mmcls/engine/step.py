@@ -96,7 +96,7 @@ class ClassificationObjective:
         self.mix_generator = torch.Generator().manual_seed(seed)
         # cached features need a gradient for the frame attack to start from (pixels get one from the tower)
         attack = cfg.train.adversarial
-        self.features_need_grad = attack.method != "none" and attack.frames and cfg.data.reads_features
+        self.features_need_grad = attack.method != "none" and attack.frames and core.encoder.reads_features
 
     def state_dict(self) -> dict[str, Any]:
         """The mixing generator's state (JSON-ready), for resumable checkpoints."""
@@ -109,7 +109,8 @@ class ClassificationObjective:
         inputs = model_inputs(batch)
         if self.mix is None or inputs.get("frames") is None:
             return StepInputs(inputs)
-        mean, std = self.core.pixel_stats()
+        vision = self.core.encoder.vision  # mixing blends normalised pixels: the tower's own statistics
+        mean, std = (vision.mean, vision.std) if vision is not None else ((0.0,) * 3, (1.0,) * 3)
         mixed = mix_frames(inputs["frames"], inputs["frame_mask"], self.mix, self.mix_generator, mean, std)
         if mixed is None:
             return StepInputs(inputs)
@@ -121,7 +122,7 @@ class ClassificationObjective:
         inputs = dict(step.inputs)
         if frame_features is not None:
             inputs["frames"] = None
-            inputs["frame_features"] = frame_features
+            inputs["features"] = frame_features
         elif self.features_need_grad and inputs.get("frames") is not None:
             inputs["frames"] = inputs["frames"].float().requires_grad_()
         repeats = 2 if rdrop and self.rdrop_alpha > 0 else 1
@@ -182,7 +183,7 @@ class TrainStep:
         return {name: value.detach() for name, value in losses.items()}
 
     def _embedding(self) -> torch.nn.Parameter:
-        return self.core.word_embeddings
+        return self.core.encoder.text.word_embeddings
 
     def _backward(self, batch: dict[str, Any], step: StepInputs
                   ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None, torch.Tensor | None]:

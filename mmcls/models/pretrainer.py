@@ -1,4 +1,5 @@
-"""The pretrainer: the classifier's encoder with the heads of the pretraining tasks, all in one forward call.
+"""The pretrainer: the encoder (:mod:`mmcls.models.encoder`) with the heads of the pretraining tasks, all in one
+forward call.
 
 ::
 
@@ -27,15 +28,13 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import BertModel
 
-from mmcls.data.dataset import IGNORE_INDEX
-from mmcls.models.classifier import MultimodalClassifier
+from mmcls.labels import IGNORE_INDEX
+from mmcls.models.encoder import MultimodalEncoder, parameter_groups
 from mmcls.models.fusion import POOLERS, masked_mean
-from mmcls.models.vision import VisionTower
 
 PRETRAIN_TASKS = ("mlm", "mfm", "itm", "itc")
-# Submodules of each task (all in the ``heads`` parameter group; saved apart from the encoder).
+# Submodules of each task (outside the encoder, so in the ``heads`` parameter group; saved apart from the encoder).
 TASK_HEADS: dict[str, tuple[str, ...]] = {
     "mlm": ("mlm_head",),
     "mfm": ("mfm_head",),
@@ -95,32 +94,43 @@ def _accuracy(correct: torch.Tensor) -> torch.Tensor:
     return correct.float().sum().detach() / max(correct.numel(), 1)
 
 
-class MultimodalPretrainer(MultimodalClassifier):
-    """:class:`MultimodalClassifier`'s encoder (same ``bert`` / ``vision`` / ``frame_embedder`` names, so parameter
-    groups, layer decay, freezing and the pretrain -> finetune transfer treat it like a classifier) with the heads
-    of ``tasks`` and no classification heads.
+class MultimodalPretrainer(nn.Module):
+    """``encoder`` (:class:`MultimodalEncoder`, the classifier's: its weights transfer) with the heads of ``tasks``.
 
     Only ``mode="fusion"`` exists: every task needs both the text and the frames.
     """
 
-    def __init__(self, bert: BertModel, vision: VisionTower | None, *, tasks: Sequence[str] = PRETRAIN_TASKS,
-                 mode: str = "fusion", pooling: str = "mean", max_frames: int = 8, frame_dim: int | None = None,
-                 cls_id: int = 2, sep_id: int = 3) -> None:
-        if mode != "fusion":
-            raise ValueError(f"pretraining needs both text and frames: mode must be 'fusion', got {mode!r}")
+    def __init__(self, encoder: MultimodalEncoder, *, tasks: Sequence[str] = PRETRAIN_TASKS, pooling: str = "mean"
+                 ) -> None:
+        super().__init__()
+        if encoder.mode != "fusion":
+            raise ValueError(f"pretraining needs both text and frames: mode must be 'fusion', got {encoder.mode!r}")
         unknown = sorted(set(tasks) - set(PRETRAIN_TASKS))
         if unknown or not tasks:
             raise ValueError(f"tasks must be a non-empty subset of {PRETRAIN_TASKS}, got {tuple(tasks)}")
-        super().__init__(bert, vision, num_lv2=0, mode=mode, pooling=pooling, max_frames=max_frames,
-                         frame_dim=frame_dim, video_head=False, cls_id=cls_id, sep_id=sep_id)
-        config = bert.config
-        hidden, feat_dim = config.hidden_size, self.frame_embedder.proj.in_features
+        if pooling not in POOLERS:
+            raise ValueError(f"pooling must be one of {sorted(POOLERS)}, got {pooling!r}")
+        self.pooling = pooling
+        self.encoder = encoder
+        config = encoder.text.config
+        hidden, feat_dim = encoder.hidden_size, encoder.frame_dim
         self.tasks = tuple(task for task in PRETRAIN_TASKS if task in tasks)
         self.mlm_head = MLMHead(hidden, config.vocab_size, config.layer_norm_eps) if "mlm" in tasks else None
         self.mfm_head = nn.Linear(hidden, feat_dim) if "mfm" in tasks else None
         self.itm_head = nn.Linear(hidden, 1) if "itm" in tasks else None
         self.itc_text = ContrastiveProjection(hidden, hidden) if "itc" in tasks else None
         self.itc_video = ContrastiveProjection(hidden, hidden) if "itc" in tasks else None
+
+    @property
+    def mode(self) -> str:
+        return self.encoder.mode
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.encoder.set_grad_checkpointing(enable)
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """See :func:`mmcls.models.encoder.parameter_groups`."""
+        return parameter_groups(self)
 
     def _needs(self, task: str) -> None:
         if task not in self.tasks:
@@ -149,7 +159,7 @@ class MultimodalPretrainer(MultimodalClassifier):
             if given is not None:
                 self._needs(task)
         frame_mask = frame_mask.to(device=input_ids.device, dtype=torch.bool)
-        feats = self.frame_features(frames, frame_mask)  # [B, T, D], zeros at invalid frames
+        feats = self.encoder.frame_features(frames, frame_mask)  # [B, T, D], zeros at invalid frames
         # index of each frame among the batch's valid frames (the MFM targets), -1 at invalid ones
         target_index = (frame_mask.reshape(-1).cumsum(0) - 1).view(frame_mask.shape)  # [B, T]
         fused_feats, fused_mask, masked = feats, frame_mask, mfm_mask
@@ -159,7 +169,7 @@ class MultimodalPretrainer(MultimodalClassifier):
         if masked is not None:
             masked = masked.to(device=fused_mask.device, dtype=torch.bool) & fused_mask  # [B, T]
             fused_feats = fused_feats.masked_fill(masked.unsqueeze(-1), 0.0)
-        fused = self.encode(input_ids, attention_mask, fused_feats, fused_mask)
+        fused = self.encoder.encode(input_ids, attention_mask, frame_mask=fused_mask, features=fused_feats)
 
         out: dict[str, torch.Tensor] = {}
         if mlm_labels is not None:
@@ -181,7 +191,7 @@ class MultimodalPretrainer(MultimodalClassifier):
         """Cross-entropy over the masked tokens only (the vocabulary projection of the others is never computed)."""
         selected = labels != IGNORE_INDEX  # [B, L]
         targets = labels[selected]  # [n]
-        logits = self.mlm_head(text_hidden[selected], self.bert.embeddings.word_embeddings.weight)  # [n, V]
+        logits = self.mlm_head(text_hidden[selected], self.encoder.text.word_embeddings)  # [n, V]
         loss = _mean_loss(F.cross_entropy(logits.float(), targets, reduction="sum"), targets.numel())
         return {"loss_mlm": loss, "mlm_accuracy": _accuracy(logits.argmax(-1) == targets)}
 
@@ -212,12 +222,12 @@ class MultimodalPretrainer(MultimodalClassifier):
         """Symmetric InfoNCE between the text alone and the frames alone, each through the fusion encoder, over the
         samples that have frames.
 
-        The video side is :meth:`encode_frames`, so its embedding sees frame order (a mean of per-frame features
-        could not tell a video from its reversal); the frame features are reused, the vision tower does not run
-        again.
+        The video side is :meth:`MultimodalEncoder.encode_frames`, so its embedding sees frame order (a mean of
+        per-frame features could not tell a video from its reversal); the frame features are reused, the vision
+        tower does not run again.
         """
-        text = self.encode(input_ids, attention_mask)  # text alone through the same BERT
-        video = self.encode_frames(feats, frame_mask)  # frames alone
+        text = self.encoder.encode(input_ids, attention_mask)  # text alone through the same transformer
+        video = self.encoder.encode_frames(feats, frame_mask)  # frames alone
         has_video = frame_mask.any(dim=1)  # [B]
         text_pooled = masked_mean(text.hidden, text.mask)[has_video]  # [k, H]
         video_pooled = masked_mean(video.hidden, video.mask)[has_video]  # [k, H]

@@ -1,4 +1,7 @@
-"""The BERT that embeds the text and (VisualBERT-style) fuses text and frames in its encoder.
+"""The text tower: the BERT that embeds the text and (VisualBERT-style) fuses text and frames in its encoder.
+
+:class:`BertTower` keeps the :class:`~mmcls.models.towers.TextTower` contract (width, word-embedding table, layer
+depths, gradient checkpointing) around a ``transformers`` ``BertModel`` (weights under ``bert.``).
 
 Loaded from a local directory saved with ``save_pretrained`` (e.g. chinese-macbert-base), built from the
 ``model.text`` sizes for tests and the demo, or rebuilt from a stored config when a trained model is reloaded.
@@ -9,14 +12,83 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 
+import torch
+from torch import nn
 from transformers import BertConfig, BertModel
+from transformers.masking_utils import create_bidirectional_mask
 
 from mmcls.config import TextConfig
 from mmcls.errors import ConfigError
+from mmcls.models.towers import TextTower
 
 _KEY = "model.text.pretrained"
+_BERT_LAYER = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
+
+
+class BertTower(TextTower):
+    """A ``BertModel`` without pooler as the text tower and fusion transformer."""
+
+    def __init__(self, bert: BertModel) -> None:
+        super().__init__()
+        self.bert = bert
+
+    @property
+    def config(self) -> BertConfig:
+        return self.bert.config
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.bert.config.hidden_size)
+
+    @property
+    def max_positions(self) -> int:
+        return int(self.bert.config.max_position_embeddings)
+
+    @property
+    def num_token_types(self) -> int:
+        return int(self.bert.config.type_vocab_size)
+
+    @property
+    def word_embeddings(self) -> nn.Parameter:
+        return self.bert.embeddings.word_embeddings.weight
+
+    @property
+    def word_embedding_layer(self) -> nn.Module:
+        return self.bert.embeddings.word_embeddings
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.bert.embeddings(input_ids=input_ids)
+
+    def token_type(self, index: int) -> torch.Tensor:
+        return self.bert.embeddings.token_type_embeddings.weight[index]
+
+    def fuse(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        attn = create_bidirectional_mask(config=self.bert.config, inputs_embeds=hidden, attention_mask=mask)
+        return self.bert.encoder(hidden, attention_mask=attn).last_hidden_state
+
+    def layer_depths(self) -> dict[str, int]:
+        """Embeddings 0, encoder layer i at i + 1."""
+        depths = {}
+        for name, _ in self.named_parameters():
+            match = _BERT_LAYER.match(name)
+            depths[name] = int(match.group(1)) + 1 if match else 0
+        return depths
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        bert = self.bert
+        if enable:
+            kwargs = {"use_reentrant": False}
+            if hasattr(bert, "activation_checkpointing_enable"):  # transformers >= 5.x name
+                bert.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        elif hasattr(bert, "activation_checkpointing_disable"):
+            bert.activation_checkpointing_disable()
+        else:
+            bert.gradient_checkpointing_disable()
 
 
 def bert_config_from_sizes(cfg: TextConfig, vocab_size: int, pad_id: int) -> BertConfig:
@@ -84,3 +156,9 @@ def build_bert(cfg: TextConfig, vocab_size: int, pad_id: int, config: BertConfig
     for name, value in dropout_overrides(cfg).items():
         setattr(config, name, value)
     return BertModel._from_config(config, attn_implementation=impl, add_pooling_layer=False)
+
+
+def build_text_tower(cfg: TextConfig, vocab_size: int, pad_id: int, config: BertConfig | None = None,
+                     load_weights: bool = True) -> BertTower:
+    """:func:`build_bert` as the text tower."""
+    return BertTower(build_bert(cfg, vocab_size, pad_id, config=config, load_weights=load_weights))

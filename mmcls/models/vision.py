@@ -8,13 +8,20 @@ CLIP towers return the CLIP image embedding, i.e. the pooled token *after* the v
 512 for ViT-B/16 and B/32): it is the representation CLIP was trained to align with text, it is what the WBDC
 rank-8 solution fed its fusion BERT, and it exists for every open_clip vision tower (ViT, ModifiedResNet, timm).
 
-Builders are plain functions in :data:`VISION_BUILDERS`, keyed by ``model.vision.kind``.
+Builders are plain functions in :data:`VISION_BUILDERS`, keyed by ``model.vision.kind``; each gives its tower the
+depth of every parameter (layer-wise decay, ``train.freeze.layers``): 0 = stem / embeddings, 1..L = the blocks, and
+L + 1 for parameters after the last block (CLIP's ``ln_post`` and ``proj``). timm backbones (also inside open_clip
+towers such as SigLIP) follow timm's own fine-grained grouping, which puts the final norm with the last block and
+pooling / projection layers after it; a timm model without that grouping is refused at build time.
+
+To add a kind, see :mod:`mmcls.models.towers` (a builder here, registered in :data:`VISION_BUILDERS`, and the kind's
+name in ``mmcls/config.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import re
 import sys
 import types
 from collections.abc import Callable
@@ -24,51 +31,12 @@ import torch
 from torch import nn
 
 from mmcls.config import VisionConfig
-from mmcls.data.transforms import NORMALIZATIONS
 from mmcls.errors import ConfigError
+from mmcls.models.pixels import NORMALIZATIONS, Stats
+from mmcls.models.towers import VisionTower, check_vision_tower, top_of
 from mmcls.models.weights import load_exact, read_state_dict, strip_prefix
 
-Stats = tuple[float, float, float]
-
-
-class VisionTower(nn.Module):
-    """A frame encoder with a fixed output width and the pixel statistics it was (pre)trained with."""
-
-    def __init__(self, backbone: nn.Module, out_dim: int, mean: Stats, std: Stats, kind: str, name: str) -> None:
-        super().__init__()
-        self.backbone = backbone
-        self.out_dim = out_dim
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
-        self.kind, self.name = kind, name
-        self.channels_last = False
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Normalised pixels ``[N, 3, H, W]`` -> frame embeddings ``[N, out_dim]``."""
-        if self.channels_last:
-            pixels = pixels.contiguous(memory_format=torch.channels_last)
-        return self.backbone(pixels)
-
-    def set_channels_last(self, enable: bool = True) -> None:
-        """Weights and input frames in channels_last (NHWC) memory format, which convolution kernels prefer."""
-        self.channels_last = enable
-        self.backbone.to(memory_format=torch.channels_last if enable else torch.contiguous_format)
-
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute activations in the backward pass (both open_clip and timm towers support it)."""
-        if hasattr(self.backbone, "set_grad_checkpointing"):
-            self.backbone.set_grad_checkpointing(enable)
-
-    def extra_repr(self) -> str:
-        return f"kind={self.kind}, name={self.name}, out_dim={self.out_dim}"
-
-    def fingerprint(self) -> str:
-        """SHA-256 of the tower's weights (names, shapes, float32 values): which tower made a feature cache."""
-        digest = hashlib.sha256()
-        for name, tensor in sorted(self.state_dict().items()):
-            digest.update(f"{name}{tuple(tensor.shape)}".encode())
-            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()
+__all__ = ["VISION_BUILDERS", "VisionTower", "build_clip_tower", "build_timm_tower", "build_vision_tower"]
 
 
 def _stats(cfg: VisionConfig, own: tuple[Stats, Stats]) -> tuple[Stats, Stats]:
@@ -138,11 +106,11 @@ def build_clip_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = Tr
     OpenAI's weights (``pretrained='openai'`` in open_clip) were trained with QuickGELU: use the ``-quickgelu``
     model name (``ViT-B-16-quickgelu``) or ``overrides.quick_gelu: true`` with them, or the activations differ.
     """
-    from open_clip.model import _build_vision_tower, resize_pos_embed
+    from open_clip.model import resize_pos_embed
 
     vision_cfg, embed_dim, quick_gelu = _clip_vision_cfg(cfg, frame_size)
     try:
-        visual = _build_vision_tower(embed_dim, vision_cfg, quick_gelu=quick_gelu)
+        visual = _open_clip_visual(embed_dim, vision_cfg, quick_gelu)
     except (TypeError, ValueError, AssertionError) as exc:
         raise ConfigError(f"model.vision.overrides: cannot build open_clip {cfg.name} with {cfg.overrides}: "
                           f"{exc}") from None
@@ -156,7 +124,67 @@ def build_clip_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = Tr
         resize_pos_embed(holder, types.SimpleNamespace(visual=visual))  # no-op at the trained size
         load_exact(visual, strip_prefix(holder, "visual."), "model.vision.pretrained", cfg.pretrained)
     mean, std = _stats(cfg, NORMALIZATIONS["clip"])
-    return VisionTower(visual, embed_dim, mean, std, kind="clip", name=cfg.name)
+    return VisionTower(visual, embed_dim, mean, std, kind="clip", name=cfg.name, depths=_clip_depths(visual, cfg))
+
+
+# A text tower as small as open_clip builds: the CLIP model is only a way to build its vision tower.
+_UNUSED_TEXT = {"context_length": 1, "vocab_size": 1, "width": 8, "heads": 1, "layers": 1}
+
+
+def _open_clip_visual(embed_dim: int, vision_cfg: dict[str, Any], quick_gelu: bool) -> nn.Module:
+    """open_clip's vision tower for ``vision_cfg``, built through the public ``open_clip.CLIP`` (with a tiny unused
+    text tower) and taken as its ``visual``: the same modules and state-dict keys as open_clip's own models.
+
+    The random-number stream is left where building the vision tower alone leaves it (the text tower's draws are
+    undone), so the seeded initialisation of the layers built after it does not depend on how it was built.
+    """
+    import open_clip
+
+    after_visual: list[torch.Tensor] = []
+
+    def on_register(module: nn.Module, name: str, submodule: nn.Module) -> None:
+        if name == "visual" and isinstance(module, open_clip.CLIP) and not after_visual:
+            after_visual.append(torch.get_rng_state())
+
+    hook = nn.modules.module.register_module_module_registration_hook(on_register)
+    try:
+        model = open_clip.CLIP(embed_dim, vision_cfg, dict(_UNUSED_TEXT), quick_gelu=quick_gelu)
+    finally:
+        hook.remove()
+    if after_visual:
+        torch.set_rng_state(after_visual[0])
+    return model.visual
+
+
+# open_clip vision towers: parameters after the last block (ViT: ln_post, proj, attentional pooler; ResNet: attnpool)
+_CLIP_POST = ("ln_post", "proj", "attn_pool", "attn_pool_contrastive", "ln_pool", "attnpool")
+_CLIP_BLOCK = re.compile(r"^(?:transformer\.resblocks\.(\d+)|layer(\d+))\.")
+
+
+def _clip_depths(backbone: nn.Module, cfg: VisionConfig) -> dict[str, int]:
+    """ViT: patch embedding 0, block i at i + 1, then the post-block layers; ModifiedResNet: stem 0, stage i at i;
+    timm-backed towers (SigLIP ...): the trunk grouped by timm, its head above."""
+    from open_clip.timm_model import TimmModel
+
+    if isinstance(backbone, TimmModel):
+        depths = {f"trunk.{name}": layer for name, layer in _timm_depths(backbone.trunk, cfg).items()}
+        top = top_of(depths) + 1
+        depths.update({name: top for name, _ in backbone.named_parameters() if name not in depths})
+        return depths
+    depths: dict[str, int] = {}
+    post: list[str] = []
+    for name, _ in backbone.named_parameters():
+        match = _CLIP_BLOCK.match(name)
+        if match:
+            resblock, resnet_layer = match.groups()
+            depths[name] = int(resblock) + 1 if resblock is not None else int(resnet_layer)
+        elif name.split(".", 1)[0] in _CLIP_POST:
+            post.append(name)
+        else:
+            depths[name] = 0
+    top = top_of(depths) + 1
+    depths.update({name: top for name in post})
+    return depths
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -219,7 +247,20 @@ def build_timm_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = Tr
     own = (tuple(model.pretrained_cfg.get("mean", NORMALIZATIONS["imagenet"][0])),
            tuple(model.pretrained_cfg.get("std", NORMALIZATIONS["imagenet"][1])))
     mean, std = _stats(cfg, own)
-    return VisionTower(model, out_dim, mean, std, kind="timm", name=cfg.name)
+    return VisionTower(model, out_dim, mean, std, kind="timm", name=cfg.name, depths=_timm_depths(model, cfg))
+
+
+def _timm_depths(model: nn.Module, cfg: VisionConfig) -> dict[str, int]:
+    """timm's own grouping (``group_matcher``, fine-grained): stem 0, one id per block (the final norm joins the
+    last one), then unmatched layers such as attention pools. ConfigError for a model without it."""
+    from timm.models import group_parameters
+
+    if not hasattr(model, "group_matcher"):
+        raise ConfigError(f"model.vision.name: the timm model {type(model).__name__} of {cfg.name!r} (kind "
+                          f"{cfg.kind}) has no group_matcher, so the depths of its layers (train.layer_decay, "
+                          "train.freeze.layers) are unknown; choose a timm model that has one")
+    groups = group_parameters(model, model.group_matcher(coarse=False))
+    return {name: layer for layer, names in groups.items() for name in names}
 
 
 VisionBuilder = Callable[[VisionConfig, int, bool], VisionTower]
@@ -234,7 +275,8 @@ def build_vision_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = 
     """The frame encoder of ``model.vision`` for square frames of ``frame_size`` px.
 
     ``load_weights=False`` skips ``cfg.pretrained`` (a trained model is rebuilt, then its own weights are loaded).
+    ConfigError when the kind is unknown or its tower breaks the contract of :mod:`mmcls.models.towers`.
     """
     if cfg.kind not in VISION_BUILDERS:
         raise ConfigError(f"model.vision.kind: expected one of {sorted(VISION_BUILDERS)}, got {cfg.kind!r}")
-    return VISION_BUILDERS[cfg.kind](cfg, frame_size, load_weights)
+    return check_vision_tower(VISION_BUILDERS[cfg.kind](cfg, frame_size, load_weights), cfg)

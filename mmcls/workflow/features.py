@@ -2,11 +2,11 @@
 
 Writes the ``feats`` layout of DESIGN.md section 2: one zip per annotation split (default
 ``<data.root>/feats/<split>.zip``) with one member ``<id>.npy`` per video, float16 ``[n_frames, dim]``, ``dim`` =
-the tower's output width (``model.vision.out_dim``: what :meth:`MultimodalClassifier.frame_features` gives per
+the tower's output width (``encoder.vision.out_dim``: what :meth:`MultimodalEncoder.frame_features` gives per
 frame). A model then trains or predicts with ``data.frame_source=feats`` without decoding a JPEG or running the
 tower again::
 
-    tower = load_tower(model="runs/base/best")                      # or config="configs/x.yaml"
+    tower = load_tower(model="runs/base/best")                      # tower.model: the MultimodalEncoder
     summary = extract_features(tower.model, tower.cfg.data, "test")  # -> data.root/feats/test.zip
     predict(["runs/base/best"], "test", overrides=["data.frame_source=feats"])
 
@@ -44,10 +44,10 @@ from mmcls.config import Config, DataConfig, load_config
 from mmcls.data.dataset import build_dataloader, build_dataset
 from mmcls.data.feature_source import FEATS_MANIFEST, FeatsFrameSource
 from mmcls.data.splits import SPLIT_KEYS, build_tokenizer, load_split
-from mmcls.engine.checkpoint import PRETRAINED_MARKER, load_portable, load_pretrained_encoder
 from mmcls.errors import ArgumentError, UserError
 from mmcls.io import atomic_open
-from mmcls.models import MultimodalClassifier, build_model
+from mmcls.model_folder import PRETRAINED_MARKER, load_portable, load_pretrained_encoder
+from mmcls.models import MultimodalEncoder, build_encoder
 from mmcls.models.weights import load_exact, strip_prefix
 
 logger = logging.getLogger("mmcls")
@@ -57,9 +57,9 @@ DEFAULT_MAX_FRAMES = 32  # WBDC videos have at most 32 frames
 
 @dataclass
 class FrameTower:
-    """A model whose vision tower extracts the features, and the config whose ``data.*`` says where frames are."""
+    """An encoder whose vision tower extracts the features, and the config whose ``data.*`` says where frames are."""
 
-    model: MultimodalClassifier
+    model: MultimodalEncoder
     cfg: Config
     source: str  # what it was loaded from, for messages
 
@@ -127,7 +127,7 @@ def load_tower(model: str | Path | None = None, config: str | Path | Sequence[st
             tower = _pretrained_tower(path, overrides)
         else:
             loaded = load_portable(path, list(overrides))
-            tower = FrameTower(loaded.model, loaded.cfg, str(path))
+            tower = FrameTower(loaded.model.encoder, loaded.cfg, str(path))
     else:
         cfg = load_config(config, list(overrides))
         source = str(config if isinstance(config, (str, Path)) else config[-1])
@@ -137,9 +137,9 @@ def load_tower(model: str | Path | None = None, config: str | Path | Sequence[st
                            "fine for tests and the demo only)", source, cfg.seed)
         tokenizer = build_tokenizer(cfg.data, cfg.model.text.pretrained)
         set_seed(cfg.seed)  # random weights are the same in every process and every run
-        built = build_model(cfg, 0, 0, tokenizer)  # encoder only; model.vision.pretrained weights when set
+        built = build_encoder(cfg, tokenizer)  # model.vision.pretrained weights when set
         tower = FrameTower(built, cfg, source)
-    _check_tower(getattr(tower.model, "vision", None) is not None, tower.cfg, tower.source)
+    _check_tower(tower.model.vision is not None, tower.cfg, tower.source)
     tower.model.eval().requires_grad_(False)
     return tower
 
@@ -153,7 +153,7 @@ def _pretrained_tower(path: Path, overrides: Sequence[str]) -> FrameTower:
     if not encoder.has_vision:
         raise UserError(f"{path}: pretrained on frame features (data.frame_source="
                         f"{encoder.cfg.data.frame_source}), so it has no vision tower to extract features with")
-    model = build_model(arch, 0, 0, encoder.tokenizer, bert_config=encoder.bert_config, load_pretrained=False)
+    model = build_encoder(arch, encoder.tokenizer, bert_config=encoder.bert_config, load_pretrained=False)
     if model.vision is not None:
         load_exact(model.vision, strip_prefix(encoder.state_dict, "vision."), "model", path)
     return FrameTower(model, cfg, str(path))
@@ -183,7 +183,7 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 
 @torch.no_grad()
-def _batch_features(model: MultimodalClassifier, batch: dict[str, Any], accelerator: Accelerator
+def _batch_features(model: MultimodalEncoder, batch: dict[str, Any], accelerator: Accelerator
                     ) -> list[tuple[str, np.ndarray | None, str | None]]:
     """``(id, float16 [n, D] or None, failure reason or None)`` per video of a collated batch."""
     frames, mask = batch["frames"], batch["frame_mask"].to(accelerator.device)
@@ -203,11 +203,12 @@ def _batch_features(model: MultimodalClassifier, batch: dict[str, Any], accelera
     return out
 
 
-def extract_features(model: MultimodalClassifier, data: DataConfig, split: str = "test",
+def extract_features(model: MultimodalEncoder, data: DataConfig, split: str = "test",
                      output: str | Path | None = None, max_frames: int = DEFAULT_MAX_FRAMES,
                      batch_size: int = 16, mixed_precision: str = "auto", accelerator: Accelerator | None = None,
                      progress: bool = True, source: str = "") -> ExtractionSummary:
-    """Run ``model``'s frozen vision tower over every video of ``data.<split>`` and write the feature zip.
+    """Run the frozen vision tower of ``model`` (an encoder, or a model built around one) over every video of
+    ``data.<split>`` and write the feature zip.
 
     ``split``: a config key (``test``, ``unlabeled``, ``train``, ``val``). ``output``: the zip to write (default
     :func:`default_output`: ``<data.root>/feats/<annotation file stem>.zip``), written atomically (a temporary
@@ -224,8 +225,9 @@ def extract_features(model: MultimodalClassifier, data: DataConfig, split: str =
         raise ArgumentError("max_frames", f"must be >= 1, got {max_frames}")
     if batch_size < 1:
         raise ArgumentError("batch_size", f"must be >= 1, got {batch_size}")
-    vision = getattr(model, "vision", None)
-    if vision is None:
+    model = getattr(model, "encoder", model)
+    vision = model.vision
+    if vision is None or model.reads_features:
         raise UserError("extract_features: the model has no vision tower")
     if data.reads_features:
         raise UserError("data.frame_source=feats: extraction reads pixel frames (zip, mp4 or jpeg)")

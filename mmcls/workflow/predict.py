@@ -22,12 +22,12 @@ from accelerate import Accelerator
 from mmcls.accelerators import inference_accelerator
 from mmcls.data.dataset import build_dataloader, build_dataset
 from mmcls.data.splits import load_split
-from mmcls.engine.checkpoint import LoadedModel, check_feature_width, load_portable
 from mmcls.engine.inference import run_inference
 from mmcls.engine.losses import logit_adjustment
 from mmcls.errors import ArgumentError, UserError
 from mmcls.logits import predicted_classes, save_logits, softmax
 from mmcls.metrics import write_submission
+from mmcls.model_folder import LoadedModel, check_feature_width, load_portable
 from mmcls.workflow.ensemble import combine
 
 logger = logging.getLogger("mmcls")

@@ -12,6 +12,11 @@ apart, a ``pretrained.json`` marker instead of ``categories.json``). Finetuning 
     model = build_model(cfg, num_lv2, num_lv1, encoder.tokenizer, bert_config=encoder.bert_config,
                         load_pretrained=not encoder.supplies_vision(parts))  # else model.vision.pretrained
     loaded = init_from_pretrained(model, encoder, parts)           # parts: model.init_parts
+
+Weights are stored in the model's own state-dict layout (``encoder.text.bert.*``, ``encoder.vision.backbone.*``,
+``encoder.frame_embedder.*``, then the heads). Folders written before the encoder became one module (top-level
+``bert.*``, ``vision.*``, ``frame_embedder.*``) still load: :func:`migrate_state_dict` renames their keys wherever a
+folder is read. Training and inference both use this module.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, save_model
 from torch import nn
 from transformers import BertConfig
 
@@ -34,7 +39,8 @@ from mmcls.data.categories import CategorySpace
 from mmcls.data.tokenizer import load_tokenizer
 from mmcls.errors import ConfigError, UserError
 from mmcls.io import atomic_dir
-from mmcls.models.classifier import ENCODER_PARTS, MultimodalClassifier
+from mmcls.models.classifier import MultimodalClassifier
+from mmcls.models.encoder import ENCODER_PARTS
 from mmcls.models.pretrainer import PRETRAIN_HEADS, MultimodalPretrainer
 from mmcls.models.weights import load_exact, read_state_dict, strip_prefix
 
@@ -44,17 +50,33 @@ PRETRAIN_HEADS_FILE = "pretrain_heads.safetensors"
 PRETRAINED_MARKER = "pretrained.json"
 INIT_KEY = "model.init_from"
 
+# Top-level prefixes of the layout before the encoder was one module -> where those weights are now.
+_LEGACY_PREFIXES = {"bert.": "encoder.text.bert.", "vision.": "encoder.vision.",
+                    "frame_embedder.": "encoder.frame_embedder."}
+# model.init_parts names (as users type them) -> the encoder's parts
+_PART_NAMES = {"bert": "text", "text": "text", "vision": "vision", "frame_embedder": "frame_embedder"}
+
+
+def migrate_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model folder's weights in the current layout: keys of the old layout (``bert.*``, ``vision.*``,
+    ``frame_embedder.*`` at the top) move under ``encoder.`` (``encoder.text.bert.*`` ...); others are kept."""
+    out = {}
+    for key, value in state.items():
+        prefix = next((p for p in _LEGACY_PREFIXES if key.startswith(p)), None)
+        out[_LEGACY_PREFIXES[prefix] + key[len(prefix):] if prefix else key] = value
+    return out
+
 
 def _save_model_files(folder: Path, model: nn.Module, cfg: Config, tokenizer: Any) -> None:
     """What every model folder holds besides its weights: the BERT config, the run config and the tokenizer."""
-    model.bert.config.to_json_file(str(folder / BERT_CONFIG_FILE))
+    model.encoder.text.config.to_json_file(str(folder / BERT_CONFIG_FILE))
     save_config(cfg, folder / "config.yaml")
     tokenizer.save_pretrained(str(folder))
 
 
 def _submodules(model: nn.Module, names: tuple[str, ...]) -> nn.ModuleDict:
     """The named submodules of ``model`` (those it has), under their own names: their state-dict keys are the
-    model's (``bert.embeddings...``)."""
+    model's (``mlm_head.dense.weight`` ...)."""
     return nn.ModuleDict({name: module for name in names if (module := getattr(model, name, None)) is not None})
 
 
@@ -69,12 +91,12 @@ def save_portable(dest: str | Path, model: nn.Module, cfg: Config, categories: C
 def save_pretrained_folder(dest: str | Path, model: MultimodalPretrainer, cfg: Config, tokenizer: Any) -> None:
     """Write a pretraining result atomically, as ``model.init_from`` of finetuning takes it.
 
-    ``model.safetensors`` holds only the encoder (``bert.*``, ``vision.*``, ``frame_embedder.*``: the keys a
-    classifier shares), ``pretrain_heads.safetensors`` the task heads (to continue pretraining), plus
+    ``model.safetensors`` holds only the encoder (``encoder.*``: the keys a classifier shares),
+    ``pretrain_heads.safetensors`` the task heads (to continue pretraining), plus
     ``bert_config.json``, ``config.yaml``, the tokenizer and the ``pretrained.json`` marker.
     """
     with atomic_dir(dest) as tmp:
-        save_model(_submodules(model, ENCODER_PARTS), str(tmp / MODEL_FILE))
+        save_model(nn.ModuleDict({"encoder": model.encoder}), str(tmp / MODEL_FILE))
         save_model(_submodules(model, PRETRAIN_HEADS), str(tmp / PRETRAIN_HEADS_FILE))
         _save_model_files(tmp, model, cfg, tokenizer)
         marker = {"kind": "pretrained", "tasks": list(model.tasks), "encoder_parts": list(ENCODER_PARTS)}
@@ -98,7 +120,8 @@ def load_portable(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     The architecture comes from the folder's config with the ``data.*`` section as saved (``model.*`` overrides,
     such as ``model.text.attn_implementation``, still apply): ``data.*`` overrides change only how the data is
     read. So a model trained on pixels predicts from cached frame features with ``data.frame_source=feats`` (its
-    forward takes features ``[B, T, D]`` and skips the vision tower; see :func:`check_feature_width`). The
+    encoder is switched to read features ``[B, T, D]`` and skips the vision tower; see
+    :func:`check_feature_width`). Folders of the old weights layout load (:func:`migrate_state_dict`). The
     returned ``cfg`` has every override. Data settings the trained weights cannot take are a one-line UserError.
     """
     from mmcls.models import build_model
@@ -119,9 +142,11 @@ def load_portable(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     bert_config = BertConfig.from_json_file(str(path / BERT_CONFIG_FILE))
     model = build_model(dataclasses.replace(cfg, data=saved.data), categories.num_lv2, categories.num_lv1,
                         tokenizer, bert_config=bert_config, load_pretrained=False)
-    load_model(model, str(path / MODEL_FILE), strict=True)
+    model.load_state_dict(migrate_state_dict(load_file(str(path / MODEL_FILE), device="cpu")), strict=True)
     model.eval()
     _check_data_fits(model, saved, cfg, path)
+    if model.encoder.frame_embedder is not None:
+        model.encoder.set_reads_features(cfg.data.reads_features)
     return LoadedModel(model, cfg, categories, tokenizer, path)
 
 
@@ -142,17 +167,17 @@ def _prediction_overrides(saved: Config, overrides: Sequence[str]) -> list[str]:
 def frame_feature_width(model: nn.Module) -> int | None:
     """The frame-feature width ``model`` takes (its vision tower's ``out_dim``, or the width of the features it was
     trained on); None without frame layers (text mode)."""
-    embedder = getattr(model, "frame_embedder", None)
-    return None if embedder is None else int(embedder.proj.in_features)
+    return model.encoder.frame_dim
 
 
 def _check_data_fits(model: nn.Module, saved: Config, cfg: Config, path: Path) -> None:
     """UserError when the (overridden) data settings cannot feed the trained ``model``."""
     width = frame_feature_width(model)
-    data, vision = cfg.data, getattr(model, "vision", None)
-    if data.max_text_len > model.bert.config.max_position_embeddings:
+    encoder = model.encoder
+    data, vision = cfg.data, encoder.vision
+    if data.max_text_len > encoder.text.max_positions:
         raise UserError(f"data.max_text_len={data.max_text_len}: {path} has only "
-                        f"{model.bert.config.max_position_embeddings} text positions")
+                        f"{encoder.text.max_positions} text positions")
     if width is None:  # text mode: no frames are read
         return
     if not data.reads_features and vision is None:
@@ -160,9 +185,9 @@ def _check_data_fits(model: nn.Module, saved: Config, cfg: Config, path: Path) -
                         f"(data.frame_source=feats) and has no vision tower to read frames with")
     if data.reads_features and data.feat_dim is not None and data.feat_dim != width:
         raise UserError(f"data.feat_dim={data.feat_dim}: {path} takes frame features of width {width}")
-    if data.max_frames > model.frame_embedder.max_frames:
+    if data.max_frames > encoder.max_frames:
         raise UserError(f"data.max_frames={data.max_frames}: {path} was trained with at most "
-                        f"{model.frame_embedder.max_frames} frames per video")
+                        f"{encoder.max_frames} frames per video")
     if not data.reads_features and data.frame_size != saved.data.frame_size:
         if vision.kind == "clip":  # fixed position embeddings: other sizes cannot run
             raise UserError(f"data.frame_size={data.frame_size}: {path} has a CLIP tower trained at "
@@ -183,7 +208,7 @@ def check_feature_width(loaded: LoadedModel, split: str) -> None:
         return
     source = FeatsFrameSource.from_config(dataclasses.replace(loaded.cfg.data, feat_dim=None), split)
     found = source.feature_dim()
-    vision = getattr(loaded.model, "vision", None)
+    vision = loaded.model.encoder.vision
     if found is not None and found != width:
         why = (f"the output width of its vision tower {vision.kind} {vision.name}" if vision is not None
                else "the width of the features it was trained on")
@@ -201,7 +226,7 @@ def check_feature_width(loaded: LoadedModel, split: str) -> None:
 
 # What must agree between the folder's model and the new one, per part (quoted when shapes differ).
 _PART_HINTS = {
-    "bert": "the BERT is built from the folder's bert_config.json and tokenizer",
+    "text": "the BERT is built from the folder's bert_config.json and tokenizer",
     "vision": "model.vision.* and data.frame_size must be those of the folder's config.yaml",
     "frame_embedder": "data.max_frames and the frame feature width (vision tower or data.feat_dim) must be those "
                       "of the folder's config.yaml",
@@ -212,9 +237,9 @@ _PART_HINTS = {
 class PretrainedEncoder:
     """The encoder weights of a model folder and what rebuilds a model around them.
 
-    ``state_dict`` holds the ``bert.*``, ``vision.*`` (absent when pretrained on frame features) and
-    ``frame_embedder.*`` tensors; ``heads`` the pretraining task heads (empty for a finetuned folder, whose
-    classification heads are skipped). ``kind`` is ``pretrained`` or ``finetuned``.
+    ``state_dict`` holds the encoder's tensors, keyed as in the encoder: ``text.*``, ``vision.*`` (absent when
+    pretrained on frame features) and ``frame_embedder.*``; ``heads`` the pretraining task heads (empty for a
+    finetuned folder, whose classification heads are skipped). ``kind`` is ``pretrained`` or ``finetuned``.
     """
 
     state_dict: dict[str, torch.Tensor]
@@ -233,7 +258,7 @@ class PretrainedEncoder:
     def supplies_vision(self, parts: Sequence[str]) -> bool:
         """Whether loading ``parts`` of this folder sets the vision tower (else it is built from
         ``model.vision.pretrained``)."""
-        return self.has_vision and "vision" in parts
+        return self.has_vision and "vision" in {_PART_NAMES.get(part, part) for part in parts}
 
 
 def _folder_kind(path: Path) -> str:
@@ -274,36 +299,39 @@ def load_pretrained_encoder(path: str | Path) -> PretrainedEncoder:
         bert_config = BertConfig.from_json_file(str(path / BERT_CONFIG_FILE))
     except (OSError, ValueError) as exc:
         raise UserError(f"{INIT_KEY}: cannot read {path / BERT_CONFIG_FILE}: {str(exc).splitlines()[0]}") from None
-    weights = read_state_dict(path / MODEL_FILE, INIT_KEY)
+    weights = strip_prefix(migrate_state_dict(read_state_dict(path / MODEL_FILE, INIT_KEY)), "encoder.")
     state = {key: value for key, value in weights.items() if key.split(".", 1)[0] in ENCODER_PARTS}
-    if not any(key.startswith("bert.") for key in state):
-        raise UserError(f"{INIT_KEY}: {path / MODEL_FILE} holds no encoder weights (no bert.* tensors)")
+    if not any(key.startswith("text.") for key in state):
+        raise UserError(f"{INIT_KEY}: {path / MODEL_FILE} holds no encoder weights (no text tower tensors)")
     heads = {}
     if kind == "pretrained" and (path / PRETRAIN_HEADS_FILE).is_file():
         heads = read_state_dict(path / PRETRAIN_HEADS_FILE, INIT_KEY)
     return PretrainedEncoder(state, bert_config, tokenizer, cfg, path, kind, heads)
 
 
-def init_from_pretrained(model: MultimodalClassifier, encoder: PretrainedEncoder,
+def init_from_pretrained(model: MultimodalClassifier | MultimodalPretrainer, encoder: PretrainedEncoder,
                          parts: Sequence[str] = ENCODER_PARTS) -> list[str]:
-    """Copy the folder's encoder into ``model``; returns the loaded keys (for the log).
+    """Copy the folder's encoder into ``model``; returns the loaded keys of ``model`` (for the log).
 
-    Rules, per part (those of ``parts`` among ``bert``, ``vision``, ``frame_embedder``, then pretraining heads):
+    ``parts``: ``model.init_parts`` (``bert`` or ``text``, ``vision``, ``frame_embedder``). Rules, per part, then
+    for the pretraining heads:
 
     - a part both have is copied exactly: every key of the model's part must be in the folder with the same shape,
       and the folder's part must have no other key (ConfigError naming ``model.init_from`` otherwise);
-    - the model's BERT and, unless text mode, its frame layers must be in the folder;
+    - the model's text tower and, unless text mode, its frame layers must be in the folder;
     - a vision tower the folder lacks (pretraining on frame features) keeps its weights as built
       (``model.vision.pretrained``); a folder's tower the model lacks (frame features, text mode) is not used,
       nor are the frame layers of a folder when the model is in text mode;
     - classification heads stay as initialised; a pretrainer also takes the folder's heads of the tasks it has
       (continued pretraining), the others stay fresh.
     """
+    chosen = {_PART_NAMES.get(part, part) for part in parts}
+    jobs = [(f"encoder.{part}", getattr(model.encoder, part), strip_prefix(encoder.state_dict, f"{part}."), part)
+            for part in ENCODER_PARTS if part in chosen]
+    jobs += [(name, getattr(model, name, None), strip_prefix(encoder.heads, f"{name}."), name)
+             for name in PRETRAIN_HEADS]
     loaded: list[str] = []
-    for part in (*(part for part in ENCODER_PARTS if part in parts), *PRETRAIN_HEADS):
-        module = getattr(model, part, None)
-        source = encoder.heads if part in PRETRAIN_HEADS else encoder.state_dict
-        state = strip_prefix(source, f"{part}.")
+    for prefix, module, state, part in jobs:
         if module is None or (not state and part in (*PRETRAIN_HEADS, "vision")):
             continue
         if not state:
@@ -315,9 +343,9 @@ def init_from_pretrained(model: MultimodalClassifier, encoder: PretrainedEncoder
         except ConfigError as exc:
             hint = _PART_HINTS.get(part, "the task heads must be those of the folder's config.yaml")
             raise ConfigError(f"{exc}; {hint}") from None
-        loaded += [f"{part}.{key}" for key in state]
-    vision = getattr(model, "vision", None)
-    if vision is not None and "frame_embedder.proj.weight" in loaded and not encoder.supplies_vision(parts):
+        loaded += [f"{prefix}.{key}" for key in state]
+    vision = model.encoder.vision
+    if vision is not None and "encoder.frame_embedder.proj.weight" in loaded and not encoder.supplies_vision(parts):
         trained_on = ("the folder's vision tower, which model.init_parts leaves out" if encoder.has_vision else
                       f"cached frame features (data.frame_source={encoder.cfg.data.frame_source})")
         logging.getLogger("mmcls").warning(

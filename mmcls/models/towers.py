@@ -1,0 +1,185 @@
+"""The tower contracts: what the rest of mmcls may ask a vision or a text tower, and nothing else.
+
+A tower owns everything that depends on its architecture, so no other module looks inside it:
+
+================  =================================================  =============================================
+                  vision tower (:class:`VisionTower`)                text tower (:class:`TextTower`)
+================  =================================================  =============================================
+width             ``out_dim`` (one embedding per frame)              ``hidden_size`` (also the fusion width)
+inputs            ``mean`` / ``std``: the pixel statistics            ``word_embeddings``: the token table (the
+                  uint8 frames are normalised with                    parameter FGM / PGD perturb; MLM ties to it)
+depths            ``layer_depths()``: ``{parameter name: depth}``     the same
+                  (0 = stem .. ``top_depth``), for layer-wise
+                  learning-rate decay and ``train.freeze.layers``
+memory / speed    ``set_grad_checkpointing``, ``set_channels_last``   ``set_grad_checkpointing``
+================  =================================================  =============================================
+
+Parameter names in a depth map are relative to the tower (``backbone.blocks.0.mlp.fc1.weight``) and must cover
+every parameter of the tower: :func:`check_vision_tower` enforces it when the tower is built, so a tower whose
+depths are unknown fails at build time, never silently at depth 0.
+
+Adding a vision tower kind (two files)
+--------------------------------------
+
+1. ``mmcls/models/vision.py`` (or a module it imports): a builder ``(VisionConfig, frame_size, load_weights) ->
+   VisionTower`` that wraps the backbone (``backbone(pixels [N, 3, S, S]) -> [N, out_dim]``) with its width, pixel
+   statistics and depth map (``VisionTower(backbone, out_dim, mean, std, kind, name, depths=...)``, or a subclass
+   overriding :meth:`VisionTower.layer_depths`), registered in ``VISION_BUILDERS`` under the kind's name;
+2. ``mmcls/config.py``: the kind in ``VisionConfig.kind``'s choices.
+
+A text tower kind implements :class:`TextTower` (see :class:`mmcls.models.text.BertTower`) and is built in
+``mmcls/models/text.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from mmcls.config import VisionConfig
+from mmcls.errors import ConfigError
+from mmcls.models.pixels import Stats
+
+
+def top_of(depths: Mapping[str, int]) -> int:
+    """The highest depth of a depth map (0 for an empty one)."""
+    return max(depths.values(), default=0)
+
+
+class VisionTower(nn.Module):
+    """A frame encoder: normalised float pixels ``[N, 3, H, W]`` -> ``[N, out_dim]``, with the pixel statistics it
+    was (pre)trained with and the depth of every parameter.
+
+    ``depths`` maps the backbone's parameter names to their depth (0 = stem); a subclass may compute them in
+    :meth:`layer_depths` instead. The weights live under ``backbone.`` (the state-dict layout of every kind).
+    """
+
+    def __init__(self, backbone: nn.Module, out_dim: int, mean: Stats, std: Stats, kind: str, name: str,
+                 depths: Mapping[str, int] | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.out_dim = int(out_dim)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+        self.kind, self.name = kind, name
+        self.channels_last = False
+        self._depths = None if depths is None else {f"backbone.{k}": int(v) for k, v in depths.items()}
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised pixels ``[N, 3, H, W]`` -> frame embeddings ``[N, out_dim]``."""
+        if self.channels_last:
+            pixels = pixels.contiguous(memory_format=torch.channels_last)
+        return self.backbone(pixels)
+
+    def layer_depths(self) -> dict[str, int]:
+        """``{parameter name in this tower: depth}``; NotImplementedError when the kind gave none."""
+        if self._depths is None:
+            raise NotImplementedError(f"the {self.kind} vision tower {self.name} has no layer depths")
+        return dict(self._depths)
+
+    @property
+    def top_depth(self) -> int:
+        return top_of(self.layer_depths())
+
+    def set_channels_last(self, enable: bool = True) -> None:
+        """Weights and input frames in channels_last (NHWC) memory format, which convolution kernels prefer."""
+        self.channels_last = enable
+        self.backbone.to(memory_format=torch.channels_last if enable else torch.contiguous_format)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute activations in the backward pass (open_clip and timm backbones support it)."""
+        if hasattr(self.backbone, "set_grad_checkpointing"):
+            self.backbone.set_grad_checkpointing(enable)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind}, name={self.name}, out_dim={self.out_dim}"
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the tower's weights (names, shapes, float32 values): which tower made a feature cache."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(f"{name}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+
+def check_vision_tower(tower: object, cfg: VisionConfig) -> VisionTower:
+    """``tower`` if it keeps the contract (a :class:`VisionTower` with a width, pixel statistics and a depth for
+    every parameter), else a ConfigError naming ``model.vision.kind`` / ``model.vision.name``."""
+    what = f"model.vision.kind={cfg.kind} (model.vision.name={cfg.name})"
+    if not isinstance(tower, VisionTower):
+        raise ConfigError(f"{what}: the builder returned a {type(tower).__name__}, not a VisionTower")
+    if tower.out_dim < 1 or len(tower.mean) != 3 or len(tower.std) != 3:
+        raise ConfigError(f"{what}: the tower needs out_dim >= 1 and 3-channel mean / std, got out_dim "
+                          f"{tower.out_dim}, mean {tower.mean}, std {tower.std}")
+    try:
+        depths = tower.layer_depths()
+    except NotImplementedError:
+        raise ConfigError(f"{what}: the tower gives no layer depths, which train.layer_decay and "
+                          "train.freeze.layers need; its builder must pass depths= (see mmcls/models/towers.py)"
+                          ) from None
+    names = {name for name, _ in tower.named_parameters()}
+    missing, unknown = sorted(names - set(depths)), sorted(set(depths) - names)
+    if missing or unknown:
+        raise ConfigError(f"{what}: the tower's depth map does not match its parameters ({len(missing)} without a "
+                          f"depth, e.g. {missing[:2]}; {len(unknown)} unknown, e.g. {unknown[:2]})")
+    return tower
+
+
+class TextTower(nn.Module):
+    """The text tower, which is also the fusion transformer (single stream): token embeddings in, fused states out.
+
+    Subclasses implement the methods below; :class:`mmcls.models.text.BertTower` is the one kind.
+    """
+
+    #: the architecture's own config object (saved next to the weights, e.g. a ``BertConfig``)
+    config: object
+
+    @property
+    def hidden_size(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def max_positions(self) -> int:
+        """Text positions the tower has (``data.max_text_len`` must fit)."""
+        raise NotImplementedError
+
+    @property
+    def num_token_types(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def word_embeddings(self) -> nn.Parameter:
+        """The token embedding table ``[V, H]`` (adversarial training perturbs it, MLM decodes with it)."""
+        raise NotImplementedError
+
+    @property
+    def word_embedding_layer(self) -> nn.Module:
+        """The module whose output is the token embeddings (a forward hook there sees them)."""
+        raise NotImplementedError
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token ids ``[B, L]`` -> embeddings ``[B, L, H]`` (token, position and type-0 embeddings)."""
+        raise NotImplementedError
+
+    def token_type(self, index: int) -> torch.Tensor:
+        """The embedding ``[H]`` of token type ``index`` (frames use type 1)."""
+        raise NotImplementedError
+
+    def fuse(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The transformer over embedded positions ``[B, N, H]`` with bool ``mask`` ``[B, N]`` -> ``[B, N, H]``."""
+        raise NotImplementedError
+
+    def layer_depths(self) -> dict[str, int]:
+        """``{parameter name in this tower: depth}`` (0 = embeddings, 1..L = layers)."""
+        raise NotImplementedError
+
+    @property
+    def top_depth(self) -> int:
+        return top_of(self.layer_depths())
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        raise NotImplementedError
