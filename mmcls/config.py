@@ -62,7 +62,7 @@ def _check_range(prefix: str, name: str, value: float, low: float, high: float, 
 
 @dataclass
 class DataConfig:
-    """Where the data lives and how samples are built (DESIGN.md section 2)."""
+    """Where the data lives and how samples are built (the README's "Data format")."""
 
     root: str = option("data/synthetic", "Dataset root in the WBDC layout (annotations/, zip_frames/, videos/ ...).")
     train: str | None = option("annotations/labeled.json", "Labelled annotation file, relative to data.root.")
@@ -183,7 +183,7 @@ ScalarValue = bool | int | float | str
 
 @dataclass
 class VisionConfig:
-    """The frame encoder (DESIGN.md section 3). Ignored when frames come as features (data.frame_source=feats)."""
+    """The frame encoder (docs/ARCHITECTURE.md). Ignored when frames come as features (data.frame_source=feats)."""
 
     kind: Literal["clip", "timm"] = option(
         "clip", "Frame encoder family: clip (open-clip-torch ViT) or timm (any timm backbone).")

@@ -1,4 +1,4 @@
-"""The run directory (DESIGN.md section 4): config.yaml, metrics.csv, train.log, TensorBoard, best/ and checkpoints/.
+"""The run directory (docs/ARCHITECTURE.md): config.yaml, metrics.csv, train.log, TensorBoard, best/ and checkpoints/.
 
 Only the main process writes. Every file that readers may see half-written is written atomically: the config and
 portable weights go to a temporary sibling first and are renamed into place.

@@ -1,5 +1,6 @@
 """Cached frame features as a frame source: ``feats/<split>.zip`` holding ``<id>.npy`` float16 ``[n_frames, dim]``
-per video (written by the extract-features command; DESIGN.md section 2), with a manifest of the tower that made it."""
+per video (written by the extract-features command; the README's "Data format"), with a manifest of the tower
+that made it."""
 
 from __future__ import annotations
 

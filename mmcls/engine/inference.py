@@ -29,9 +29,10 @@ class InferenceResult:
 
 
 def model_inputs(batch: dict[str, Any], hflip: bool = False) -> dict[str, Any]:
-    """The tensors the model's forward takes; ``hflip`` mirrors pixel frames ``[B, T, 3, H, W]`` left-right."""
+    """The tensors the model's forward takes; ``hflip`` mirrors pixel frames ``[B, T, 3, H, W]`` left-right (the
+    caller asks for it only for a model that reads pixels: prediction refuses a flip of cached features)."""
     frames = batch.get("frames")
-    if hflip and frames is not None and frames.ndim == 5:
+    if hflip and frames is not None:
         frames = frames.flip(-1)
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
             "frames": frames, "frame_mask": batch.get("frame_mask")}

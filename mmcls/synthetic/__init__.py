@@ -28,7 +28,7 @@ makes every pair a class (independent modalities, nothing to match).
 Everything is deterministic by seed: annotations and zips are byte-identical across runs and worker counts
 (each sample draws from its own random stream); mp4 files are encoded from the same frames.
 
-Files written under the output root (see DESIGN.md section 2): ``annotations/{labeled,unlabeled,test}.json``,
+Files written under the output root (see the README's "Data format"): ``annotations/{labeled,unlabeled,test}.json``,
 ``annotations/test_truth.csv``, ``category_ids.txt``, ``zip_frames/<split>/<id[-3:]>/<id>.zip``,
 ``videos/<split>/<id>.mp4``, ``faults.json``, ``oracle.json`` (per-sample concepts), ``synthetic_spec.json``
 and ``README.txt``.

@@ -1,6 +1,6 @@
 """The frame-feature cache: run a frozen vision tower once over every video of a split and store its features.
 
-Writes the ``feats`` layout of DESIGN.md section 2: one zip per annotation split (default
+Writes the ``feats`` layout of the README's "Data format": one zip per annotation split (default
 ``<data.root>/feats/<split>.zip``) with one member ``<id>.npy`` per video, float16 ``[n_frames, dim]``, ``dim`` =
 the tower's output width (``encoder.vision.out_dim``: what :meth:`MultimodalEncoder.frame_features` gives per
 frame). A model then trains or predicts with ``data.frame_source=feats`` without decoding a JPEG or running the
