@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from mmcls.accelerators import is_out_of_memory, out_of_memory_message
 from mmcls.errors import ArgumentError, UserError
@@ -73,3 +73,23 @@ def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     """``--precision auto|no|bf16|fp16`` of the inference tools."""
     parser.add_argument("--precision", default="auto", choices=["auto", "no", "bf16", "fp16"],
                         help="Autocast precision (auto: bf16/fp16 on GPUs, none on CPU).")
+
+
+def run_training(argv: Sequence[str] | None, description: str | None, train: Callable[[Any], dict[str, float]]
+                 ) -> tuple[Any, dict[str, float]]:
+    """The body of a training command (finetune, pretrain): ``--config`` files and ``key=value`` overrides, then
+    ``train(cfg)`` with the hub off; a device out-of-memory error becomes the advice for this config. Returns the
+    config and what ``train`` returned."""
+    from mmcls.config import add_config_arguments, config_from_args
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_arguments(parser, required=True)
+    cfg = config_from_args(parser.parse_intermixed_args(argv))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        return cfg, train(cfg)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        raise UserError(out_of_memory_message(exc, cfg)) from None

@@ -435,7 +435,8 @@ class TrainConfig:
         1, "Resumable checkpoints kept: checkpoints/last plus the previous N - 1 as checkpoints/update-<N> (best/ "
         "always holds the best weights).", runtime=True)
     early_stopping_patience: int = option(
-        0, "Stop after this many validations in a row without a better mean-F1 (0 = never).")
+        0, "Stop after this many validations in a row without a better score (finetuning: mean-F1; pretraining: "
+        "held-out loss; 0 = never).")
     grad_checkpointing: bool = option(False, "Recompute activations of both towers in the backward pass (less memory).")
     compile: bool = option(
         False, "torch.compile the model (inductor): fuses elementwise work into the matmuls' neighbours; the first "

@@ -73,6 +73,12 @@ def test_cached_features_give_the_same_predictions_as_live_frames(trained, extra
     np.testing.assert_allclose(cached.logits, live.logits, atol=1e-3, rtol=0)  # other frames: ~1e-2
     agree = np.mean(np.array(cached.category_ids) == np.array(live.category_ids))
     assert agree >= 0.9, agree
+    from mmcls.errors import ArgumentError
+    from mmcls.workflow.predict import TestTimeAugmentation
+
+    with pytest.raises(ArgumentError, match="hflip: .* reads frame features"):  # features cannot be mirrored
+        predict([trained], "test", mixed_precision="no", tta=TestTimeAugmentation(hflip=True),
+                overrides=["data.frame_source=feats", f"data.frame_dir={out.parent}"])
 
 
 def test_unreadable_videos_are_not_stored_and_still_predicted(trained, extracted, synthetic_root):

@@ -14,7 +14,7 @@ from mmcls.errors import ConfigError
 from mmcls.models import VISION_BUILDERS, VisionTower, build_encoder, build_model, parameter_groups
 from mmcls.models.layers import layer_decay_scales, lower_layers
 from mmcls.models.vision import _timm_depths
-from tests.test_models import NUM_LV1, NUM_LV2, make_batch, make_cfg
+from tests.helpers import NUM_LV1, NUM_LV2, make_batch, make_cfg
 
 WIDTH = 6
 

@@ -10,31 +10,20 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmcls.accelerators import out_of_memory_message
-from mmcls.config import add_config_arguments, config_from_args
-from mmcls.errors import UserError
+from mmcls.cli import run_training
+from mmcls.config import Config
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, required=True)
-    args = parser.parse_intermixed_args(argv)
-    cfg = config_from_args(args)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import torch
+    def train(cfg: Config) -> dict[str, float]:
+        from mmcls.engine.finetune import finetune
 
-    from mmcls.engine.finetune import finetune
+        return finetune(cfg)
 
-    try:
-        scores = finetune(cfg)
-    except torch.OutOfMemoryError as exc:
-        raise UserError(out_of_memory_message(exc, cfg)) from None
+    cfg, scores = run_training(argv, __doc__, train)
     print(f"best validation mean_f1 {scores.get('mean_f1', float('nan')):.4f} -> {Path(cfg.output_dir) / 'best'} "
           f"({scores['train_videos_per_s']:.1f} training videos/s)")
     return 0

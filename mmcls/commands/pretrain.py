@@ -11,31 +11,21 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmcls.accelerators import out_of_memory_message
-from mmcls.config import add_config_arguments, config_from_args
+from mmcls.cli import run_training
+from mmcls.config import Config
 from mmcls.errors import UserError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_config_arguments(parser, required=True)
-    args = parser.parse_intermixed_args(argv)
-    cfg = config_from_args(args)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    import torch
+    def train(cfg: Config) -> dict[str, float]:
+        from mmcls.engine.pretrain import pretrain
 
-    from mmcls.engine.pretrain import pretrain
+        return pretrain(cfg)
 
-    try:
-        result = pretrain(cfg)
-    except torch.OutOfMemoryError as exc:
-        raise UserError(out_of_memory_message(exc, cfg)) from None
+    cfg, result = run_training(argv, __doc__, train)
     best = Path(cfg.output_dir) / "best"
     if "update" not in result:
         raise UserError(f"no validation loss was finite: {best} was not written (see {cfg.output_dir}/train.log)")

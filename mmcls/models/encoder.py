@@ -9,7 +9,7 @@
 
 One module, composed by the classifier (:class:`mmcls.models.classifier.MultimodalClassifier`, adds the heads), the
 pretrainer (:class:`mmcls.models.pretrainer.MultimodalPretrainer`, adds the task heads) and used alone to extract
-frame features (:mod:`mmcls.engine.features`). Its parts: ``text`` (a :class:`~mmcls.models.towers.TextTower`),
+frame features (:mod:`mmcls.workflow.features`). Its parts: ``text`` (a :class:`~mmcls.models.towers.TextTower`),
 ``vision`` (a :class:`~mmcls.models.towers.VisionTower`; None in text mode and when it reads cached features) and
 ``frame_embedder`` (None in text mode).
 

@@ -79,7 +79,8 @@ def mp4_codec() -> str:
             return name
         except Exception:  # any failure means "not available"
             continue
-    raise UserError("PyAV has neither a libx264 nor an mpeg4 encoder; use --no-mp4")
+    raise UserError("PyAV has neither a libx264 nor an mpeg4 encoder; write no mp4 files (write_mp4=false, --no-mp4 "
+                    "of make_synthetic)")
 
 
 def write_mp4(path: str | Path, frames: np.ndarray, fps: int) -> None:
