@@ -76,7 +76,7 @@ def test_cached_features_give_the_same_predictions_as_live_frames(trained, extra
     from mmcls.errors import ArgumentError
     from mmcls.workflow.predict import TestTimeAugmentation
 
-    with pytest.raises(ArgumentError, match="hflip: .* reads frame features"):  # features cannot be mirrored
+    with pytest.raises(ArgumentError, match=r"hflip: .* reads frame features"):  # features cannot be mirrored
         predict([trained], "test", mixed_precision="no", tta=TestTimeAugmentation(hflip=True),
                 overrides=["data.frame_source=feats", f"data.frame_dir={out.parent}"])
 
