@@ -105,6 +105,12 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(synthetic_root, tmp_path)
     fresh = finetune(build_config({}, tiny_overrides(synthetic_root, run, "train.max_steps=2", "train.lr=1e-2",
                                                      "train.resume=false")))
     assert again["update"] == 2 and fresh["update"] == 2
+    # a checkpoint of an older layout is refused with one line, never loaded in part
+    state_file = run / "checkpoints" / "last" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps({k: v for k, v in state.items() if k != "format"}))
+    with pytest.raises(ConfigError, match="older mmcls.*train.resume=false"):
+        finetune(build_config({}, tiny_overrides(synthetic_root, run, "train.max_steps=2", "train.lr=1e-2")))
 
 
 def test_the_last_n_checkpoints_are_kept_and_a_resume_finds_one(synthetic_root, tmp_path):

@@ -30,6 +30,9 @@ from mmcls.errors import ConfigError
 from mmcls.io import replace_dir
 
 TRAINER_STATE = "trainer_state.json"
+# the layout of checkpoints/last (the trainer state and the model's parameter names): a checkpoint of another
+# layout cannot be resumed exactly, so it is an error, never a partial load
+STATE_FORMAT = 2
 # mappings compared as one value (their keys are data, not schema)
 _WHOLE_MAPPINGS = ("data.text_budgets", "data.text_truncation", "model.vision.overrides")
 
@@ -151,7 +154,7 @@ def epoch_loader(accelerator: Any, loader: Any, generator: torch.Generator, posi
 def trainer_state(cfg: Config, counters: Any, position: EpochPosition, generator: torch.Generator,
                   **extra: Any) -> dict[str, Any]:
     """The JSON that goes into checkpoints/last next to the tensors (``position`` summed over all processes)."""
-    return {"config": comparable_config(cfg), "state": dataclasses.asdict(counters),
+    return {"format": STATE_FORMAT, "config": comparable_config(cfg), "state": dataclasses.asdict(counters),
             "position": dataclasses.asdict(position), "loader_rng": encode_generator(generator), **extra}
 
 
@@ -163,6 +166,10 @@ def open_run(cfg: Config, run: Any) -> tuple[Path | None, dict[str, Any] | None]
         run.start_fresh()
         return None, None
     saved = read_trainer_state(checkpoint)
+    if saved.get("format") != STATE_FORMAT:
+        raise ConfigError(f"output_dir: {checkpoint} was written by an older mmcls whose checkpoints cannot be resumed "
+                          "exactly; use another output_dir, or train.resume=false to start this run over (its best/ "
+                          "folder still loads)")
     check_same_run(saved, cfg, checkpoint)  # before anything in the folder changes
     return checkpoint, saved
 
