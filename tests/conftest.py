@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import site
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -13,6 +19,8 @@ settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True
 settings.register_profile("dev", deadline=None, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CORPUS = [
     "今天天气很好 we go running in the park",
@@ -46,3 +54,34 @@ def synthetic_root(tmp_path_factory):
     files = sorted((root / "annotations").glob("*.json"))
     train_wordpiece(corpus(files), vocab_size=400, min_frequency=1).save_pretrained(root / "tokenizer")
     return root
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """``(python of a fresh venv with mmcls installed from a copy of the source, its environment)``."""
+    base = tmp_path_factory.mktemp("install")
+    source = base / "src"  # a copy: the build's egg-info and build/ never land in the checkout
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(ROOT / "mmcls", source / "mmcls", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = _venv_python(venv)
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    # the running environment's packages (torch, transformers, pip, setuptools ...) after the venv's own
+    parents = dict.fromkeys([sysconfig.get_paths()["purelib"], *site.getsitepackages()])
+    Path(purelib, "mmcls_test_deps.pth").write_text("".join(f"{p}\n" for p in parents), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", PIP_NO_INDEX="1",
+               PIP_DISABLE_PIP_VERSION_CHECK="1")
+    proc = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                           "--ignore-installed",
+                           str(source)], cwd=base, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return python, env

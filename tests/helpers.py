@@ -98,3 +98,12 @@ def launch_two_processes(command: str, args: list[str], cwd: Path) -> subprocess
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port",
             "29517", "-m", "mmcls", command, *args]
     return subprocess.run(argv, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+
+
+def run_installed(installed: tuple[Path, dict[str, str]], cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python -m mmcls ARGS`` of the installed package, run in ``cwd``; asserts that it succeeded."""
+    python, env = installed
+    proc = subprocess.run([str(python), "-m", "mmcls", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, f"mmcls {' '.join(args)}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    return proc

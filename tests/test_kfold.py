@@ -1,9 +1,10 @@
-"""tools/kfold.py end to end on the tiny synthetic dataset: folds, one run per fold, out-of-fold logits, the fold
+"""The kfold command end to end on the tiny synthetic dataset: folds, one run per fold, out-of-fold logits, the fold
 ensemble on the test split, and a rerun that skips what is finished."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,21 +13,24 @@ import pytest
 from mmcls.cli import run_main
 from mmcls.data.folds import read_folds
 from mmcls.logits import load_logits, softmax
-from tests.helpers import tiny_overrides
+from tests.helpers import run_installed, tiny_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.timeout(900)
-def test_kfold_trains_every_fold_and_stacks_out_of_fold_logits(synthetic_root, tmp_path, capsys):
+def test_kfold_trains_every_fold_and_stacks_out_of_fold_logits(installed, synthetic_root, tmp_path, capsys):
+    """The first run is the installed package's (``pip install .``, conftest.py), from a folder outside the
+    checkout, as a user who installed mmcls runs it; the reruns call the command in this process."""
     from mmcls.commands.kfold import main
 
     out = tmp_path / "kfold"
+    config = tmp_path / "my.yaml"  # the user's own config: the checkout's configs/ are not installed
+    shutil.copy2(ROOT / "configs" / "demo.yaml", config)
     overrides = [o for o in tiny_overrides(synthetic_root, tmp_path / "unused", "train.max_steps=2")
                  if not o.startswith("output_dir=")]
-    args = ["--config", str(ROOT / "configs" / "demo.yaml"), "--k", "2", "--out", str(out), "--predict", "test",
-            *overrides]
-    assert run_main(main, args) == 0
+    args = ["--config", str(config), "--k", "2", "--out", str(out), "--predict", "test", *overrides]
+    run_installed(installed, tmp_path, "kfold", *args)
 
     folds = read_folds(out / "folds.csv")
     labelled = [r["id"] for r in json.loads((synthetic_root / "annotations" / "labeled.json").read_text())]

@@ -109,7 +109,7 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(synthetic_root, tmp_path)
     state_file = run / "checkpoints" / "last" / "trainer_state.json"
     state = json.loads(state_file.read_text())
     state_file.write_text(json.dumps({k: v for k, v in state.items() if k != "format"}))
-    with pytest.raises(ConfigError, match="older mmcls.*train.resume=false"):
+    with pytest.raises(ConfigError, match=r"older mmcls.*train\.resume=false"):
         finetune(build_config({}, tiny_overrides(synthetic_root, run, "train.max_steps=2", "train.lr=1e-2")))
 
 

@@ -1,1 +1,2 @@
-"""Data layer: annotation records, categories, text, frame sources, transforms, datasets, synthetic data."""
+"""Data layer: annotation records, categories, text, frame sources, transforms, datasets and loaders, folds, checks
+(the synthetic dataset lives in :mod:`mmcls.synthetic`)."""

@@ -1,1 +1,2 @@
-"""Training and inference engine: optimisation, losses, evaluation, checkpoints, finetuning and prediction loops."""
+"""The training engine: the loop both recipes share (loop, session, last_checkpoint), finetuning and pretraining,
+the step and its tricks, losses, the optimizer and schedule, and batched inference for validation."""
