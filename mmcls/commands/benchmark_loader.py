@@ -14,7 +14,6 @@ import json
 import os
 from collections.abc import Sequence
 
-from mmcls.bench.loader import loader_markdown, loader_throughput
 from mmcls.config import add_config_arguments, config_from_args
 from mmcls.io import atomic_write_text
 
@@ -29,6 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Few batches, for a smoke run.")
     parser.add_argument("--json", help="Write the figures here as JSON.")
     args = parser.parse_intermixed_args(argv)
+    from mmcls.bench.loader import loader_markdown, loader_throughput  # torch: after --help
+
     cfg = config_from_args(args)
     batches = 3 if args.quick else args.batches
     rows = []

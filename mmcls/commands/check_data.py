@@ -23,15 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from mmcls.config import add_config_arguments, config_from_args
-from mmcls.data.check import (
-    DEFAULT_SPLITS,
-    SplitReport,
-    category_summary,
-    scan_split,
-    text_length_summary,
-)
-from mmcls.data.splits import build_categories, data_path, tokenizer_dir
-from mmcls.data.tokenizer import load_tokenizer
 from mmcls.errors import DataError
 
 
@@ -53,6 +44,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Fatal when more than this fraction of a split's videos is unreadable (default 0.05).")
     parser.add_argument("--no-videos", action="store_true", help="Skip the video scan.")
     args = parser.parse_intermixed_args(argv)
+    from mmcls.data.check import (
+        DEFAULT_SPLITS,
+        SplitReport,
+        category_summary,
+        scan_split,
+        text_length_summary,
+    )
+    from mmcls.data.splits import build_categories, data_path, tokenizer_dir
+    from mmcls.data.tokenizer import load_tokenizer
+
     args.overrides = [f"data.root={args.root}", *args.overrides]
     cfg = config_from_args(args).data
     logging.getLogger("mmcls.data").setLevel(logging.ERROR)  # unreadable videos are listed below instead
