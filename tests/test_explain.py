@@ -127,7 +127,7 @@ def test_explain_errors_are_one_line(tiny_model, synthetic_root, tmp_path, capsy
 
 def test_a_video_only_model_is_explained_by_its_frames_alone(tiny_model, synthetic_root):
     from mmcls.data.dataset import build_dataloader, build_dataset
-    from mmcls.data.splits import Split, load_split
+    from mmcls.data.splits import AnnotationSet, load_split
     from mmcls.explain import explain_video
     from mmcls.model_folder import load_portable
 
@@ -136,6 +136,6 @@ def test_a_video_only_model_is_explained_by_its_frames_alone(tiny_model, synthet
     split = load_split(loaded.cfg.data, "test")
     faults = json.loads((synthetic_root / "faults.json").read_text(encoding="utf-8"))["test"]
     record = next(r for r in split.records if r.id not in faults)
-    dataset = build_dataset(loaded.cfg.data, Split(split.name, [record]), loaded.tokenizer, None, train=False)
+    dataset = build_dataset(loaded.cfg.data, AnnotationSet(split.folder, [record]), loaded.tokenizer, None, train=False)
     explanation = explain_video(loaded, next(iter(build_dataloader(dataset, loaded.cfg.data, 1))))
     assert explanation.tokens == [] and explanation.heatmaps is not None and explanation.heatmaps.max() == 1.0

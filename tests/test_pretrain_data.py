@@ -35,7 +35,7 @@ def cfg(root, **overrides):
 def test_pretrain_splits_keep_each_id_once_per_frame_folder(root, caplog):
     with caplog.at_level(logging.INFO, logger="mmcls.data"):
         splits = load_pretrain_splits(cfg(root), ["train", "val", "unlabeled", "test"])  # data.val unset: skipped
-    assert [s.name for s in splits] == ["labeled", "unlabeled", "test"]
+    assert [s.folder for s in splits] == ["labeled", "unlabeled", "test"]
     assert [[r.id for r in s.records] for s in splits] == [
         [f"l{i}" for i in range(10)], ["u0", "u1", "u2"], ["t0", "t1"]]
     assert "3 ids appear in more than one source file" in caplog.text
@@ -55,7 +55,7 @@ def test_pretrain_holdout_is_seeded_and_disjoint(root):
     held_ids = [r.id for s in held for r in s.records]
     kept_ids = [r.id for s in kept for r in s.records]
     assert len(held_ids) == 4 and sorted(held_ids + kept_ids) == sorted(all_ids)
-    assert all(s.name in {"labeled", "unlabeled", "test"} and s.records for s in kept + held)
+    assert all(s.folder in {"labeled", "unlabeled", "test"} and s.records for s in kept + held)
     assert pretrain_holdout(splits, 4, seed=0) == (kept, held)
     assert {r.id for s in pretrain_holdout(splits, 4, seed=1)[1] for r in s.records} != set(held_ids)
     kept, held = pretrain_holdout(splits, 100, seed=0)
@@ -84,7 +84,7 @@ def test_train_fraction_shrinks_training_only(root):
     write(root / "annotations/labeled.json", [str(i) for i in range(len(labels))], label=lambda i: labels[int(i)])
     full_train, full_val, full_cats = load_labelled_splits(cfg(root, val_fraction=0.2), seed=0)
     train, val, cats = load_labelled_splits(cfg(root, val_fraction=0.2, train_fraction=0.1), seed=0)
-    assert val == full_val and train.name == full_train.name
+    assert val == full_val and train.folder == full_train.folder
     assert cats.lv2_ids == full_cats.lv2_ids
     full_counts = Counter(r.category_id for r in full_train.records)
     counts = Counter(r.category_id for r in train.records)

@@ -128,7 +128,7 @@ def test_pseudo_split_drops_labelled_ids_and_reads_the_unlabelled_frames(synthet
     labelled = {r.id for r in train.records + val.records}
     split = load_pseudo_split(cfg.data, categories, labelled)
     assert [r.id for r in split.records] == [r.id for r in unlabeled[:5]]
-    assert split.name == "unlabeled"
+    assert split.folder == "unlabeled"
     assert load_pseudo_split(build_config({}, [f"data.root={synthetic_root}"]).data, categories, labelled) is None
 
 
@@ -145,7 +145,7 @@ def test_training_set_holds_the_pseudo_labels_with_their_soft_targets(synthetic_
                             "data.max_text_len=16", f"data.pseudo={tmp_path / 'pseudo.json'}"])
     train, val, categories = load_labelled_splits(cfg.data, cfg.seed)
     dataset, pseudo = build_train_set(cfg, train, val, categories, tiny_tokenizer)
-    assert len(dataset) == len(train.records) + 8 and pseudo.name == "unlabeled"
+    assert len(dataset) == len(train.records) + 8 and pseudo.folder == "unlabeled"
     samples = [dataset[len(train.records) + i] for i in range(8)]
     assert [s["id"] for s in samples] == [r["id"] for r in rows]
     for i, sample in enumerate(samples):
@@ -190,4 +190,4 @@ def test_a_wrong_frame_folder_is_a_config_error(synthetic_root, tmp_path):
         load_pseudo_split(cfg.data, categories, set())  # test videos looked for under zip_frames/unlabeled
     assert load_pseudo_split(cfg.data, categories, set(), with_frames=False) is not None  # text-only: no frames
     fixed = build_config({}, [*base, "data.pseudo_frames=test"])
-    assert load_pseudo_split(fixed.data, categories, set()).name == "test"
+    assert load_pseudo_split(fixed.data, categories, set()).folder == "test"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mmcls.data.records import VideoRecord, load_records, save_records, split_name
+from mmcls.data.records import VideoRecord, frame_folder_name, load_records, save_records
 from mmcls.errors import DataError
 
 GOOD = {"id": "1001", "title": "t", "asr": "a", "ocr": [{"time": 1, "text": "x"}], "category_id": "0102"}
@@ -42,8 +42,8 @@ def test_unlabelled_load_drops_labels_and_save_round_trips(tmp_path):
 
 
 def test_split_name():
-    assert split_name("annotations/labeled.json") == "labeled"
-    assert split_name("a/test_b.jsonl") == "test_b"
+    assert frame_folder_name("annotations/labeled.json") == "labeled"
+    assert frame_folder_name("a/test_b.jsonl") == "test_b"
 
 
 def bad_case(record: dict | list | int, **changes):

@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fatal.append(f"{report.which}: {len(scan.failures)} of {scan.checked} videos unreadable "
                              f"(> {args.max_bad_fraction:.0%}; check data.root / data.frame_source)")
             for video_id, reason in sorted(scan.failures.items()):
-                print(f"  unreadable {report.split.name}/{video_id}: {reason}")
+                print(f"  unreadable {report.split.folder}/{video_id}: {reason}")
     if fatal:
         print("\nFATAL:\n" + "\n".join(f"  {line}" for line in fatal), file=sys.stderr)
         return 1

@@ -17,14 +17,14 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from mmcls.data.splits import SPLIT_KEYS
+from mmcls.data.splits import ANNOTATION_KEYS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="A RUN/best folder.")
     parser.add_argument("--id", required=True, action="append", dest="ids", help="Video id (repeatable).")
-    parser.add_argument("--split", default="test", choices=SPLIT_KEYS,
+    parser.add_argument("--split", default="test", choices=ANNOTATION_KEYS,
                         help="The annotation file of the model's config that holds the id (default test).")
     parser.add_argument("--category", help="Explain this level-2 class instead of the prediction.")
     parser.add_argument("--out", help="Output folder (default: the model folder's parent / explain).")
@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from mmcls.data.dataset import build_dataloader, build_dataset
-    from mmcls.data.splits import Split, load_split
+    from mmcls.data.splits import AnnotationSet, load_split
     from mmcls.errors import UserError
     from mmcls.explain import explain_video, render, top_tokens
     from mmcls.io import atomic_write_text
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out) if args.out else Path(args.model).resolve().parent / "explain"
     out.mkdir(parents=True, exist_ok=True)
     for vid in args.ids:
-        one = Split(split.name, [by_id[vid]])
+        one = AnnotationSet(split.folder, [by_id[vid]])
         dataset = build_dataset(loaded.cfg.data, one, loaded.tokenizer, None, train=False,
                                 with_frames=loaded.cfg.model.mode != "text")
         batch = next(iter(build_dataloader(dataset, loaded.cfg.data, 1)))

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from mmcls.accelerators import inference_accelerator
 from mmcls.cli import add_precision_argument
-from mmcls.data.splits import SPLIT_KEYS
+from mmcls.data.splits import ANNOTATION_KEYS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "extracts; its saved config gives data.root, data.frame_source and data.frame_size.")
     source.add_argument("--config", action="append", help="A config file whose model.vision (with "
                         "model.vision.pretrained weights) extracts; repeat to layer files, later ones winning.")
-    parser.add_argument("--split", default="test", choices=SPLIT_KEYS,
+    parser.add_argument("--split", default="test", choices=ANNOTATION_KEYS,
                         help="Which annotation file of the config to extract (default test = data.test).")
     parser.add_argument("--out", help="Zip to write (atomically); default <data.root>/feats/<split name>.zip, where "
                         "the split name is the annotation file's stem (e.g. labeled for data.train).")

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from mmcls.accelerators import inference_accelerator
 from mmcls.cli import add_precision_argument, flags
-from mmcls.data.splits import SPLIT_KEYS
+from mmcls.data.splits import ANNOTATION_KEYS
 
 
 @flags(offsets="--tta-offsets", hflip="--tta-hflip", models="--model")
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="A RUN/best folder (repeat for an ensemble; a quoted glob such as 'runs/kfold/fold*/best' "
                         "adds every match).")
     parser.add_argument("--weights", nargs="+", type=float, help="Ensemble weights, one per --model (default equal).")
-    parser.add_argument("--split", default="test", choices=SPLIT_KEYS,
+    parser.add_argument("--split", default="test", choices=ANNOTATION_KEYS,
                         help="Which annotation file of the config to predict (default test = data.test).")
     parser.add_argument("--output", "--out", required=True, help="Submission CSV to write (atomically).")
     parser.add_argument("--logits", help="Also save logits as .npy (ids in the same order in <name>.ids.txt).")

@@ -100,11 +100,11 @@ def probe(folder: Path, data_root: str | None, fit_split: str, score_split: str,
     data = {}
     for which in (fit_split, score_split):
         split = load_split(cfg.data, which)
-        if split.name not in oracle:
-            raise UserError(f"{oracle_path}: no concepts for split {split.name!r} (data.{which})")
+        if split.folder not in oracle:
+            raise UserError(f"{oracle_path}: no concepts for split {split.folder!r} (data.{which})")
         loader = build_dataloader(build_dataset(cfg.data, split, tokenizer, None, train=False, with_frames=True,
                                                 seed=seed), cfg.data, cfg.train.eval_batch_size)
-        data[which] = (loader, oracle[split.name])
+        data[which] = (loader, oracle[split.folder])
     rows = []
     for name, net in (("model", model), ("fresh", reference)):
         features = {which: pooled_features(net, loader) for which, (loader, _) in data.items()}

@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--truth", help="Optional labels of these videos (CSV or annotation file): prints the "
                         "accuracy of the kept pseudo-labels.")
     args = parser.parse_args(argv)
-    from mmcls.data.records import load_records, save_records, split_name
+    from mmcls.data.records import frame_folder_name, load_records, save_records
     from mmcls.errors import UserError
     from mmcls.logits import load_logits
     from mmcls.workflow.ensemble import read_labels
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     per_class = Counter(r.category_id for r in records)
     print(f"kept {len(records)} of {len(bundle.ids)} videos ({len(per_class)} of {len(bundle.classes)} classes; "
           f"mean confidence {probs[keep].max(axis=1).mean():.3f}) -> {args.out}")
-    print(f"train on them with: data.pseudo={args.out} data.pseudo_frames={split_name(args.annotations)}")
+    print(f"train on them with: data.pseudo={args.out} data.pseudo_frames={frame_folder_name(args.annotations)}")
     if args.truth:
         labels = read_labels(args.truth)
         scored = [r for r in records if r.id in labels]

@@ -15,8 +15,8 @@ from mmcls.config import DataConfig
 from mmcls.data.categories import CategorySpace, read_category_file
 from mmcls.data.dataset import ForkSafeDataLoader, init_worker
 from mmcls.data.frames import FrameLoader
-from mmcls.data.records import VideoRecord, load_records, split_name
-from mmcls.data.splits import Split, data_path
+from mmcls.data.records import VideoRecord, frame_folder_name, load_records
+from mmcls.data.splits import AnnotationSet, data_path
 from mmcls.data.text import TextEncoder, allocate_budgets
 from mmcls.data.timeout import call_with_timeout
 from mmcls.data.video_error import VideoError
@@ -30,7 +30,7 @@ class SplitReport:
 
     which: str
     relative: str
-    split: Split
+    split: AnnotationSet
 
     @property
     def records(self) -> list[VideoRecord]:
@@ -46,7 +46,7 @@ class SplitReport:
         labelled = which in ("train", "val")
         known = set(read_category_file(data_path(cfg, cfg.category_file))) if cfg.category_file and labelled else None
         records = load_records(path, labelled=True if labelled else None, categories=known)
-        return cls(which, str(getattr(cfg, which)), Split(split_name(path), records))
+        return cls(which, str(getattr(cfg, which)), AnnotationSet(frame_folder_name(path), records))
 
 
 def category_summary(categories: CategorySpace, counts: Counter) -> str:
@@ -121,18 +121,18 @@ class _ScanDataset(Dataset):
         return video_id, count, None
 
 
-def scan_split(cfg: DataConfig, split: Split, max_videos: int = 0, progress: bool = True) -> VideoScan:
+def scan_split(cfg: DataConfig, split: AnnotationSet, max_videos: int = 0, progress: bool = True) -> VideoScan:
     """Read the videos of ``split`` with the config's frame source (in ``num_workers`` processes)."""
     ids = [r.id for r in split.records]
     if max_videos and len(ids) > max_videos:
         step = len(ids) / max_videos
         ids = [ids[int(i * step)] for i in range(max_videos)]
-    loader = FrameLoader.from_config(cfg, split.name)
+    loader = FrameLoader.from_config(cfg, split.folder)
     dataset = _ScanDataset(loader, ids, cfg.decode_timeout)
     batches = ForkSafeDataLoader(dataset, batch_size=16, num_workers=cfg.num_workers, collate_fn=list,
                          worker_init_fn=init_worker if cfg.num_workers > 0 else None)
     scan = VideoScan()
-    for batch in tqdm(batches, desc=f"videos {split.name}", unit="batch", disable=not progress, leave=False):
+    for batch in tqdm(batches, desc=f"videos {split.folder}", unit="batch", disable=not progress, leave=False):
         for video_id, count, error in batch:
             scan.checked += 1
             if error is not None:

@@ -21,7 +21,7 @@ from mmcls.data.frames import FrameLoader
 from mmcls.data.records import VideoRecord
 from mmcls.data.sampling import sampling_mode
 from mmcls.data.soft_targets import SoftTargets
-from mmcls.data.splits import Split
+from mmcls.data.splits import AnnotationSet
 from mmcls.data.text import TextEncoder
 from mmcls.data.transforms import build_video_transform
 from mmcls.labels import IGNORE_INDEX
@@ -165,12 +165,12 @@ def worker_start_method(cfg: DataConfig) -> str | None:
     return cfg.worker_start
 
 
-def build_dataset(cfg: DataConfig, split: Split, tokenizer: Any, categories: CategorySpace | None, train: bool,
+def build_dataset(cfg: DataConfig, split: AnnotationSet, tokenizer: Any, categories: CategorySpace | None, train: bool,
                   with_frames: bool = True, with_text: bool = True, sampling_offset: int = 0,
                   seed: int = 0, soft_targets: SoftTargets | None = None) -> VideoTextDataset:
     """A dataset over ``split`` with the config's text encoder, frame source and transforms (and soft targets for
     training)."""
-    loader = FrameLoader.from_config(cfg, split.name) if with_frames else None
+    loader = FrameLoader.from_config(cfg, split.folder) if with_frames else None
     transform = build_video_transform(cfg, train) if with_frames else None
     encoder = TextEncoder(tokenizer, cfg) if with_text else None
     return VideoTextDataset(split.records, encoder, loader, transform, categories, train,

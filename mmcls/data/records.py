@@ -34,8 +34,9 @@ class VideoRecord:
     category_probs: dict[str, float] | None = None  # soft label (sums to 1), when the file gives one
 
 
-def split_name(path: str | Path) -> str:
-    """The split a file describes: its name without suffixes (``annotations/labeled.json`` -> ``labeled``)."""
+def frame_folder_name(path: str | Path) -> str:
+    """The frame folder of an annotation file's videos: its name without suffixes (``annotations/labeled.json`` ->
+    ``labeled``, whose frames are under ``zip_frames/labeled/``)."""
     name = Path(path).name
     return name.split(".", 1)[0]
 

@@ -20,7 +20,7 @@ import numpy as np
 from mmcls.config import DataConfig
 from mmcls.data.categories import CategorySpace, read_category_file, read_hierarchy
 from mmcls.data.folds import read_folds, split_by_fold
-from mmcls.data.records import VideoRecord, load_records, split_name
+from mmcls.data.records import VideoRecord, frame_folder_name, load_records
 from mmcls.data.tokenizer import load_tokenizer
 from mmcls.errors import ConfigError
 
@@ -29,7 +29,7 @@ logger = logging.getLogger("mmcls.data")
 
 def holdout_split(records: Sequence[VideoRecord], fraction: float, seed: int
                   ) -> tuple[list[VideoRecord], list[VideoRecord]]:
-    """Split into (train, val) with about ``fraction`` of each class in val, keeping >= 1 of each class in train.
+    """Divide into (train, val) with about ``fraction`` of each class in val, keeping >= 1 of each class in train.
 
     Rare classes still reach validation (one sample as soon as a class has two), which matters for macro-F1.
     Both parts keep the original record order.
@@ -107,14 +107,16 @@ def build_categories(cfg: DataConfig, labelled: Sequence[VideoRecord],
 
 
 @dataclass
-class Split:
-    """Records of one annotation file plus the frame-folder split name they live under."""
+class AnnotationSet:
+    """The records of one annotation file (or a part of it: the training or validation part of a train/val
+    split) and the frame folder their videos live under (``zip_frames/<folder>/``, ``videos/<folder>/``,
+    ``feats/<folder>.zip``; the annotation file's name, e.g. ``labeled``)."""
 
-    name: str
+    folder: str
     records: list[VideoRecord]
 
 
-def load_labelled_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, CategorySpace]:
+def load_labelled_splits(cfg: DataConfig, seed: int) -> tuple[AnnotationSet, AnnotationSet, CategorySpace]:
     """Train and validation splits: fold ``data.fold`` of ``data.folds_file``, the ``data.val`` file, or a
     stratified ``data.val_fraction`` hold-out; then a stratified ``data.train_fraction`` of the training split.
 
@@ -129,21 +131,23 @@ def load_labelled_splits(cfg: DataConfig, seed: int) -> tuple[Split, Split, Cate
     if cfg.fold is not None:
         folds_path = data_path(cfg, cfg.folds_file)
         kept, held = split_by_fold(train_records, read_folds(folds_path), cfg.fold, str(folds_path))
-        train, val = Split(split_name(train_path), kept), Split(split_name(train_path), held)
+        folder = frame_folder_name(train_path)
+        train, val = AnnotationSet(folder, kept), AnnotationSet(folder, held)
     elif cfg.val:
         val_path = data_path(cfg, cfg.val)
-        val = Split(split_name(val_path), load_records(val_path, labelled=True, categories=known))
-        train = Split(split_name(train_path), train_records)
+        val = AnnotationSet(frame_folder_name(val_path), load_records(val_path, labelled=True, categories=known))
+        train = AnnotationSet(frame_folder_name(train_path), train_records)
     else:
         kept, held = holdout_split(train_records, cfg.val_fraction, seed)
-        train, val = Split(split_name(train_path), kept), Split(split_name(train_path), held)
+        folder = frame_folder_name(train_path)
+        train, val = AnnotationSet(folder, kept), AnnotationSet(folder, held)
     kept_train = stratified_subset(train.records, cfg.train_fraction, seed)
     categories = build_categories(cfg, train.records + val.records, counted=kept_train)
-    return Split(train.name, kept_train), val, categories
+    return AnnotationSet(train.folder, kept_train), val, categories
 
 
 def load_pseudo_split(cfg: DataConfig, categories: CategorySpace, labelled: Collection[str],
-                      with_frames: bool = True) -> Split | None:
+                      with_frames: bool = True) -> AnnotationSet | None:
     """The ``data.pseudo`` videos to add to training (None when unset), minus any id in ``labelled``.
 
     ``labelled`` holds the ids of the training and validation splits: a pseudo-label for one of them is dropped
@@ -161,11 +165,11 @@ def load_pseudo_split(cfg: DataConfig, categories: CategorySpace, labelled: Coll
                        "were dropped", len(records) - len(kept), len(records))
     if not kept:
         raise ConfigError(f"data.pseudo: every video of {path} is a labelled one; nothing to add")
-    frames = cfg.pseudo_frames or (split_name(data_path(cfg, cfg.unlabeled)) if cfg.unlabeled else split_name(path))
+    frames = cfg.pseudo_frames or frame_folder_name(data_path(cfg, cfg.unlabeled) if cfg.unlabeled else path)
     if with_frames and not cfg.reads_features:
         _check_frames_exist(cfg, frames, [r.id for r in kept[:PROBE_IDS]])
     logger.info("data.pseudo: %d pseudo-labelled videos from %s (frames: %s)", len(kept), path, frames)
-    return Split(frames, kept)
+    return AnnotationSet(frames, kept)
 
 
 PROBE_IDS = 20
@@ -181,19 +185,19 @@ def _check_frames_exist(cfg: DataConfig, split: str, ids: Sequence[str]) -> None
                           f"{source.location}; set data.pseudo_frames to the split they come from (e.g. test)")
 
 
-SPLIT_KEYS = ("test", "unlabeled", "train", "val")  # the annotation-file keys data.<key> that tools read
+ANNOTATION_KEYS = ("test", "unlabeled", "train", "val")  # the annotation-file keys data.<key> that tools read
 
 
-def load_split(cfg: DataConfig, which: str) -> Split:
+def load_split(cfg: DataConfig, which: str) -> AnnotationSet:
     """The split of config key ``data.<which>`` (e.g. ``test``, ``unlabeled``); labels, if any, are kept."""
     relative = getattr(cfg, which)
     if not relative:
         raise ConfigError(f"data.{which}: no annotation file set")
     path = data_path(cfg, relative)
-    return Split(split_name(path), load_records(path))
+    return AnnotationSet(frame_folder_name(path), load_records(path))
 
 
-def load_pretrain_splits(cfg: DataConfig, sources: Sequence[str]) -> list[Split]:
+def load_pretrain_splits(cfg: DataConfig, sources: Sequence[str]) -> list[AnnotationSet]:
     """One split per source file ``data.<source>`` (``train``, ``val``, ``unlabeled``, ``test``), each id once.
 
     A split per file because each file's frames live under their own folder. An id in several files is kept at
@@ -201,7 +205,7 @@ def load_pretrain_splits(cfg: DataConfig, sources: Sequence[str]) -> list[Split]
     without records is dropped. Labels are kept as read, and pretraining ignores them. An unset source is a
     :class:`ConfigError`, except ``val``, which is skipped: validation often comes from ``data.train``.
     """
-    splits: list[Split] = []
+    splits: list[AnnotationSet] = []
     seen: set[str] = set()
     duplicates = 0
     for source in sources:
@@ -219,19 +223,20 @@ def load_pretrain_splits(cfg: DataConfig, sources: Sequence[str]) -> list[Split]
             seen.add(record.id)
             records.append(record)
         if records:
-            splits.append(Split(split_name(path), records))
+            splits.append(AnnotationSet(frame_folder_name(path), records))
     if duplicates:
         logger.info("pretraining: %d ids appear in more than one source file; each is used once", duplicates)
     return splits
 
 
-def pretrain_holdout(splits: Sequence[Split], size: int, seed: int) -> tuple[list[Split], list[Split]]:
+def pretrain_holdout(splits: Sequence[AnnotationSet], size: int, seed: int
+                     ) -> tuple[list[AnnotationSet], list[AnnotationSet]]:
     """``(kept, held)``: ``size`` videos drawn at random from ``seed`` over all splits (all when fewer) are held
     out to validate pretraining. Splits keep their names and record order; empty parts are dropped."""
     total = sum(len(split.records) for split in splits)
     held_flat = set(np.random.default_rng(seed).choice(total, size=min(size, total), replace=False).tolist())
-    kept: list[Split] = []
-    held: list[Split] = []
+    kept: list[AnnotationSet] = []
+    held: list[AnnotationSet] = []
     start = 0
     for split in splits:
         flags = [start + i in held_flat for i in range(len(split.records))]
@@ -239,5 +244,5 @@ def pretrain_holdout(splits: Sequence[Split], size: int, seed: int) -> tuple[lis
         for part, want in ((kept, False), (held, True)):
             records = [r for r, flag in zip(split.records, flags, strict=True) if flag == want]
             if records:
-                part.append(Split(split.name, records))
+                part.append(AnnotationSet(split.folder, records))
     return kept, held

@@ -21,7 +21,7 @@ from mmcls.config import Config
 from mmcls.data.categories import CategorySpace
 from mmcls.data.dataset import ConcatVideoDataset, VideoTextDataset, build_dataloader, build_dataset
 from mmcls.data.soft_targets import SoftTargets
-from mmcls.data.splits import Split, build_tokenizer, load_labelled_splits, load_pseudo_split
+from mmcls.data.splits import AnnotationSet, build_tokenizer, load_labelled_splits, load_pseudo_split
 from mmcls.engine.averaging import WeightAverager
 from mmcls.engine.inference import InferenceResult, run_inference
 from mmcls.engine.last_checkpoint import EpochPosition
@@ -76,8 +76,8 @@ def write_plots(run_dir: str | os.PathLike) -> None:
         log.warning("plots skipped: %s: %s", type(exc).__name__, exc)
 
 
-def build_train_set(cfg: Config, train_split: Split, val_split: Split, categories: CategorySpace, tokenizer: Any
-                    ) -> tuple[VideoTextDataset | ConcatVideoDataset, Split | None]:
+def build_train_set(cfg: Config, train_split: AnnotationSet, val_split: AnnotationSet, categories: CategorySpace,
+                    tokenizer: Any) -> tuple[VideoTextDataset | ConcatVideoDataset, AnnotationSet | None]:
     """The training dataset: the labelled training split plus the ``data.pseudo`` videos (never any id of the
     validation split), with the soft targets of ``train.distill`` and of soft pseudo-labels."""
     with_frames = cfg.model.mode != "text"  # video mode still needs [CLS] [SEP] from the text side

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from mmcls.config import Config, LossConfig, PretrainConfig
 from mmcls.data.dataset import ConcatVideoDataset, build_dataloader, build_dataset
-from mmcls.data.splits import Split, build_tokenizer, load_pretrain_splits, pretrain_holdout
+from mmcls.data.splits import AnnotationSet, build_tokenizer, load_pretrain_splits, pretrain_holdout
 from mmcls.data.wwm import batch_word_ids
 from mmcls.engine.finetune import close
 from mmcls.engine.last_checkpoint import EpochPosition
@@ -46,7 +46,7 @@ PRETRAIN_COLUMNS = ("step", "epoch", "train_loss", "lr", "val_loss", *(f"loss_{t
 FIGURES = ("loss", *(f"loss_{t}" for t in TASKS), *ACCURACIES, "loss_adv")
 
 
-def videos_of(splits: list[Split], cfg: Config, tokenizer: Any, train: bool) -> ConcatVideoDataset:
+def videos_of(splits: list[AnnotationSet], cfg: Config, tokenizer: Any, train: bool) -> ConcatVideoDataset:
     """One dataset over several annotation files (each reads its own frame folder); each part draws its random
     augmentations from its own seed, so sample i of two files never share them."""
     return ConcatVideoDataset([build_dataset(cfg.data, split, tokenizer, None, train=train, with_frames=True,

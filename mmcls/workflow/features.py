@@ -43,7 +43,7 @@ from mmcls.accelerators import inference_accelerator
 from mmcls.config import Config, DataConfig, load_config
 from mmcls.data.dataset import build_dataloader, build_dataset
 from mmcls.data.feature_source import FEATS_MANIFEST, FeatsFrameSource
-from mmcls.data.splits import SPLIT_KEYS, build_tokenizer, load_split
+from mmcls.data.splits import ANNOTATION_KEYS, build_tokenizer, load_split
 from mmcls.errors import ArgumentError, UserError
 from mmcls.io import atomic_open
 from mmcls.model_folder import PRETRAINED_MARKER, load_portable, load_pretrained_encoder
@@ -163,9 +163,10 @@ def _pretrained_tower(path: Path, overrides: Sequence[str]) -> FrameTower:
 # extraction
 
 
-def default_output(cfg: DataConfig, split_name: str) -> Path:
-    """Where the feats source of annotation split ``split_name`` looks by default: ``<root>/feats/<split>.zip``."""
-    return Path(cfg.root) / FeatsFrameSource.default_dir / f"{split_name}.zip"
+def default_output(cfg: DataConfig, folder: str) -> Path:
+    """Where the feats source looks by default for the videos of frame folder ``folder``:
+    ``<root>/feats/<folder>.zip``."""
+    return Path(cfg.root) / FeatsFrameSource.default_dir / f"{folder}.zip"
 
 
 def _member(video_id: str) -> zipfile.ZipInfo:
@@ -219,8 +220,8 @@ def extract_features(model: MultimodalEncoder, data: DataConfig, split: str = "t
     logged and not written. The zip also holds ``__mmcls__.json``: the tower's weight fingerprint and ``source``
     (where the tower came from), so predicting with another tower's features is refused.
     """
-    if split not in SPLIT_KEYS:
-        raise ArgumentError("split", f"expected one of {list(SPLIT_KEYS)}, got {split!r}")
+    if split not in ANNOTATION_KEYS:
+        raise ArgumentError("split", f"expected one of {list(ANNOTATION_KEYS)}, got {split!r}")
     if max_frames < 1:
         raise ArgumentError("max_frames", f"must be >= 1, got {max_frames}")
     if batch_size < 1:
@@ -235,7 +236,7 @@ def extract_features(model: MultimodalEncoder, data: DataConfig, split: str = "t
     start = time.perf_counter()
     data = dataclasses.replace(data, max_frames=max_frames)
     records = load_split(data, split)
-    output = Path(output) if output is not None else default_output(data, records.name)
+    output = Path(output) if output is not None else default_output(data, records.folder)
     dataset = build_dataset(data, records, None, None, train=False, with_text=False)
     loader = accelerator.prepare(build_dataloader(dataset, data, batch_size, pad_id=0))
     was_training = model.training
@@ -248,7 +249,7 @@ def extract_features(model: MultimodalEncoder, data: DataConfig, split: str = "t
     try:
         with atomic_open(output, "wb") if main else nullcontext() as handle, \
                 zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) if main else nullcontext() as zf:
-            bar = tqdm(loader, desc=f"features {records.name}", dynamic_ncols=True,
+            bar = tqdm(loader, desc=f"features {records.folder}", dynamic_ncols=True,
                        disable=not (progress and accelerator.is_local_main_process))
             for batch in bar:
                 items = accelerator.gather_for_metrics(_batch_features(model, batch, accelerator),
@@ -275,7 +276,7 @@ def extract_features(model: MultimodalEncoder, data: DataConfig, split: str = "t
     finally:
         model.train(was_training)
     accelerator.wait_for_everyone()
-    summary = ExtractionSummary(output, records.name, len(records.records), len(written), len(failed_ids),
+    summary = ExtractionSummary(output, records.folder, len(records.records), len(written), len(failed_ids),
                                 int(vision.out_dim), max_frames, time.perf_counter() - start, dict(failures),
                                 failed_ids)
     if main:

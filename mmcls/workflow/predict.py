@@ -77,7 +77,7 @@ def predict_model(loaded: LoadedModel, split: str, accelerator: Accelerator, bat
     """
     cfg = loaded.cfg
     records = load_split(cfg.data, split)
-    check_feature_width(loaded, records.name)
+    check_feature_width(loaded, records.folder)
     order = [r.id for r in records.records]
     views = (tta or TestTimeAugmentation()).views()
     if cfg.model.mode == "text" and len(views) > 1:
