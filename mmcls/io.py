@@ -16,6 +16,13 @@ from pathlib import Path
 from typing import IO
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it, then restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing; it replaces ``path`` only if the block succeeds."""
@@ -23,6 +30,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide a shared model folder from teammates
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
             yield handle
             handle.flush()
@@ -51,13 +59,20 @@ def replace_dir(tmp: str | Path, dest: str | Path) -> None:
 
 @contextlib.contextmanager
 def atomic_dir(dest: str | Path) -> Iterator[Path]:
-    """Yield an empty ``dest.tmp`` to fill; once the block succeeds it replaces ``dest`` (:func:`replace_dir`)."""
+    """Yield an empty ``dest.tmp`` to fill; once the block succeeds it replaces ``dest`` (:func:`replace_dir`).
+
+    Its files get the modes the umask allows (writers such as safetensors create them private, 0600), so a model
+    folder on a shared disk can be read by the team."""
     dest = Path(dest)
     tmp = dest.with_name(dest.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     yield tmp
+    mode = 0o666 & ~_umask()
+    for path in tmp.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)
     replace_dir(tmp, dest)
 
 

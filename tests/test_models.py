@@ -142,9 +142,15 @@ def test_clip_checkpoint_mismatch_and_bad_files(tmp_path):
     with pytest.raises(ConfigError, match=r"model.vision.pretrained: .*not found.*missing.pt"):
         build_vision_tower(cfg, SIZE)
     garbage = tmp_path / "garbage.pt"
-    garbage.write_bytes(b"not a checkpoint")
-    cfg.pretrained = str(garbage)
-    with pytest.raises(ConfigError, match=r"cannot read weights"):
+    for text in (b"not a checkpoint", b'{"a": 1}\n'):  # the second makes torch advise weights_only=False
+        garbage.write_bytes(text)
+        cfg.pretrained = str(garbage)
+        with pytest.raises(ConfigError, match=r"garbage.pt is not a weights file that loads without running code") \
+                as error:
+            build_vision_tower(cfg, SIZE)
+        assert "weights_only" not in str(error.value)
+    cfg.pretrained = str(tmp_path)  # a folder that exists
+    with pytest.raises(ConfigError, match=r"model.vision.pretrained: .* is a folder; give the weights file in it"):
         build_vision_tower(cfg, SIZE)
     other = tmp_path / "other.safetensors"
     save_file({"encoder.weight": torch.zeros(2, 2)}, str(other))

@@ -71,6 +71,21 @@ def test_pretrained_folder_layout(tmp_path, tiny_tokenizer):
         load_portable(folder)
 
 
+def test_model_folders_are_readable_by_the_group_and_others(tmp_path, tiny_tokenizer):
+    """A shared model folder: every file follows the umask (0644 under 022), none is left private (0600)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        folder, _ = pretrain_folder(tmp_path, tiny_tokenizer)
+    finally:
+        os.umask(old)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in folder.iterdir() if path.is_file()}
+    assert "config.yaml" in modes and "pretrained.json" in modes
+    assert all(mode & 0o044 == 0o044 for mode in modes.values()), modes
+
+
 def test_classifier_gets_the_exact_encoder_and_fresh_heads(tmp_path, tiny_tokenizer):
     folder, pretrainer = pretrain_folder(tmp_path, tiny_tokenizer)
     torch.manual_seed(123)

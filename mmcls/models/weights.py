@@ -28,6 +28,9 @@ def read_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
     Unwraps ``{"state_dict": ...}``-style checkpoints and strips the ``module.`` prefix of DDP-wrapped models.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{key}: {path} is a folder; give the weights file in it (a .safetensors, .pt, .pth or "
+                          ".bin file)")
     if not path.is_file():
         raise ConfigError(f"{key}: weights file not found: {path}")
     try:
@@ -38,6 +41,9 @@ def read_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
         else:
             checkpoint = _torch_load(path)
     except Exception as exc:  # any reader failure is the file's fault: report it as one line
+        if path.suffix != ".safetensors":  # torch's own text may advise weights_only=False: never right here
+            raise ConfigError(f"{key}: {path} is not a weights file that loads without running code (expected "
+                              "safetensors, or tensors saved with torch.save)") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{key}: cannot read weights from {path}: {first}") from None
     while isinstance(checkpoint, Mapping) and not _is_tensor_dict(checkpoint):
