@@ -202,6 +202,42 @@ def test_bert_from_pretrained_dir(tmp_path, tiny_tokenizer):
     assert bert.config._attn_implementation == "eager"  # the given config is not modified
 
 
+def test_bert_weights_load_strictly(tmp_path, tiny_tokenizer):
+    """Every tensor of the BERT comes from the folder, or one error names what is missing or left over; the pooler
+    and the pretraining heads of a BertForMaskedLM folder may be left over."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+    from transformers import BertForMaskedLM
+
+    cfg = make_cfg().model.text
+    source = build_bert(cfg, len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+    masked_lm = BertForMaskedLM(source.config)  # a folder as distributed: bert.* + cls.* (and no pooler)
+    masked_lm.save_pretrained(tmp_path / "mlm")
+    cfg.pretrained = str(tmp_path / "mlm")
+    bert = build_bert(cfg, len(tiny_tokenizer), 0)
+    for key, value in masked_lm.bert.state_dict().items():
+        assert torch.equal(bert.state_dict()[key], value), key
+
+    deeper = tmp_path / "deeper"  # config.json edited to one more layer than the weights have
+    masked_lm.save_pretrained(deeper)
+    config = json.loads((deeper / "config.json").read_text())
+    (deeper / "config.json").write_text(json.dumps({**config, "num_hidden_layers": config["num_hidden_layers"] + 1}))
+    cfg.pretrained = str(deeper)
+    with pytest.raises(ConfigError, match=r"model.text.pretrained: weights in .*deeper do not match the model: "
+                                          r"\d+ missing \(encoder.layer.2"):
+        build_bert(cfg, len(tiny_tokenizer), 0)
+
+    holed = tmp_path / "holed"  # one tensor removed from the file
+    masked_lm.save_pretrained(holed)
+    state = load_file(holed / "model.safetensors")
+    removed = next(k for k in state if "layer.1.output.dense.weight" in k)
+    save_file({k: v for k, v in state.items() if k != removed}, holed / "model.safetensors", metadata={"format": "pt"})
+    cfg.pretrained = str(holed)
+    with pytest.raises(ConfigError, match=r"1 missing \(encoder.layer.1.output.dense.weight\)"):
+        build_bert(cfg, len(tiny_tokenizer), 0)
+
+
 def test_text_dropout_reaches_every_way_a_bert_is_built(tmp_path, tiny_tokenizer):
     cfg = make_cfg().model.text
     built = build_bert(cfg, len(tiny_tokenizer), 0)

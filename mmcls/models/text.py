@@ -23,6 +23,7 @@ from transformers.masking_utils import create_bidirectional_mask
 from mmcls.config import TextConfig
 from mmcls.errors import ConfigError
 from mmcls.models.towers import TextTower
+from mmcls.models.weights import raise_on_mismatch
 
 _KEY = "model.text.pretrained"
 _BERT_LAYER = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
@@ -123,6 +124,31 @@ def _pretrained_config(path: Path) -> BertConfig:
     return config
 
 
+# weights a BERT folder may hold that the text tower does not use: the pooler (the classifier pools the fused sequence
+# itself) and the heads of BertForPreTraining / BertForMaskedLM checkpoints
+UNUSED_BERT_WEIGHTS = ("pooler.", "cls.")
+
+
+def _load_bert_strictly(path: Path, impl: str | None, overrides: dict[str, float]) -> BertModel:
+    """The BERT of a local folder with every tensor of its architecture from the weights file (else one
+    ConfigError naming the missing and unexpected keys; :data:`UNUSED_BERT_WEIGHTS` may be left over)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report would only repeat, at length, what the error says
+    try:
+        model, info = BertModel.from_pretrained(str(path), add_pooling_layer=False, local_files_only=True,
+                                                attn_implementation=impl, output_loading_info=True, **overrides)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ConfigError(f"{_KEY}: cannot load BERT weights from {path}: {str(exc).splitlines()[0]}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    unexpected = [k for k in info["unexpected_keys"] if not k.startswith(UNUSED_BERT_WEIGHTS)]
+    mis_shaped = [str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or ()]
+    raise_on_mismatch(_KEY, path, sorted(info["missing_keys"]), sorted(unexpected), mis_shaped)
+    return model
+
+
 def _check_vocab(config: BertConfig, vocab_size: int, where: str) -> None:
     if vocab_size > config.vocab_size:
         raise ConfigError(f"{where}: the tokenizer has {vocab_size} tokens but the BERT vocabulary only "
@@ -142,11 +168,7 @@ def build_bert(cfg: TextConfig, vocab_size: int, pad_id: int, config: BertConfig
         path = Path(cfg.pretrained)
         _check_vocab(_pretrained_config(path), vocab_size, _KEY)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        try:
-            return BertModel.from_pretrained(str(path), add_pooling_layer=False, local_files_only=True,
-                                             attn_implementation=impl, **dropout_overrides(cfg))
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise ConfigError(f"{_KEY}: cannot load BERT weights from {path}: {str(exc).splitlines()[0]}") from None
+        return _load_bert_strictly(path, impl, dropout_overrides(cfg))
     if config is None:
         config = _pretrained_config(Path(cfg.pretrained)) if cfg.pretrained else \
             bert_config_from_sizes(cfg, vocab_size, pad_id)

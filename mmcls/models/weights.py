@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -96,6 +96,14 @@ def load_exact(module: nn.Module, state: Mapping[str, torch.Tensor], key: str, p
     unexpected = [k for k in state if k not in expected]
     mis_shaped = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in expected.items()
                   if k in state and state[k].shape != v.shape]
+    raise_on_mismatch(key, path, missing, unexpected, mis_shaped)
+    module.load_state_dict(dict(state), strict=True)
+
+
+def raise_on_mismatch(key: str, path: str | Path, missing: Sequence[str], unexpected: Sequence[str],
+                      mis_shaped: Sequence[str] = ()) -> None:
+    """One ConfigError quoting a few of each kind of key problem between a weights file and its model (none: no
+    error): the one message of every strict load."""
     problems = []
     for name, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
         if keys:
@@ -103,4 +111,3 @@ def load_exact(module: nn.Module, state: Mapping[str, torch.Tensor], key: str, p
             problems.append(f"{len(keys)} {name} ({shown})")
     if problems:
         raise ConfigError(f"{key}: weights in {path} do not match the model: {'; '.join(problems)}")
-    module.load_state_dict(dict(state), strict=True)
