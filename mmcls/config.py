@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import logging
 import re
 import threading
 import types
@@ -192,7 +193,9 @@ class VisionConfig:
         None, "Local weights file (open_clip checkpoint or timm .safetensors/.pth); null = random init.")
     overrides: dict[str, ScalarValue] = option(
         {}, "Architecture overrides: open_clip vision_cfg keys (width, layers, patch_size, image_size ...) or timm "
-        "create_model kwargs (embed_dim, depth, num_heads, img_size ...); used for tiny test/demo towers.")
+        "create_model kwargs (embed_dim, depth, num_heads, img_size ...); used for tiny test/demo towers. On the "
+        "command line model.vision.overrides=~ (or ={}) empties it; switching model.vision.kind there drops the "
+        "other kind's overrides of the config files (with a warning).")
     normalization: Literal["auto", "clip", "imagenet"] = option(
         "auto", "Pixel mean/std applied on the device: auto = clip for CLIP towers, the timm model's own otherwise.")
 
@@ -705,6 +708,9 @@ def _accepts_str(tp: Any) -> bool:
     return typing.get_origin(tp) in (typing.Union, types.UnionType) and str in typing.get_args(tp)
 
 
+EMPTY_MAPPING: Any = object()  # what parse_override returns for ``key=~`` / ``key={}`` on a mapping
+
+
 def parse_override(item: str, cls: type = Config) -> tuple[list[str], Any]:
     """Parse ``key.sub=value``: the value is read as YAML, or kept as text where the key takes a string."""
     if "=" not in item:
@@ -718,6 +724,8 @@ def parse_override(item: str, cls: type = Config) -> tuple[list[str], Any]:
         value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if typing.get_origin(tp) is dict and (value is None or value == {}):
+        return path, EMPTY_MAPPING
     if _accepts_str(tp) and not isinstance(value, str) and value is not None and not _fits(value, tp):
         value = raw  # e.g. data.root=2022 stays the string "2022"
     return path, value
@@ -758,10 +766,34 @@ def build_config(values: dict[str, Any] | None = None, overrides: list[str] | tu
             raise ConfigError(f"config: expected a mapping at the top level, got {type(values).__name__}")
         _build_dataclass(cls, values, "", validate=False)
         tree = _merge(tree, values)
-    for item in overrides:
-        path, value = parse_override(item, cls)
-        tree = _merge(tree, _nest(path, value))
+    parsed = [parse_override(item, cls) for item in overrides]
+    _drop_overrides_of_another_kind(tree, parsed)
+    for path, value in parsed:
+        # key=~ or key={} on a mapping replaces it with an empty one; anything else merges
+        tree = _replaced(tree, path, {}) if value is EMPTY_MAPPING else _merge(tree, _nest(path, value))
     return _build_dataclass(cls, tree, "")
+
+
+def _replaced(tree: dict[str, Any], path: list[str], value: Any) -> dict[str, Any]:
+    """A copy of ``tree`` with the value at ``path`` replaced (not merged)."""
+    head, *rest = path
+    return {**tree, head: _replaced(tree.get(head, {}), rest, value) if rest else value}
+
+
+def _drop_overrides_of_another_kind(tree: dict[str, Any], parsed: list[tuple[list[str], Any]]) -> None:
+    # (adds an emptying of model.vision.overrides in front of ``parsed`` when the kind switches)
+    """``model.vision.kind`` switched on the command line: the config files' ``model.vision.overrides`` were written
+    for the other kind (open_clip keys mean nothing to timm), so they are dropped, with a warning; overrides given
+    on the command line apply to the new kind."""
+    vision = tree.get("model", {}).get("vision")
+    if not isinstance(vision, dict) or not vision.get("overrides"):
+        return
+    kinds = [value for path, value in parsed if path == ["model", "vision", "kind"]]
+    if kinds and kinds[-1] != vision.get("kind"):
+        logging.getLogger("mmcls").warning(
+            "model.vision.kind=%s: dropping the %s overrides of the config files (%s); set model.vision.overrides "
+            "on the command line for the new kind", kinds[-1], vision.get("kind"), ", ".join(vision["overrides"]))
+        parsed.insert(0, (["model", "vision", "overrides"], EMPTY_MAPPING))
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

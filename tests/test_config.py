@@ -216,3 +216,31 @@ def test_a_bare_no_is_the_word_where_a_choice_expects_it(tmp_path):
     assert load_config(path).train.mixed_precision == "no"
     with pytest.raises(ConfigError, match=r"^data\.frame_source: expected one of"):
         build_config({}, ["data.frame_source=no"])  # no choice is spelled "no": still an error
+
+
+def test_a_mapping_can_be_emptied_from_the_command_line():
+    demo = ROOT / "configs" / "demo.yaml"
+    assert load_config(demo).model.vision.overrides  # the demo's tiny CLIP tower
+    for empty in ("model.vision.overrides=~", "model.vision.overrides={}", "model.vision.overrides=null"):
+        assert load_config(demo, [empty]).model.vision.overrides == {}
+    refilled = load_config(demo, ["model.vision.overrides={}", "model.vision.overrides.width=8"])
+    assert refilled.model.vision.overrides == {"width": 8}  # emptied, then filled key by key
+    budgets = load_config(demo, ["data.text_budgets={title: 8}"]).data.text_budgets
+    assert budgets["title"] == 8 and len(budgets) == 3  # a non-empty mapping still merges
+
+
+def test_switching_the_vision_kind_drops_the_other_kinds_overrides(caplog):
+    """The README's timm one-liner on top of the shipped configs: their open_clip overrides (width, quick_gelu
+    ...) never reach timm.create_model, and the error that remains is the real one (the weights path)."""
+    from mmcls.models import build_vision_tower
+
+    readme = ["model.vision.kind=timm", "model.vision.name=resnet18", "model.vision.pretrained=weights/none.safetensors"]
+    for config in ("demo.yaml", "base.yaml"):
+        with caplog.at_level("WARNING", logger="mmcls"):
+            cfg = load_config(ROOT / "configs" / config, readme)
+        assert cfg.model.vision.overrides == {} and "dropping the clip overrides" in caplog.text
+        caplog.clear()
+        with pytest.raises(ConfigError, match=r"model.vision.pretrained: weights file not found: weights/none"):
+            build_vision_tower(cfg.model.vision, cfg.data.frame_size)
+    kept = load_config(ROOT / "configs" / "demo.yaml", [*readme[:2], "model.vision.overrides={drop_rate: 0.1}"])
+    assert kept.model.vision.overrides == {"drop_rate": 0.1}  # the command line's own overrides apply to timm
