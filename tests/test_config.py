@@ -234,7 +234,8 @@ def test_switching_the_vision_kind_drops_the_other_kinds_overrides(caplog):
     ...) never reach timm.create_model, and the error that remains is the real one (the weights path)."""
     from mmcls.models import build_vision_tower
 
-    readme = ["model.vision.kind=timm", "model.vision.name=resnet18", "model.vision.pretrained=weights/none.safetensors"]
+    readme = ["model.vision.kind=timm", "model.vision.name=resnet18",
+              "model.vision.pretrained=weights/none.safetensors"]
     for config in ("demo.yaml", "base.yaml"):
         with caplog.at_level("WARNING", logger="mmcls"):
             cfg = load_config(ROOT / "configs" / config, readme)
