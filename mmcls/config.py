@@ -781,10 +781,9 @@ def _replaced(tree: dict[str, Any], path: list[str], value: Any) -> dict[str, An
 
 
 def _drop_overrides_of_another_kind(tree: dict[str, Any], parsed: list[tuple[list[str], Any]]) -> None:
-    # (adds an emptying of model.vision.overrides in front of ``parsed`` when the kind switches)
     """``model.vision.kind`` switched on the command line: the config files' ``model.vision.overrides`` were written
     for the other kind (open_clip keys mean nothing to timm), so they are dropped, with a warning; overrides given
-    on the command line apply to the new kind."""
+    on the command line apply to the new kind (an emptying of the mapping goes in front of ``parsed``)."""
     vision = tree.get("model", {}).get("vision")
     if not isinstance(vision, dict) or not vision.get("overrides"):
         return

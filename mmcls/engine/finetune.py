@@ -27,7 +27,7 @@ from mmcls.engine.inference import InferenceResult, run_inference
 from mmcls.engine.last_checkpoint import EpochPosition
 from mmcls.engine.loop import Evaluation, LoopResult, LoopState, train
 from mmcls.engine.losses import Criterion
-from mmcls.engine.session import Session, Training, open_session, prepare_training, with_feature_width
+from mmcls.engine.session import Training, open_session, prepare_training, with_feature_width
 from mmcls.engine.step import classification_step
 from mmcls.logits import predicted_indices, save_logits
 from mmcls.metrics import mean_f1_from_indices, write_submission
@@ -198,14 +198,8 @@ def finish(t: Training, recipe: Finetuning, result: LoopResult) -> dict[str, flo
     t.run.save_result(summary)
     if t.accelerator.is_main_process:
         write_plots(t.run.path)
-    close(t.session)
+    t.session.close()
     return summary
-
-
-def close(session: Session) -> None:
-    """Close the run's writers and end the accelerator's training session."""
-    session.run.close()
-    session.accelerator.end_training()
 
 
 def validate_average(t: Training, recipe: Finetuning, state: LoopState) -> None:

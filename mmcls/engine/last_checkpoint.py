@@ -18,6 +18,7 @@ import base64
 import dataclasses
 import json
 import logging
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +111,7 @@ class EpochPosition:
     def record(self, figures: dict[str, torch.Tensor | float]) -> None:
         """Add one micro-batch's figures; non-finite values and names not recorded are left out."""
         for name, value in figures.items():
-            if name in self.sums and (number := float(value)) == number and abs(number) != float("inf"):
+            if name in self.sums and math.isfinite(number := float(value)):
                 self.sums[name] += number
                 self.counts[name] += 1
 

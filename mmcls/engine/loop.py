@@ -187,13 +187,15 @@ def _validate_and_save(t: Training, recipe: Recipe, state: LoopState, position: 
     if patience and state.evals_since_best >= patience:
         state.stopped_early = True
         log.info("early stopping: no better score in %d validations", patience)
-    _save(t, recipe, state, position)
+    _save(t, recipe, state, summed=summed)
     state.eval_seconds += time.perf_counter() - eval_start
 
 
-def _save(t: Training, recipe: Recipe, state: LoopState, position: EpochPosition) -> None:
-    """``checkpoints/last`` with everything a resume needs (see :mod:`mmcls.engine.last_checkpoint`)."""
-    summed = global_position(t.accelerator, position)
+def _save(t: Training, recipe: Recipe, state: LoopState, position: EpochPosition | None = None,
+          summed: EpochPosition | None = None) -> None:
+    """``checkpoints/last`` with everything a resume needs (see :mod:`mmcls.engine.last_checkpoint`); ``summed``:
+    the epoch's sums over all processes when the caller has them, else gathered from ``position``."""
+    summed = summed if summed is not None else global_position(t.accelerator, position)
     save_last(t.accelerator, t.run, trainer_state(t.cfg, state, summed, t.loader_generator, recipe=recipe.state_dict(),
                                                   skipped=t.guard.skipped), t.cfg.train.keep_checkpoints)
 

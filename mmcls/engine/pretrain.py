@@ -28,7 +28,6 @@ from mmcls.config import Config, LossConfig, PretrainConfig
 from mmcls.data.dataset import ConcatVideoDataset, build_dataloader, build_dataset
 from mmcls.data.splits import AnnotationSet, build_tokenizer, load_pretrain_splits, pretrain_holdout
 from mmcls.data.wwm import batch_word_ids
-from mmcls.engine.finetune import close
 from mmcls.engine.last_checkpoint import EpochPosition
 from mmcls.engine.loop import Evaluation, train
 from mmcls.engine.masking import mask_frames, mask_tokens, shuffle_videos
@@ -250,6 +249,6 @@ def pretrain(cfg: Config) -> dict[str, float]:
     result = train(training, recipe)
     log.info("done in %.1f s (pretraining %.1f videos/s): best loss %.4f at update %d -> %s", result.seconds,
              result.videos_per_s, recipe.best_loss, recipe.best_update, training.run.best)
-    close(session)
+    session.close()
     return {**recipe.best, "seconds": result.seconds, "train_videos_per_s": result.videos_per_s,
             "skipped_updates": result.skipped_updates}

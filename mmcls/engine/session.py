@@ -44,6 +44,11 @@ class Session:
     def log(self) -> logging.Logger:
         return logging.getLogger("mmcls")
 
+    def close(self) -> None:
+        """Close the run's writers and end the accelerator's training session."""
+        self.run.close()
+        self.accelerator.end_training()
+
 
 def open_session(cfg: Config, columns: tuple[str, ...] = METRIC_COLUMNS) -> Session:
     """Accelerator, seed, run folder with logging and ``config.yaml``, and the resumable checkpoint if any."""
