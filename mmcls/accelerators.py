@@ -13,6 +13,13 @@ if TYPE_CHECKING:
     from accelerate import Accelerator
 
 
+def hub_offline() -> None:
+    """Switch the Hugging Face hub off for this process and its children (models load from local folders only),
+    unless the user set the variables; call before transformers is imported."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
 def resolve_mixed_precision(setting: str) -> str:
     """``auto``: bf16 on GPUs that support it, fp16 on other GPUs, none on CPU; anything else as it is."""
     if setting != "auto":
@@ -31,8 +38,7 @@ def training_accelerator(precision: str, grad_accum_steps: int) -> Accelerator:
     DDP is told that some parameters may get no gradient in a step: a batch whose videos all failed to decode
     skips the vision tower and the video head, and frozen towers get none at all.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    hub_offline()
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
@@ -44,8 +50,7 @@ def inference_accelerator(precision: str = "auto") -> Accelerator:
     """The Accelerator of inference (prediction, feature extraction, explanations): autocast ``precision``
     (``auto|no|bf16|fp16``, :func:`resolve_mixed_precision`), with the hub switched off (models load from local
     folders only). Under ``accelerate launch`` every process gets its shard."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    hub_offline()
     from accelerate import Accelerator
 
     return Accelerator(mixed_precision=resolve_mixed_precision(precision))

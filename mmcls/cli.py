@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from mmcls.accelerators import is_out_of_memory, out_of_memory_message
+from mmcls.accelerators import hub_offline, is_out_of_memory, out_of_memory_message
 from mmcls.errors import ArgumentError, UserError
 
 EXIT_USER_ERROR = 2
@@ -85,8 +85,7 @@ def run_training(argv: Sequence[str] | None, description: str | None, train: Cal
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser, required=True)
     cfg = config_from_args(parser.parse_intermixed_args(argv))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    hub_offline()
     try:
         return cfg, train(cfg)
     except Exception as exc:

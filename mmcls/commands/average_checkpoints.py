@@ -10,8 +10,9 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
+
+from mmcls.accelerators import hub_offline
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,8 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Portable model folder to write (replaced atomically).")
     parser.add_argument("--weights", nargs="+", type=float, help="Weights, one per model (default equal).")
     args = parser.parse_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    hub_offline()
     from mmcls.engine.averaging import average_portable
 
     average_portable(args.models, args.output, args.weights)

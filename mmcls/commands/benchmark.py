@@ -17,10 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from mmcls.accelerators import hub_offline
 
 ROOT = Path(__file__).resolve().parents[2]  # a source checkout: the bench configs are in its configs/
 DEFAULT_CONFIGS = [str(ROOT / "configs" / "demo.yaml"), str(ROOT / "configs" / "bench_base_small.yaml")]
@@ -45,8 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Smoke run: 1 step, 1 batch, no switches unless --switches names some.")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="Config overrides for every config.")
     args = parser.parse_intermixed_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    hub_offline()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     from mmcls.bench.suite import SWITCHES, markdown, run_suite
     from mmcls.config import load_config

@@ -17,6 +17,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from mmcls.accelerators import hub_offline
 from mmcls.data.splits import ANNOTATION_KEYS
 
 
@@ -31,10 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--top-k", type=int, default=12, help="Tokens shown in the chart (default 12).")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="Config overrides, e.g. data.root=...")
     args = parser.parse_intermixed_args(argv)
-    import os
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    hub_offline()
     from mmcls.data.dataset import build_dataloader, build_dataset
     from mmcls.data.splits import AnnotationSet, load_split
     from mmcls.errors import UserError
