@@ -1,16 +1,19 @@
-"""Portable model folders (``best/``): weights, config, categories, tokenizer and BERT config, nothing else needed.
+"""Portable model folders (``best/``): weights, config, categories, tokenizer and tower configs, nothing else needed.
 
 A folder written by :func:`save_portable` rebuilds the exact model with :func:`load_portable` on any machine,
-without the original pretrained directories: the BERT architecture comes from ``bert_config.json`` and every weight
-from ``model.safetensors`` (safetensors: loading never executes code).
+without the original pretrained directories: the text tower's architecture comes from ``bert_config.json`` (any
+BERT family), a vision tower's from ``config.yaml`` plus, for kinds whose folder decides it (transformers models,
+open_clip folders), ``vision_config.json``; every weight comes from ``model.safetensors`` (safetensors: loading
+never executes code).
 
 Pretraining writes the same kind of folder with :func:`save_pretrained_folder` (encoder weights only, task heads
 apart, a ``pretrained.json`` marker instead of ``categories.json``). Finetuning starts from either kind
 (``model.init_from``)::
 
     encoder = load_pretrained_encoder(cfg.model.init_from)     # its tokenizer and BERT config rule the model
-    model = build_model(cfg, num_lv2, num_lv1, encoder.tokenizer, bert_config=encoder.bert_config,
-                        load_pretrained=not encoder.supplies_vision(parts))  # else model.vision.pretrained
+    model = build_model(cfg, num_lv2, num_lv1, encoder.tokenizer, text_config=encoder.text_config,
+                        load_pretrained=not encoder.supplies_vision(parts),  # else model.vision.pretrained
+                        vision_config=encoder.vision_config_for(parts))
     loaded = init_from_pretrained(model, encoder, parts)           # parts: model.init_parts
 
 Weights are stored in the model's own state-dict layout (``encoder.text.bert.*``, ``encoder.vision.backbone.*``,
@@ -32,7 +35,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_model
 from torch import nn
-from transformers import BertConfig
+from transformers import PretrainedConfig
 
 from mmcls.config import Config, load_config, parse_override, save_config
 from mmcls.data.categories import CategorySpace
@@ -42,10 +45,12 @@ from mmcls.io import atomic_dir
 from mmcls.models.classifier import MultimodalClassifier
 from mmcls.models.encoder import ENCODER_PARTS
 from mmcls.models.pretrainer import PRETRAIN_HEADS, MultimodalPretrainer
+from mmcls.models.text import read_text_config
 from mmcls.models.weights import load_exact, read_state_dict, strip_prefix
 
 MODEL_FILE = "model.safetensors"
-BERT_CONFIG_FILE = "bert_config.json"
+BERT_CONFIG_FILE = "bert_config.json"  # the text tower's config, any BERT family (the name predates the others)
+VISION_CONFIG_FILE = "vision_config.json"  # the vision tower's own architecture, for kinds that have one
 PRETRAIN_HEADS_FILE = "pretrain_heads.safetensors"
 PRETRAINED_MARKER = "pretrained.json"
 INIT_KEY = "model.init_from"
@@ -68,8 +73,11 @@ def migrate_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 
 def _save_model_files(folder: Path, model: nn.Module, cfg: Config, tokenizer: Any) -> None:
-    """What every model folder holds besides its weights: the BERT config, the run config and the tokenizer."""
+    """What every model folder holds besides its weights: the towers' configs, the run config and the tokenizer."""
     model.encoder.text.config.to_json_file(str(folder / BERT_CONFIG_FILE))
+    vision = model.encoder.vision
+    if vision is not None and vision.config is not None:
+        (folder / VISION_CONFIG_FILE).write_text(json.dumps(vision.config, indent=2, sort_keys=True) + "\n")
     save_config(cfg, folder / "config.yaml")
     tokenizer.save_pretrained(str(folder))
 
@@ -93,7 +101,7 @@ def save_pretrained_folder(dest: str | Path, model: MultimodalPretrainer, cfg: C
 
     ``model.safetensors`` holds only the encoder (``encoder.*``: the keys a classifier shares),
     ``pretrain_heads.safetensors`` the task heads (to continue pretraining), plus
-    ``bert_config.json``, ``config.yaml``, the tokenizer and the ``pretrained.json`` marker.
+    the tower configs, ``config.yaml``, the tokenizer and the ``pretrained.json`` marker.
     """
     with atomic_dir(dest) as tmp:
         save_model(nn.ModuleDict({"encoder": model.encoder}), str(tmp / MODEL_FILE))
@@ -139,15 +147,36 @@ def load_portable(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     cfg = load_config(path / "config.yaml", [*_prediction_overrides(saved, overrides), *own])
     categories = CategorySpace.load(path)
     tokenizer = load_tokenizer(path)
-    bert_config = BertConfig.from_json_file(str(path / BERT_CONFIG_FILE))
+    text_config, vision_config = read_tower_configs(path, UserError)
     model = build_model(dataclasses.replace(cfg, data=saved.data), categories.num_lv2, categories.num_lv1,
-                        tokenizer, bert_config=bert_config, load_pretrained=False)
+                        tokenizer, text_config=text_config, load_pretrained=False, vision_config=vision_config)
     model.load_state_dict(migrate_state_dict(load_file(str(path / MODEL_FILE), device="cpu")), strict=True)
     model.eval()
     _check_data_fits(model, saved, cfg, path)
     if model.encoder.frame_embedder is not None:
         model.encoder.set_reads_features(cfg.data.reads_features)
     return LoadedModel(model, cfg, categories, tokenizer, path)
+
+
+def read_tower_configs(path: Path, error: type[UserError] = UserError,
+                       key: str = "") -> tuple[PretrainedConfig, dict[str, Any] | None]:
+    """The towers' configs a model folder stores (text always, vision for kinds that have one); ``error`` names
+    ``key`` when a file cannot be read."""
+    where = f"{key}: " if key else ""
+    try:
+        text_config = read_text_config(path / BERT_CONFIG_FILE)
+    except (OSError, ValueError) as exc:
+        raise error(f"{where}cannot read {path / BERT_CONFIG_FILE}: {str(exc).splitlines()[0]}") from None
+    vision_file = path / VISION_CONFIG_FILE
+    if not vision_file.is_file():
+        return text_config, None
+    try:
+        vision_config = json.loads(vision_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise error(f"{where}cannot read {vision_file}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(vision_config, dict):
+        raise error(f"{where}{vision_file} does not hold a JSON object")
+    return text_config, vision_config
 
 
 def _prediction_overrides(saved: Config, overrides: Sequence[str]) -> list[str]:
@@ -226,7 +255,7 @@ def check_feature_width(loaded: LoadedModel, split: str) -> None:
 
 # What must agree between the folder's model and the new one, per part (quoted when shapes differ).
 _PART_HINTS = {
-    "text": "the BERT is built from the folder's bert_config.json and tokenizer",
+    "text": "the text tower is built from the folder's bert_config.json and tokenizer",
     "vision": "model.vision.* and data.frame_size must be those of the folder's config.yaml",
     "frame_embedder": "data.max_frames and the frame feature width (vision tower or data.feat_dim) must be those "
                       "of the folder's config.yaml",
@@ -243,17 +272,23 @@ class PretrainedEncoder:
     """
 
     state_dict: dict[str, torch.Tensor]
-    bert_config: BertConfig
+    text_config: PretrainedConfig
     tokenizer: Any
     cfg: Config
     path: Path
     kind: str
     heads: dict[str, torch.Tensor] = field(default_factory=dict)
+    vision_config: dict[str, Any] | None = None
 
     @property
     def has_vision(self) -> bool:
         """Whether the folder has vision tower weights (not when it was trained on frame features)."""
         return any(key.startswith("vision.") for key in self.state_dict)
+
+    def vision_config_for(self, parts: Sequence[str]) -> dict[str, Any] | None:
+        """The stored vision architecture to build the model with when ``parts`` take the folder's vision tower
+        (None otherwise: the tower is built from ``model.vision``)."""
+        return self.vision_config if self.supplies_vision(parts) else None
 
     def supplies_vision(self, parts: Sequence[str]) -> bool:
         """Whether loading ``parts`` of this folder sets the vision tower (else it is built from
@@ -295,10 +330,7 @@ def load_pretrained_encoder(path: str | Path) -> PretrainedEncoder:
         tokenizer = load_tokenizer(path)
     except UserError as exc:
         raise UserError(f"{INIT_KEY}: {path}: {exc}") from None
-    try:
-        bert_config = BertConfig.from_json_file(str(path / BERT_CONFIG_FILE))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{INIT_KEY}: cannot read {path / BERT_CONFIG_FILE}: {str(exc).splitlines()[0]}") from None
+    text_config, vision_config = read_tower_configs(path, UserError, INIT_KEY)
     weights = strip_prefix(migrate_state_dict(read_state_dict(path / MODEL_FILE, INIT_KEY)), "encoder.")
     state = {key: value for key, value in weights.items() if key.split(".", 1)[0] in ENCODER_PARTS}
     if not any(key.startswith("text.") for key in state):
@@ -306,7 +338,7 @@ def load_pretrained_encoder(path: str | Path) -> PretrainedEncoder:
     heads = {}
     if kind == "pretrained" and (path / PRETRAIN_HEADS_FILE).is_file():
         heads = read_state_dict(path / PRETRAIN_HEADS_FILE, INIT_KEY)
-    return PretrainedEncoder(state, bert_config, tokenizer, cfg, path, kind, heads)
+    return PretrainedEncoder(state, text_config, tokenizer, cfg, path, kind, heads, vision_config)
 
 
 def init_from_pretrained(model: MultimodalClassifier | MultimodalPretrainer, encoder: PretrainedEncoder,

@@ -258,18 +258,21 @@ def test_text_dropout_reaches_every_way_a_bert_is_built(tmp_path, tiny_tokenizer
 
 def test_bert_bad_pretrained_dirs(tmp_path, tiny_tokenizer):
     cfg = make_cfg().model.text
-    cases = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "roberta": tmp_path / "roberta"}
+    cases = {"missing": tmp_path / "missing", "empty": tmp_path / "empty", "gpt2": tmp_path / "gpt2"}
     cases["empty"].mkdir()
-    cases["roberta"].mkdir()
-    (cases["roberta"] / "config.json").write_text('{"model_type": "roberta", "vocab_size": 10}')
-    for path in cases.values():
+    cases["gpt2"].mkdir()
+    (cases["gpt2"] / "config.json").write_text('{"model_type": "gpt2", "vocab_size": 10}')
+    for name, path in cases.items():
         cfg.pretrained = str(path)
         with pytest.raises(ConfigError, match=r"model.text.pretrained"):
             build_bert(cfg, len(tiny_tokenizer), 0)
+    cfg.pretrained = str(cases["gpt2"])  # a decoder family: the error names the supported ones
+    with pytest.raises(ConfigError, match=r"'gpt2' model cannot be the text tower.*bert, roberta, xlm-roberta"):
+        build_bert(cfg, len(tiny_tokenizer), 0)
     nobert = tmp_path / "config_only"
     build_bert(make_cfg().model.text, len(tiny_tokenizer), 0).config.save_pretrained(nobert)
     cfg.pretrained = str(nobert)
-    with pytest.raises(ConfigError, match=r"cannot load BERT weights"):
+    with pytest.raises(ConfigError, match=r"cannot load bert weights"):
         build_bert(cfg, len(tiny_tokenizer), 0)
     cfg.pretrained = None
     small = build_bert(cfg, 10, 0).config  # a 10-token vocabulary: smaller than the tokenizer's
@@ -432,7 +435,7 @@ def test_rebuild_from_run_dir_without_pretrained_files(tiny_tokenizer, tmp_path)
     cfg = make_cfg("clip")
     cfg.model.vision.pretrained = str(tmp_path / "gone.pt")
     cfg.model.text.pretrained = str(tmp_path / "gone_bert")
-    rebuilt = build(tiny_tokenizer, cfg, bert_config=model.encoder.text.bert.config, load_pretrained=False)
+    rebuilt = build(tiny_tokenizer, cfg, text_config=model.encoder.text.bert.config, load_pretrained=False)
     rebuilt.load_state_dict(model.state_dict())
     batch = make_batch(tiny_tokenizer)
     torch.testing.assert_close(rebuilt(**batch)["logits"], model(**batch)["logits"])

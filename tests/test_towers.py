@@ -26,7 +26,7 @@ def _plain_backbone() -> nn.Module:
 
 
 def _plain_builder(with_depths: bool):
-    def build(cfg, frame_size, load_weights=True) -> VisionTower:
+    def build(cfg, frame_size, load_weights=True, config=None) -> VisionTower:
         backbone = _plain_backbone()
         depths = {name: 0 if name.startswith("0.") else 1 for name, _ in backbone.named_parameters()}
         return VisionTower(backbone, WIDTH, (0.5,) * 3, (0.25,) * 3, kind=cfg.kind, name=cfg.name,
@@ -57,7 +57,7 @@ def test_a_new_vision_kind_is_one_builder_with_its_depths(monkeypatch, tiny_toke
 
 
 def test_a_depth_map_that_misses_parameters_is_refused(monkeypatch, tiny_tokenizer):
-    def build(cfg, frame_size, load_weights=True) -> VisionTower:
+    def build(cfg, frame_size, load_weights=True, config=None) -> VisionTower:
         return VisionTower(_plain_backbone(), WIDTH, (0.5,) * 3, (0.25,) * 3, kind=cfg.kind, name=cfg.name,
                            depths={"0.weight": 0})
     monkeypatch.setitem(VISION_BUILDERS, "plain", build)

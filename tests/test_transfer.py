@@ -47,7 +47,7 @@ def finetune_model(cfg, init_from) -> tuple[MultimodalClassifier, list[str]]:
     cfg.model.init_from = str(init_from)
     encoder = load_pretrained_encoder(cfg.model.init_from)
     torch.manual_seed(123)  # other random weights than the pretrainer's
-    model = build_model(cfg, NUM_LV2, NUM_LV1, encoder.tokenizer, bert_config=encoder.bert_config,
+    model = build_model(cfg, NUM_LV2, NUM_LV1, encoder.tokenizer, text_config=encoder.text_config,
                         load_pretrained=not encoder.supplies_vision(cfg.model.init_parts))
     return model, init_from_pretrained(model, encoder, cfg.model.init_parts)
 

@@ -78,8 +78,8 @@ def build_models(folder: Path, data_root: str | None, seed: int):
     models = []
     for load in (True, False):
         torch.manual_seed(seed)
-        model = build_model(cfg, 1, 1, encoder.tokenizer, bert_config=encoder.bert_config,
-                            load_pretrained=not encoder.has_vision)
+        model = build_model(cfg, 1, 1, encoder.tokenizer, text_config=encoder.text_config,
+                            load_pretrained=not encoder.has_vision, vision_config=encoder.vision_config)
         if load:
             init_from_pretrained(model, encoder)
         models.append(model)

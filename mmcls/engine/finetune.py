@@ -170,9 +170,11 @@ def finetune(cfg: Config) -> dict[str, float]:
 
     # ---- model and training -----------------------------------------------------------------------------------
     cfg = with_feature_width(session, train_set)
+    parts = cfg.model.init_parts
     model = build_model(cfg, categories.num_lv2, categories.num_lv1, tokenizer,
-                        bert_config=pretrained.bert_config if pretrained else None,
-                        load_pretrained=pretrained is None or not pretrained.supplies_vision(cfg.model.init_parts))
+                        text_config=pretrained.text_config if pretrained else None,
+                        load_pretrained=pretrained is None or not pretrained.supplies_vision(parts),
+                        vision_config=pretrained.vision_config_for(parts) if pretrained else None)
     if pretrained:
         loaded = init_from_pretrained(model, pretrained, cfg.model.init_parts)
         log.info("model.init_from: %d tensors from %s (the classifier heads start fresh)", len(loaded),

@@ -237,8 +237,10 @@ def pretrain(cfg: Config) -> dict[str, float]:
 
     # ---- model and training -----------------------------------------------------------------------------------
     cfg = with_feature_width(session, train_set)
-    model = build_pretrainer(cfg, tokenizer, bert_config=pretrained.bert_config if pretrained else None,
-                             load_pretrained=pretrained is None or not pretrained.supplies_vision(cfg.model.init_parts))
+    parts = cfg.model.init_parts
+    model = build_pretrainer(cfg, tokenizer, text_config=pretrained.text_config if pretrained else None,
+                             load_pretrained=pretrained is None or not pretrained.supplies_vision(parts),
+                             vision_config=pretrained.vision_config_for(parts) if pretrained else None)
     if pretrained:  # continued pretraining (e.g. on a new domain's videos); heads too when the folder has them
         loaded = init_from_pretrained(model, pretrained, cfg.model.init_parts)
         log.info("model.init_from: %d tensors from %s", len(loaded), cfg.model.init_from)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
-from transformers import BertConfig
+from transformers import PretrainedConfig
 
 from mmcls.config import Config
 from mmcls.errors import ConfigError
@@ -24,8 +24,9 @@ def _token_id(tokenizer: Any, name: str) -> int:
     return int(value)
 
 
-def build_encoder(cfg: Config, tokenizer: Any, bert_config: BertConfig | None = None, load_pretrained: bool = True,
-                  feat_dim: int | None = None) -> MultimodalEncoder:
+def build_encoder(cfg: Config, tokenizer: Any, text_config: PretrainedConfig | None = None,
+                  load_pretrained: bool = True, feat_dim: int | None = None,
+                  vision_config: dict[str, Any] | None = None) -> MultimodalEncoder:
     """The encoder of ``cfg.model`` (what a classifier and a pretrainer share), checked against the data settings.
 
     The text tower, and unless text mode either the vision tower or, when ``cfg.data.reads_features``, frame layers
@@ -34,12 +35,12 @@ def build_encoder(cfg: Config, tokenizer: Any, bert_config: BertConfig | None = 
     """
     m, d = cfg.model, cfg.data
     text = build_text_tower(m.text, vocab_size=len(tokenizer), pad_id=_token_id(tokenizer, "pad"),
-                            config=bert_config, load_weights=load_pretrained)
+                            config=text_config, load_weights=load_pretrained)
     if d.max_text_len > text.max_positions:
-        raise ConfigError(f"data.max_text_len: {d.max_text_len} tokens but the BERT has only "
+        raise ConfigError(f"data.max_text_len: {d.max_text_len} tokens but the text tower has only "
                           f"{text.max_positions} positions")
     if text.num_token_types < 2 and m.mode != "text":
-        raise ConfigError(f"model.text.pretrained: the BERT has {text.num_token_types} token type; "
+        raise ConfigError(f"model.text.pretrained: the text tower has {text.num_token_types} token type; "
                           "frames need a second one (type_vocab_size >= 2)")
     vision, frame_dim = None, None
     if m.mode != "text":
@@ -49,28 +50,32 @@ def build_encoder(cfg: Config, tokenizer: Any, bert_config: BertConfig | None = 
                 raise ConfigError("data.feat_dim: the feature width is needed to build the model for "
                                   "data.frame_source=feats (set it, or pass the width read from the files)")
         else:
-            vision = build_vision_tower(m.vision, d.frame_size, load_weights=load_pretrained)
+            vision = build_vision_tower(m.vision, d.frame_size, load_weights=load_pretrained,
+                                        config=vision_config)
     return MultimodalEncoder(text, vision, mode=m.mode, max_frames=d.max_frames, frame_dim=frame_dim,
                              cls_id=_token_id(tokenizer, "cls"), sep_id=_token_id(tokenizer, "sep"))
 
 
-def build_model(cfg: Config, num_lv2: int, num_lv1: int, tokenizer: Any, bert_config: BertConfig | None = None,
-                load_pretrained: bool = True, feat_dim: int | None = None) -> MultimodalClassifier:
+def build_model(cfg: Config, num_lv2: int, num_lv1: int, tokenizer: Any,
+                text_config: PretrainedConfig | None = None, load_pretrained: bool = True,
+                feat_dim: int | None = None, vision_config: dict[str, Any] | None = None) -> MultimodalClassifier:
     """The classifier of ``cfg.model`` for ``num_lv2`` / ``num_lv1`` classes and ``tokenizer``'s vocabulary.
 
-    ``load_pretrained=False`` (with ``bert_config`` from the run directory) rebuilds a trained model's architecture
-    without reading any pretrained file; the caller then loads the trained weights. ``feat_dim`` is the feature
-    width for ``data.frame_source: feats`` when ``data.feat_dim`` is null (read from the feature files).
+    ``load_pretrained=False`` (with ``text_config`` and ``vision_config`` from a model folder: the towers' own
+    architecture configs) rebuilds a trained model's architecture without reading any pretrained file; the caller
+    then loads the trained weights. ``feat_dim`` is the feature width for ``data.frame_source: feats`` when
+    ``data.feat_dim`` is null (read from the feature files).
     """
     m = cfg.model
-    encoder = build_encoder(cfg, tokenizer, bert_config, load_pretrained, feat_dim)
+    encoder = build_encoder(cfg, tokenizer, text_config, load_pretrained, feat_dim, vision_config)
     return MultimodalClassifier(encoder, num_lv2=num_lv2, num_lv1=num_lv1 if m.lv1_head else None,
                                 pooling=m.pooling, dropout=m.dropout, video_head=m.aux_video_weight > 0,
                                 dropout_samples=m.dropout_samples)
 
 
-def build_pretrainer(cfg: Config, tokenizer: Any, bert_config: BertConfig | None = None, load_pretrained: bool = True,
-                     feat_dim: int | None = None) -> MultimodalPretrainer:
+def build_pretrainer(cfg: Config, tokenizer: Any, text_config: PretrainedConfig | None = None,
+                     load_pretrained: bool = True, feat_dim: int | None = None,
+                     vision_config: dict[str, Any] | None = None) -> MultimodalPretrainer:
     """The pretrainer of ``cfg.model`` with the heads of the tasks that ``cfg.pretrain`` weights above 0.
 
     Same encoder as :func:`build_model` (same arguments), so its weights transfer to a classifier of the same
@@ -81,7 +86,7 @@ def build_pretrainer(cfg: Config, tokenizer: Any, bert_config: BertConfig | None
     tasks = [task for task in PRETRAIN_TASKS if getattr(cfg.pretrain, f"{task}_weight") > 0]
     if not tasks:
         raise ConfigError("pretrain: every task weight is 0; switch on at least one of mlm, mfm, itm, itc")
-    encoder = build_encoder(cfg, tokenizer, bert_config, load_pretrained, feat_dim)
+    encoder = build_encoder(cfg, tokenizer, text_config, load_pretrained, feat_dim, vision_config)
     return MultimodalPretrainer(encoder, tasks=tasks, pooling=cfg.model.pooling)
 
 

@@ -1,43 +1,54 @@
-"""The text tower: the BERT that embeds the text and (VisualBERT-style) fuses text and frames in its encoder.
+"""The text tower: the BERT-family encoder that embeds the text and (VisualBERT-style) fuses text and frames.
 
 :class:`BertTower` keeps the :class:`~mmcls.models.towers.TextTower` contract (width, word-embedding table, layer
-depths, gradient checkpointing) around a ``transformers`` ``BertModel`` (weights under ``bert.``).
+depths, gradient checkpointing) around a ``transformers`` encoder of the BERT family (weights under ``bert.``
+whatever the family): :data:`TEXT_FAMILIES` maps a folder's ``config.json`` ``model_type`` to its class. MacBERT,
+MiniLM and RoBERTa-wwm-ext checkpoints are ``bert``; RoBERTa and XLM-R have one token type, and get a second one
+for the frames (a copy of the text type, :func:`_add_frame_token_type`).
 
-Loaded from a local directory saved with ``save_pretrained`` (e.g. chinese-macbert-base), built from the
-``model.text`` sizes for tests and the demo, or rebuilt from a stored config when a trained model is reloaded.
-Nothing is ever fetched from a hub.
+Loaded strictly from a local directory saved with ``save_pretrained`` (e.g. chinese-macbert-base), built as a BERT
+from the ``model.text`` sizes for tests and the demo, or rebuilt from a stored config when a trained model is
+reloaded. Nothing is ever fetched from a hub, and no code from a folder runs (``trust_remote_code=False``).
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import logging
 import os
 import re
 from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import BertConfig, BertModel
+from transformers import AutoConfig, BertConfig, PretrainedConfig, PreTrainedModel
 from transformers.masking_utils import create_bidirectional_mask
 
 from mmcls.config import TextConfig
 from mmcls.errors import ConfigError
+from mmcls.models.fusion import FRAME_TOKEN_TYPE
 from mmcls.models.towers import TextTower
 from mmcls.models.weights import raise_on_mismatch
 
 _KEY = "model.text.pretrained"
 _BERT_LAYER = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
 
+#: config.json ``model_type`` -> the transformers encoder class: the families whose embeddings (word, position, token
+#: type) and encoder layers the fusion uses as BERT's
+TEXT_FAMILIES = {"bert": "BertModel", "roberta": "RobertaModel", "xlm-roberta": "XLMRobertaModel",
+                 "ernie": "ErnieModel"}
+
 
 class BertTower(TextTower):
-    """A ``BertModel`` without pooler as the text tower and fusion transformer."""
+    """A BERT-family encoder without pooler as the text tower and fusion transformer."""
 
-    def __init__(self, bert: BertModel) -> None:
+    def __init__(self, bert: PreTrainedModel) -> None:
         super().__init__()
         self.bert = bert
 
     @property
-    def config(self) -> BertConfig:
+    def config(self) -> PretrainedConfig:
         return self.bert.config
 
     @property
@@ -46,7 +57,10 @@ class BertTower(TextTower):
 
     @property
     def max_positions(self) -> int:
-        return int(self.bert.config.max_position_embeddings)
+        """RoBERTa-style embeddings number positions after the padding id, so fewer than the table's rows."""
+        padding_idx = getattr(self.bert.embeddings, "padding_idx", None)
+        offset = 0 if padding_idx is None else padding_idx + 1
+        return int(self.bert.config.max_position_embeddings) - offset
 
     @property
     def num_token_types(self) -> int:
@@ -109,78 +123,123 @@ def dropout_overrides(cfg: TextConfig) -> dict[str, float]:
     return {"hidden_dropout_prob": cfg.dropout, "attention_probs_dropout_prob": cfg.dropout}
 
 
-def _pretrained_config(path: Path) -> BertConfig:
-    """The config of a local BERT directory; ConfigError when it is missing or not a BERT."""
+def _family(model_type: str, where: str) -> type[PreTrainedModel]:
+    """The transformers encoder class of a BERT-family ``model_type``; ConfigError naming the supported ones."""
+    if model_type not in TEXT_FAMILIES:
+        raise ConfigError(f"{where}: a {model_type!r} model cannot be the text tower and fusion encoder; supported "
+                          f"families (config.json model_type): {', '.join(TEXT_FAMILIES)} (BERT, MacBERT, MiniLM and "
+                          "RoBERTa-wwm-ext folders are model_type bert)")
+    import transformers
+
+    return getattr(transformers, TEXT_FAMILIES[model_type])
+
+
+def _pretrained_config(path: Path) -> PretrainedConfig:
+    """The config of a local BERT-family directory; ConfigError when it is missing or of another family."""
     if not path.is_dir():
         raise ConfigError(f"{_KEY}: not a directory: {path}")
     if not (path / "config.json").is_file():
         raise ConfigError(f"{_KEY}: {path} has no config.json (save the model with save_pretrained)")
     try:
-        config = BertConfig.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as exc:
+        config = AutoConfig.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"{_KEY}: cannot read {path / 'config.json'}: {str(exc).splitlines()[0]}") from None
-    if config.model_type != "bert":
-        raise ConfigError(f"{_KEY}: {path} holds a {config.model_type!r} model, expected a BERT (model_type bert)")
+    _family(config.model_type, f"{_KEY} ({path})")
     return config
 
 
-# weights a BERT folder may hold that the text tower does not use: the pooler (the classifier pools the fused sequence
-# itself) and the heads of BertForPreTraining / BertForMaskedLM checkpoints
-UNUSED_BERT_WEIGHTS = ("pooler.", "cls.")
+def read_text_config(path: str | Path) -> PretrainedConfig:
+    """A text tower's config as a model folder stores it (``bert_config.json``: any supported family, by its
+    ``model_type``; files without one are BERT's)."""
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} does not hold a JSON object")
+    model_type = data.pop("model_type", "bert")
+    _family(model_type, str(path))
+    return AutoConfig.for_model(model_type, **data)
 
 
-def _load_bert_strictly(path: Path, impl: str | None, overrides: dict[str, float]) -> BertModel:
-    """The BERT of a local folder with every tensor of its architecture from the weights file (else one
+# weights a BERT-family folder may hold that the text tower does not use: the pooler (the classifier pools the fused
+# sequence itself) and the heads of pretraining / masked-LM checkpoints (BERT, ERNIE: cls.*; RoBERTa, XLM-R: lm_head.*)
+UNUSED_BERT_WEIGHTS = ("pooler.", "cls.", "lm_head.")
+
+
+def _load_bert_strictly(path: Path, config: PretrainedConfig, impl: str | None,
+                        overrides: dict[str, float]) -> PreTrainedModel:
+    """The encoder of a local folder with every tensor of its architecture from the weights file (else one
     ConfigError naming the missing and unexpected keys; :data:`UNUSED_BERT_WEIGHTS` may be left over)."""
     from transformers.utils import logging as hf_logging
 
+    family = _family(config.model_type, _KEY)
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # its load report would only repeat, at length, what the error says
     try:
-        model, info = BertModel.from_pretrained(str(path), add_pooling_layer=False, local_files_only=True,
-                                                attn_implementation=impl, output_loading_info=True, **overrides)
+        model, info = family.from_pretrained(str(path), add_pooling_layer=False, local_files_only=True,
+                                             trust_remote_code=False, attn_implementation=impl,
+                                             output_loading_info=True, **overrides)
     except (OSError, ValueError, RuntimeError) as exc:
-        raise ConfigError(f"{_KEY}: cannot load BERT weights from {path}: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(f"{_KEY}: cannot load {config.model_type} weights from {path}: "
+                          f"{str(exc).splitlines()[0]}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     unexpected = [k for k in info["unexpected_keys"] if not k.startswith(UNUSED_BERT_WEIGHTS)]
     mis_shaped = [str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or ()]
     raise_on_mismatch(_KEY, path, sorted(info["missing_keys"]), sorted(unexpected), mis_shaped)
+    _add_frame_token_type(model)
     return model
 
 
-def _check_vocab(config: BertConfig, vocab_size: int, where: str) -> None:
+def _add_frame_token_type(model: PreTrainedModel) -> None:
+    """Give a family with one token type (RoBERTa, XLM-R) the second one the frames use, starting as a copy of the
+    text type: the one tensor row not read from the file (the saved config then says 2 types)."""
+    table = model.embeddings.token_type_embeddings
+    if table.num_embeddings > FRAME_TOKEN_TYPE:
+        return
+    grown = nn.Embedding(FRAME_TOKEN_TYPE + 1, table.embedding_dim).to(table.weight)
+    with torch.no_grad():
+        grown.weight.copy_(table.weight[:1].expand(FRAME_TOKEN_TYPE + 1, -1))
+    model.embeddings.token_type_embeddings = grown
+    model.config.type_vocab_size = FRAME_TOKEN_TYPE + 1
+    logging.getLogger("mmcls").info("%s: the %s has one token type; frames get a second one, initialised as the "
+                                    "text's", _KEY, model.config.model_type)
+
+
+def _check_vocab(config: PretrainedConfig, vocab_size: int, where: str) -> None:
     if vocab_size > config.vocab_size:
-        raise ConfigError(f"{where}: the tokenizer has {vocab_size} tokens but the BERT vocabulary only "
+        raise ConfigError(f"{where}: the tokenizer has {vocab_size} tokens but the model's vocabulary only "
                           f"{config.vocab_size}; use the tokenizer that ships with the model")
 
 
-def build_bert(cfg: TextConfig, vocab_size: int, pad_id: int, config: BertConfig | None = None,
-               load_weights: bool = True) -> BertModel:
-    """A BertModel without pooler (the classifier pools the fused sequence itself).
+def build_bert(cfg: TextConfig, vocab_size: int, pad_id: int, config: PretrainedConfig | None = None,
+               load_weights: bool = True) -> PreTrainedModel:
+    """A BERT-family encoder without pooler (the classifier pools the fused sequence itself).
 
     - ``config`` given: rebuilt from it with random weights (the caller loads the trained weights);
     - ``cfg.pretrained`` set: weights from that local directory (``load_weights=False``: its config only);
-    - otherwise built from the ``model.text`` sizes with ``vocab_size`` from the tokenizer.
+    - otherwise a BERT built from the ``model.text`` sizes with ``vocab_size`` from the tokenizer.
     """
     impl = cfg.attn_implementation
     if config is None and cfg.pretrained and load_weights:
         path = Path(cfg.pretrained)
-        _check_vocab(_pretrained_config(path), vocab_size, _KEY)
+        config = _pretrained_config(path)
+        _check_vocab(config, vocab_size, _KEY)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        return _load_bert_strictly(path, impl, dropout_overrides(cfg))
-    if config is None:
-        config = _pretrained_config(Path(cfg.pretrained)) if cfg.pretrained else \
-            bert_config_from_sizes(cfg, vocab_size, pad_id)
+        return _load_bert_strictly(path, config, impl, dropout_overrides(cfg))
+    if config is None and cfg.pretrained:
+        config = _pretrained_config(Path(cfg.pretrained))
+        config.type_vocab_size = max(config.type_vocab_size, FRAME_TOKEN_TYPE + 1)  # as _add_frame_token_type
+    elif config is None:
+        config = bert_config_from_sizes(cfg, vocab_size, pad_id)
     _check_vocab(config, vocab_size, _KEY if cfg.pretrained else "model.text")
     # _from_config sets the attention kernel on the config it is given: copy so the caller's stays untouched.
     config = copy.deepcopy(config)
     for name, value in dropout_overrides(cfg).items():
         setattr(config, name, value)
-    return BertModel._from_config(config, attn_implementation=impl, add_pooling_layer=False)
+    family = _family(config.model_type, "model.text")
+    return family._from_config(config, attn_implementation=impl, add_pooling_layer=False)
 
 
-def build_text_tower(cfg: TextConfig, vocab_size: int, pad_id: int, config: BertConfig | None = None,
+def build_text_tower(cfg: TextConfig, vocab_size: int, pad_id: int, config: PretrainedConfig | None = None,
                      load_weights: bool = True) -> BertTower:
     """:func:`build_bert` as the text tower."""
     return BertTower(build_bert(cfg, vocab_size, pad_id, config=config, load_weights=load_weights))

@@ -21,10 +21,11 @@ depths are unknown fails at build time, never silently at depth 0.
 Adding a vision tower kind (two files)
 --------------------------------------
 
-1. ``mmcls/models/vision.py`` (or a module it imports): a builder ``(VisionConfig, frame_size, load_weights) ->
-   VisionTower`` that wraps the backbone (``backbone(pixels [N, 3, S, S]) -> [N, out_dim]``) with its width, pixel
-   statistics and depth map (``VisionTower(backbone, out_dim, mean, std, kind, name, depths=...)``, or a subclass
-   overriding :meth:`VisionTower.layer_depths`), registered in ``VISION_BUILDERS`` under the kind's name;
+1. ``mmcls/models/vision.py`` (or a module it imports): a builder ``(VisionConfig, frame_size, load_weights,
+   config) -> VisionTower`` (``config``: a stored :attr:`VisionTower.config` to rebuild from, else None) that wraps
+   the backbone (``backbone(pixels [N, 3, S, S]) -> [N, out_dim]``) with its width, pixel statistics and depth map
+   (``VisionTower(backbone, out_dim, mean, std, kind, name, depths=...)``, or a subclass overriding
+   :meth:`VisionTower.layer_depths`), registered in ``VISION_BUILDERS`` under the kind's name;
 2. ``mmcls/config.py``: the kind in ``VisionConfig.kind``'s choices.
 
 A text tower kind implements :class:`TextTower` (see :class:`mmcls.models.text.BertTower`) and is built in
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -58,7 +60,7 @@ class VisionTower(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, out_dim: int, mean: Stats, std: Stats, kind: str, name: str,
-                 depths: Mapping[str, int] | None = None) -> None:
+                 depths: Mapping[str, int] | None = None, config: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.out_dim = int(out_dim)
@@ -67,6 +69,9 @@ class VisionTower(nn.Module):
         self.kind, self.name = kind, name
         self.channels_last = False
         self._depths = None if depths is None else {f"backbone.{k}": int(v) for k, v in depths.items()}
+        #: JSON-able architecture the kind needs, besides the ``model.vision`` keys, to rebuild this tower without
+        #: its original files (a model folder stores it as ``vision_config.json``); None when the keys suffice
+        self.config = None if config is None else dict(config)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """Normalised pixels ``[N, 3, H, W]`` -> frame embeddings ``[N, out_dim]``."""

@@ -97,7 +97,8 @@ def _clip_vision_cfg(cfg: VisionConfig, frame_size: int) -> tuple[dict[str, Any]
     return vision_cfg, embed_dim, quick_gelu
 
 
-def build_clip_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = True) -> VisionTower:
+def build_clip_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = True,
+                     config: dict[str, Any] | None = None) -> VisionTower:
     """open_clip vision tower ``cfg.name`` at ``frame_size`` px; visual weights from ``cfg.pretrained`` if set.
 
     The checkpoint may be a whole CLIP model (its ``visual.*`` entries are used; open_clip checkpoints, or OpenAI's
@@ -232,7 +233,8 @@ def _load_timm_weights(model: nn.Module, path: str) -> None:
     load_exact(model, state, key, path)
 
 
-def build_timm_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = True) -> VisionTower:
+def build_timm_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = True,
+                     config: dict[str, Any] | None = None) -> VisionTower:
     """timm backbone ``cfg.name`` without its classifier (pooled features); local weights from ``cfg.pretrained``."""
     import timm
 
@@ -263,7 +265,7 @@ def _timm_depths(model: nn.Module, cfg: VisionConfig) -> dict[str, int]:
     return {name: layer for layer, names in groups.items() for name in names}
 
 
-VisionBuilder = Callable[[VisionConfig, int, bool], VisionTower]
+VisionBuilder = Callable[[VisionConfig, int, bool, "dict[str, Any] | None"], VisionTower]
 
 VISION_BUILDERS: dict[str, VisionBuilder] = {
     "clip": build_clip_tower,
@@ -271,12 +273,15 @@ VISION_BUILDERS: dict[str, VisionBuilder] = {
 }
 
 
-def build_vision_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = True) -> VisionTower:
+def build_vision_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = True,
+                       config: dict[str, Any] | None = None) -> VisionTower:
     """The frame encoder of ``model.vision`` for square frames of ``frame_size`` px.
 
-    ``load_weights=False`` skips ``cfg.pretrained`` (a trained model is rebuilt, then its own weights are loaded).
-    ConfigError when the kind is unknown or its tower breaks the contract of :mod:`mmcls.models.towers`.
+    ``load_weights=False`` skips the weights of ``cfg.pretrained`` (a trained model is rebuilt, then its own
+    weights are loaded); ``config`` is the :attr:`VisionTower.config` a model folder stored, which rebuilds the
+    architecture without ``cfg.pretrained``'s folder. ConfigError when the kind is unknown or its tower breaks the
+    contract of :mod:`mmcls.models.towers`.
     """
     if cfg.kind not in VISION_BUILDERS:
         raise ConfigError(f"model.vision.kind: expected one of {sorted(VISION_BUILDERS)}, got {cfg.kind!r}")
-    return check_vision_tower(VISION_BUILDERS[cfg.kind](cfg, frame_size, load_weights), cfg)
+    return check_vision_tower(VISION_BUILDERS[cfg.kind](cfg, frame_size, load_weights, config), cfg)

@@ -153,7 +153,8 @@ def _pretrained_tower(path: Path, overrides: Sequence[str]) -> FrameTower:
     if not encoder.has_vision:
         raise UserError(f"{path}: pretrained on frame features (data.frame_source="
                         f"{encoder.cfg.data.frame_source}), so it has no vision tower to extract features with")
-    model = build_encoder(arch, encoder.tokenizer, bert_config=encoder.bert_config, load_pretrained=False)
+    model = build_encoder(arch, encoder.tokenizer, text_config=encoder.text_config, load_pretrained=False,
+                          vision_config=encoder.vision_config)
     if model.vision is not None:
         load_exact(model.vision, strip_prefix(encoder.state_dict, "vision."), "model", path)
     return FrameTower(model, cfg, str(path))
