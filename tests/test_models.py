@@ -262,7 +262,7 @@ def test_bert_bad_pretrained_dirs(tmp_path, tiny_tokenizer):
     cases["empty"].mkdir()
     cases["gpt2"].mkdir()
     (cases["gpt2"] / "config.json").write_text('{"model_type": "gpt2", "vocab_size": 10}')
-    for name, path in cases.items():
+    for path in cases.values():
         cfg.pretrained = str(path)
         with pytest.raises(ConfigError, match=r"model.text.pretrained"):
             build_bert(cfg, len(tiny_tokenizer), 0)
