@@ -149,8 +149,9 @@ def test_clip_checkpoint_mismatch_and_bad_files(tmp_path):
                 as error:
             build_vision_tower(cfg, SIZE)
         assert "weights_only" not in str(error.value)
-    cfg.pretrained = str(tmp_path)  # a folder that exists
-    with pytest.raises(ConfigError, match=r"model.vision.pretrained: .* is a folder; give the weights file in it"):
+    cfg.pretrained = str(tmp_path)  # a folder that exists, but no open_clip folder
+    with pytest.raises(ConfigError, match=r"model.vision.pretrained: .* is a folder without open_clip_config.json; "
+                                          r"give an open_clip folder or a weights file"):
         build_vision_tower(cfg, SIZE)
     other = tmp_path / "other.safetensors"
     save_file({"encoder.weight": torch.zeros(2, 2)}, str(other))
@@ -179,6 +180,101 @@ def test_timm_weights_file_loads_backbone_and_drops_classifier(tmp_path):
     cfg.overrides, cfg.pretrained = dict(TINY_TIMM), str(tmp_path / "nope.safetensors")
     with pytest.raises(ConfigError, match=r"model.vision.pretrained"):
         build_vision_tower(cfg, SIZE)
+
+
+def _open_clip_folder(folder, clip, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), weights="safetensors"):
+    """An open_clip folder as distributed: open_clip_config.json (model_cfg + preprocess_cfg) + weights."""
+    import json
+
+    folder.mkdir()
+    model_cfg = {"embed_dim": 24, "vision_cfg": {"width": 32, "layers": 2, "head_width": 16, "patch_size": 8,
+                                                 "image_size": SIZE},
+                 "text_cfg": {"context_length": 8, "vocab_size": 50, "width": 16, "heads": 2, "layers": 1}}
+    spec = {"model_cfg": model_cfg, "preprocess_cfg": {"mean": list(mean), "std": list(std)}}
+    (folder / "open_clip_config.json").write_text(json.dumps(spec))
+    if weights == "safetensors":
+        save_file(clip.state_dict(), str(folder / "open_clip_model.safetensors"))
+    else:
+        torch.save(clip.state_dict(), folder / "open_clip_pytorch_model.bin")
+
+
+@pytest.mark.parametrize("weights", ["safetensors", "bin"])
+def test_an_open_clip_folder_gives_architecture_statistics_and_weights(tmp_path, weights):
+    """The folder's open_clip_config.json rules the architecture (model.vision.name and overrides of another size
+    do not matter) and pixel statistics; the rebuilt tower needs only what it stored."""
+    import shutil
+
+    clip = _tiny_open_clip(SIZE).eval()
+    _open_clip_folder(tmp_path / "clip", clip, weights=weights)
+    cfg = make_cfg("clip").model.vision
+    cfg.name, cfg.overrides, cfg.pretrained = "ViT-L-14", {}, str(tmp_path / "clip")
+    tower = build_vision_tower(cfg, SIZE)
+    assert (tower.mean, tower.std, tower.out_dim) == ((0.5,) * 3, (0.25,) * 3, 24)
+    for key, value in clip.visual.state_dict().items():
+        assert torch.equal(tower.backbone.state_dict()[key], value), key
+    pixels = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert torch.allclose(tower.eval()(pixels), clip.encode_image(pixels), atol=1e-6)
+    shutil.rmtree(tmp_path / "clip")  # best/ rebuilds from the stored config, the folder gone
+    rebuilt = build_vision_tower(cfg, SIZE, load_weights=False, config=tower.config)
+    rebuilt.load_state_dict(tower.state_dict())
+    assert (rebuilt.mean, rebuilt.std) == (tower.mean, tower.std)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(pixels), tower(pixels))
+
+
+def test_a_folder_of_another_kind_is_named(tmp_path):
+    cfg = make_cfg("clip").model.vision
+    (tmp_path / "config.json").write_text('{"model_type": "clip"}')
+    cfg.pretrained = str(tmp_path)
+    with pytest.raises(ConfigError, match=r"a transformers model folder: use model.vision.kind=hf"):
+        build_vision_tower(cfg, SIZE)
+    cfg = make_cfg("timm").model.vision
+    cfg.pretrained = str(tmp_path)
+    with pytest.raises(ConfigError, match=r"holds a transformers 'clip' model; use model.vision.kind=hf"):
+        build_vision_tower(cfg, SIZE)
+    (tmp_path / "config.json").write_text('{"architecture": "resnet50"}')
+    with pytest.raises(ConfigError, match=r"timm weights of 'resnet50', not of model.vision.name="
+                                          r"'vit_tiny_patch16_224'; set model.vision.name=resnet50"):
+        build_vision_tower(cfg, SIZE)
+    (tmp_path / "config.json").write_text('{"architecture": "vit_tiny_patch16_224"}')
+    with pytest.raises(ConfigError, match=r"has no weights file \(looked for model.safetensors, pytorch_model.bin"):
+        build_vision_tower(cfg, SIZE)
+
+
+@pytest.mark.parametrize("layout", ["folder_bin", "sharded"])
+def test_timm_folder_with_pytorch_model_bin_or_shards(tmp_path, layout):
+    """A timm folder as distributed: config.json (architecture, pixel statistics) + pytorch_model.bin (read with
+    weights_only=True), or safetensors shards behind an index."""
+    import json
+
+    import timm
+
+    torch.manual_seed(4)
+    source = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=SIZE, **TINY_TIMM)
+    folder = tmp_path / "timm"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({
+        "architecture": "vit_tiny_patch16_224", "num_classes": 0,
+        "pretrained_cfg": {"mean": [0.1, 0.2, 0.3], "std": [0.4, 0.5, 0.6]}}))
+    state = source.state_dict()
+    if layout == "folder_bin":
+        torch.save(state, folder / "pytorch_model.bin")
+    else:
+        names = sorted(state)
+        halves = {"model-1.safetensors": names[: len(names) // 2], "model-2.safetensors": names[len(names) // 2:]}
+        for shard, keys in halves.items():
+            save_file({k: state[k] for k in keys}, str(folder / shard))
+        weight_map = {k: shard for shard, keys in halves.items() for k in keys}
+        (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    cfg = make_cfg("timm").model.vision
+    cfg.pretrained = str(folder)
+    tower = build_vision_tower(cfg, SIZE)
+    assert (tower.mean, tower.std) == ((0.1, 0.2, 0.3), (0.4, 0.5, 0.6))
+    for key, value in state.items():
+        assert torch.equal(tower.backbone.state_dict()[key], value), key
+    rebuilt = build_vision_tower(cfg, SIZE, load_weights=False, config=tower.config)
+    assert (rebuilt.mean, rebuilt.std) == (tower.mean, tower.std)
 
 
 # ----------------------------------------------------------------------------------------------------------------

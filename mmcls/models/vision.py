@@ -21,10 +21,12 @@ name in ``mmcls/config.py``).
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import sys
 import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,7 +36,7 @@ from mmcls.config import VisionConfig
 from mmcls.errors import ConfigError
 from mmcls.models.pixels import NORMALIZATIONS, Stats
 from mmcls.models.towers import VisionTower, check_vision_tower, top_of
-from mmcls.models.weights import load_exact, read_state_dict, strip_prefix
+from mmcls.models.weights import load_exact, read_state_dict, strip_prefix, weights_in_folder
 
 __all__ = ["VISION_BUILDERS", "VisionTower", "build_clip_tower", "build_timm_tower", "build_vision_tower"]
 
@@ -60,20 +62,69 @@ def _check_image_size(cfg: VisionConfig, key: str, frame_size: int) -> None:
 _CLIP_EXTRA_KEYS = ("embed_dim", "heads", "quick_gelu")
 
 
-def _clip_vision_cfg(cfg: VisionConfig, frame_size: int) -> tuple[dict[str, Any], int, bool]:
-    """The named model's ``vision_cfg`` with ``model.vision.overrides`` merged in, its embed_dim and quick_gelu."""
+def _named_clip_cfg(cfg: VisionConfig) -> dict[str, Any]:
+    """The open_clip model config of ``model.vision.name``."""
     from open_clip import get_model_config
-    from open_clip.model import CLIPVisionCfg
 
     if cfg.name.startswith("hf-hub:"):
         raise ConfigError(f"model.vision.name: {cfg.name!r} needs the network; use a built-in open_clip model name "
-                          "(ViT-B-16 ...) or 'local-dir:PATH', and a local model.vision.pretrained file")
+                          "(ViT-B-16 ...) or a local open_clip folder as model.vision.pretrained")
     try:
         model_cfg = get_model_config(cfg.name)
     except (OSError, ValueError) as exc:  # 'local-dir:PATH' without a readable open_clip_config.json
         raise ConfigError(f"model.vision.name: cannot read the open_clip config of {cfg.name!r}: {exc}") from None
     if model_cfg is None or "vision_cfg" not in model_cfg:
         raise ConfigError(f"model.vision.name: unknown open_clip model {cfg.name!r} (see open_clip.list_models())")
+    return model_cfg
+
+
+# open_clip folders as distributed (the hub's laion/* and timm/* open_clip repositories): config, then weights
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors",
+                     "pytorch_model.bin")
+
+
+@dataclasses.dataclass
+class _ClipSource:
+    """Where a CLIP tower's architecture and weights come from: the named model (+ a weights file), an open_clip
+    folder, or the architecture a model folder stored (``VisionTower.config``)."""
+
+    model_cfg: dict[str, Any]
+    weights: str | None
+    stats: tuple[Stats, Stats]
+    stored: dict[str, Any] | None  # the tower's config when the architecture is not the named model's
+
+
+def _clip_source(cfg: VisionConfig, config: dict[str, Any] | None) -> _ClipSource:
+    clip_stats = NORMALIZATIONS["clip"]
+    if config is not None:
+        return _ClipSource(config["model_cfg"], None, (tuple(config["mean"]), tuple(config["std"])), config)
+    if not cfg.pretrained or not Path(cfg.pretrained).is_dir():
+        return _ClipSource(_named_clip_cfg(cfg), cfg.pretrained, clip_stats, None)
+    folder = Path(cfg.pretrained)
+    key = "model.vision.pretrained"
+    if not (folder / OPEN_CLIP_CONFIG).is_file():
+        hint = (" (a transformers model folder: use model.vision.kind=hf)" if (folder / "config.json").is_file()
+                else "")
+        raise ConfigError(f"{key}: {folder} is a folder without {OPEN_CLIP_CONFIG}{hint}; give an open_clip folder "
+                          "or a weights file")
+    try:
+        spec = json.loads((folder / OPEN_CLIP_CONFIG).read_text())
+        model_cfg, preprocess = spec["model_cfg"], spec.get("preprocess_cfg") or {}
+        if not isinstance(model_cfg, dict) or "vision_cfg" not in model_cfg:
+            raise ValueError("no model_cfg.vision_cfg")
+        stats = (tuple(preprocess.get("mean", clip_stats[0])), tuple(preprocess.get("std", clip_stats[1])))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{key}: {folder / OPEN_CLIP_CONFIG} is not an open_clip config: {exc}") from None
+    weights = weights_in_folder(folder, key, OPEN_CLIP_WEIGHTS)
+    stored = {"model_cfg": model_cfg, "mean": list(stats[0]), "std": list(stats[1])}
+    return _ClipSource(model_cfg, str(weights), stats, stored)
+
+
+def _clip_vision_cfg(cfg: VisionConfig, frame_size: int, model_cfg: dict[str, Any]) -> tuple[dict[str, Any], int, bool]:
+    """``model_cfg``'s ``vision_cfg`` with ``model.vision.overrides`` merged in, its embed_dim and quick_gelu."""
+    from open_clip.model import CLIPVisionCfg
+
     vision_cfg = dict(model_cfg["vision_cfg"])
     overrides = dict(cfg.overrides)
     embed_dim = int(overrides.pop("embed_dim", model_cfg["embed_dim"]))
@@ -99,33 +150,39 @@ def _clip_vision_cfg(cfg: VisionConfig, frame_size: int) -> tuple[dict[str, Any]
 
 def build_clip_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = True,
                      config: dict[str, Any] | None = None) -> VisionTower:
-    """open_clip vision tower ``cfg.name`` at ``frame_size`` px; visual weights from ``cfg.pretrained`` if set.
+    """open_clip vision tower at ``frame_size`` px; visual weights from ``cfg.pretrained`` if set.
 
-    The checkpoint may be a whole CLIP model (its ``visual.*`` entries are used; open_clip checkpoints, or OpenAI's
-    TorchScript ``.pt`` files) or a
-    vision-only state dict. Position embeddings are resized when the checkpoint was trained at another image size.
-    OpenAI's weights (``pretrained='openai'`` in open_clip) were trained with QuickGELU: use the ``-quickgelu``
-    model name (``ViT-B-16-quickgelu``) or ``overrides.quick_gelu: true`` with them, or the activations differ.
+    ``cfg.pretrained`` is a weights file of the model named ``cfg.name``: a whole CLIP model (its ``visual.*``
+    entries are used; open_clip checkpoints, or OpenAI's TorchScript ``.pt`` files) or a vision-only state dict. Or
+    it is an open_clip folder as distributed (``open_clip_config.json`` + ``open_clip_model.safetensors`` or
+    ``open_clip_pytorch_model.bin``): the architecture and pixel statistics then come from the folder's config
+    (``cfg.name`` is not used) and travel with a trained model (``config``). Position embeddings are resized when
+    the checkpoint was trained at another image size. OpenAI's weights (``pretrained='openai'`` in open_clip) were
+    trained with QuickGELU: use the ``-quickgelu`` model name (``ViT-B-16-quickgelu``) or
+    ``overrides.quick_gelu: true`` with them, or the activations differ.
     """
     from open_clip.model import resize_pos_embed
 
-    vision_cfg, embed_dim, quick_gelu = _clip_vision_cfg(cfg, frame_size)
+    source = _clip_source(cfg, config)
+    vision_cfg, embed_dim, quick_gelu = _clip_vision_cfg(cfg, frame_size, source.model_cfg)
     try:
         visual = _open_clip_visual(embed_dim, vision_cfg, quick_gelu)
     except (TypeError, ValueError, AssertionError) as exc:
         raise ConfigError(f"model.vision.overrides: cannot build open_clip {cfg.name} with {cfg.overrides}: "
                           f"{exc}") from None
-    if load_weights and cfg.pretrained:
-        state = read_state_dict(cfg.pretrained, "model.vision.pretrained")
+    if load_weights and source.weights:
+        state = read_state_dict(source.weights, "model.vision.pretrained")
         if any(k.startswith("visual.") for k in state):
             state = strip_prefix(state, "visual.")
         elif any(k.startswith("backbone.") for k in state):  # saved from a VisionTower
             state = strip_prefix(state, "backbone.")
         holder = {f"visual.{k}": v for k, v in state.items()}
         resize_pos_embed(holder, types.SimpleNamespace(visual=visual))  # no-op at the trained size
-        load_exact(visual, strip_prefix(holder, "visual."), "model.vision.pretrained", cfg.pretrained)
-    mean, std = _stats(cfg, NORMALIZATIONS["clip"])
-    return VisionTower(visual, embed_dim, mean, std, kind="clip", name=cfg.name, depths=_clip_depths(visual, cfg))
+        load_exact(visual, strip_prefix(holder, "visual."), "model.vision.pretrained", source.weights)
+    mean, std = _stats(cfg, source.stats)
+    name = cfg.name if source.stored is None else Path(cfg.pretrained or "stored").name
+    return VisionTower(visual, embed_dim, mean, std, kind="clip", name=name, depths=_clip_depths(visual, cfg),
+                       config=source.stored)
 
 
 # A text tower as small as open_clip builds: the CLIP model is only a way to build its vision tower.
@@ -233,9 +290,42 @@ def _load_timm_weights(model: nn.Module, path: str) -> None:
     load_exact(model, state, key, path)
 
 
+# timm folders as distributed (the hub's timm/* repositories): config.json naming the architecture, then weights
+TIMM_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+
+
+def _timm_folder(cfg: VisionConfig) -> tuple[str, tuple[Stats, Stats] | None]:
+    """The weights file in a timm folder and the pixel statistics its config.json gives (None: timm's own).
+    ConfigError when the folder's config names another architecture than ``model.vision.name``."""
+    key, folder = "model.vision.pretrained", Path(cfg.pretrained)
+    spec: dict[str, Any] = {}
+    if (folder / "config.json").is_file():
+        try:
+            spec = json.loads((folder / "config.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{key}: cannot read {folder / 'config.json'}: {exc}") from None
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{key}: {folder / 'config.json'} does not hold a JSON object")
+        architecture = spec.get("architecture")
+        if architecture is None and "model_type" in spec:
+            raise ConfigError(f"{key}: {folder} holds a transformers {spec['model_type']!r} model; use "
+                              "model.vision.kind=hf for it")
+        if architecture is not None and architecture != cfg.name:
+            raise ConfigError(f"{key}: {folder} holds timm weights of {architecture!r}, not of model.vision.name="
+                              f"{cfg.name!r}; set model.vision.name={architecture}")
+    weights = weights_in_folder(folder, key, TIMM_WEIGHTS)
+    own = spec.get("pretrained_cfg") or {}
+    if "mean" in own and "std" in own:
+        return str(weights), (tuple(own["mean"]), tuple(own["std"]))
+    return str(weights), None
+
+
 def build_timm_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = True,
                      config: dict[str, Any] | None = None) -> VisionTower:
-    """timm backbone ``cfg.name`` without its classifier (pooled features); local weights from ``cfg.pretrained``."""
+    """timm backbone ``cfg.name`` without its classifier (pooled features); local weights from ``cfg.pretrained``:
+    a weights file (safetensors, or ``pytorch_model.bin`` / ``.pth`` read with ``weights_only=True``) or a timm
+    folder as distributed (``config.json`` + ``model.safetensors`` / ``pytorch_model.bin``), whose pixel statistics
+    then replace the registry's and travel with a trained model (``config``)."""
     import timm
 
     if not timm.is_model(cfg.name):
@@ -243,13 +333,20 @@ def build_timm_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = Tr
     _check_image_size(cfg, "img_size", frame_size)
     overrides = {k: v for k, v in cfg.overrides.items() if k != "img_size"}
     model = _create_timm(cfg.name, frame_size, overrides)
-    if load_weights and cfg.pretrained:
-        _load_timm_weights(model, cfg.pretrained)
+    weights, folder_stats = cfg.pretrained, None
+    if config is None and cfg.pretrained and Path(cfg.pretrained).is_dir():
+        weights, folder_stats = _timm_folder(cfg)
+    elif config is not None:
+        folder_stats = (tuple(config["mean"]), tuple(config["std"]))
+    if load_weights and weights and config is None:
+        _load_timm_weights(model, weights)
     out_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
-    own = (tuple(model.pretrained_cfg.get("mean", NORMALIZATIONS["imagenet"][0])),
-           tuple(model.pretrained_cfg.get("std", NORMALIZATIONS["imagenet"][1])))
+    own = folder_stats or (tuple(model.pretrained_cfg.get("mean", NORMALIZATIONS["imagenet"][0])),
+                           tuple(model.pretrained_cfg.get("std", NORMALIZATIONS["imagenet"][1])))
     mean, std = _stats(cfg, own)
-    return VisionTower(model, out_dim, mean, std, kind="timm", name=cfg.name, depths=_timm_depths(model, cfg))
+    stored = None if folder_stats is None else {"mean": list(folder_stats[0]), "std": list(folder_stats[1])}
+    return VisionTower(model, out_dim, mean, std, kind="timm", name=cfg.name, depths=_timm_depths(model, cfg),
+                       config=stored)
 
 
 def _timm_depths(model: nn.Module, cfg: VisionConfig) -> dict[str, int]:

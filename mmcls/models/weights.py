@@ -6,6 +6,7 @@ module it is meant for is a :class:`~mmcls.errors.ConfigError`, raised before an
 
 from __future__ import annotations
 
+import json
 import warnings
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,8 @@ def read_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
                           ".bin file)")
     if not path.is_file():
         raise ConfigError(f"{key}: weights file not found: {path}")
+    if path.name.endswith(".index.json"):
+        return _read_shards(path, key)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -57,6 +60,33 @@ def read_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in state):
         state = {k.removeprefix("module."): v for k, v in state.items()}
     return state
+
+
+def _read_shards(index: Path, key: str) -> dict[str, torch.Tensor]:
+    """The tensors of a sharded checkpoint (``model.safetensors.index.json`` and the shard files it names)."""
+    try:
+        weight_map = json.loads(index.read_text())["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ConfigError(f"{key}: {index} is not a shard index (a JSON object with a weight_map)") from None
+    state: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        if Path(shard).name != shard:
+            raise ConfigError(f"{key}: {index} names a shard outside its folder: {shard!r}")
+        state.update(read_state_dict(index.parent / shard, key))
+    return state
+
+
+def weights_in_folder(folder: str | Path, key: str, names: Sequence[str]) -> Path:
+    """The weights file of a model folder: the first of ``names`` present, a sharded one by its ``.index.json``
+    (read by :func:`read_state_dict`); ConfigError naming ``key`` and the files looked for otherwise."""
+    folder = Path(folder)
+    for name in names:
+        for candidate in (folder / name, folder / f"{name}.index.json"):
+            if candidate.is_file():
+                return candidate
+    raise ConfigError(f"{key}: {folder} has no weights file (looked for {', '.join(names)}, or a sharded "
+                      "*.index.json of one)")
 
 
 def _torch_load(path: Path) -> object:
