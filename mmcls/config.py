@@ -795,6 +795,20 @@ def _drop_overrides_of_another_kind(tree: dict[str, Any], parsed: list[tuple[lis
         parsed.insert(0, (["model", "vision", "overrides"], EMPTY_MAPPING))
 
 
+def _without_other_kind_overrides(values: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without its ``model.vision.overrides`` when the next file ``layer`` switches ``model.vision.kind``
+    (a tower family's config over ``base.yaml``: the earlier overrides were written for the other kind)."""
+    def vision_of(tree: dict[str, Any]) -> dict[str, Any]:
+        model = tree.get("model")
+        vision = model.get("vision") if isinstance(model, dict) else None
+        return vision if isinstance(vision, dict) else {}
+
+    new_kind, vision = vision_of(layer).get("kind"), vision_of(values)
+    if new_kind is None or not vision.get("overrides") or vision.get("kind", VisionConfig.kind) == new_kind:
+        return values
+    return _replaced(values, ["model", "vision", "overrides"], {})
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file; a missing file or bad YAML is a one-line :class:`ConfigError`."""
     path = Path(path)
@@ -814,7 +828,8 @@ def load_config(path: str | Path | Sequence[str | Path] | None = None, overrides
     """Load ``path`` (YAML) over the defaults, then apply ``key.sub=value`` overrides.
 
     ``path`` may be a list of files, applied in order (``[demo.yaml, pretrain_demo.yaml]``: the second only says
-    what differs); each file's keys are checked on their own.
+    what differs); each file's keys are checked on their own. A file that switches ``model.vision.kind`` starts
+    ``model.vision.overrides`` afresh (the earlier files' were for the other kind).
     """
     paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
     values: dict[str, Any] = {}
@@ -823,7 +838,7 @@ def load_config(path: str | Path | Sequence[str | Path] | None = None, overrides
         if not isinstance(layer, dict):
             raise ConfigError(f"{item}: expected a mapping at the top level, got {type(layer).__name__}")
         _build_dataclass(cls, layer, "", validate=False)
-        values = _merge(values, layer)
+        values = _merge(_without_other_kind_overrides(values, layer), layer)
     return build_config(values, overrides, cls)
 
 

@@ -245,3 +245,16 @@ def test_switching_the_vision_kind_drops_the_other_kinds_overrides(caplog):
             build_vision_tower(cfg.model.vision, cfg.data.frame_size)
     kept = load_config(ROOT / "configs" / "demo.yaml", [*readme[:2], "model.vision.overrides={drop_rate: 0.1}"])
     assert kept.model.vision.overrides == {"drop_rate": 0.1}  # the command line's own overrides apply to timm
+
+
+def test_a_config_file_that_switches_the_vision_kind_starts_its_overrides_afresh(tmp_path):
+    """A tower family's config layered over base.yaml: base's open_clip overrides (quick_gelu) do not reach the new
+    kind, the family file's own do; a file of the same kind still merges key by key."""
+    family = tmp_path / "family.yaml"
+    family.write_text("model:\n  vision:\n    kind: timm\n    name: resnet18\n    overrides: {drop_rate: 0.1}\n")
+    cfg = load_config([ROOT / "configs" / "base.yaml", family])
+    assert (cfg.model.vision.kind, cfg.model.vision.overrides) == ("timm", {"drop_rate": 0.1})
+    same = tmp_path / "same.yaml"
+    same.write_text("model:\n  vision:\n    kind: clip\n    overrides: {width: 64}\n")
+    assert load_config([ROOT / "configs" / "base.yaml", same]).model.vision.overrides == \
+        {"quick_gelu": True, "width": 64}

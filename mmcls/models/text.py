@@ -171,8 +171,9 @@ def _load_bert_strictly(path: Path, config: PretrainedConfig, impl: str | None,
     from transformers.utils import logging as hf_logging
 
     family = _family(config.model_type, _KEY)
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # its load report would only repeat, at length, what the error says
+    hf_logging.disable_progress_bar()
     try:
         model, info = family.from_pretrained(str(path), add_pooling_layer=False, local_files_only=True,
                                              trust_remote_code=False, attn_implementation=impl,
@@ -182,6 +183,8 @@ def _load_bert_strictly(path: Path, config: PretrainedConfig, impl: str | None,
                           f"{str(exc).splitlines()[0]}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     unexpected = [k for k in info["unexpected_keys"] if not k.startswith(UNUSED_BERT_WEIGHTS)]
     mis_shaped = [str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or ()]
     raise_on_mismatch(_KEY, path, sorted(info["missing_keys"]), sorted(unexpected), mis_shaped)
