@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import site
@@ -39,6 +40,38 @@ def tiny_tokenizer(tmp_path_factory):
     out = tmp_path_factory.mktemp("tokenizer")
     train_wordpiece(CORPUS, vocab_size=300, min_frequency=1).save_pretrained(out)
     return load_tokenizer(out)
+
+
+# words that a tiny unigram vocabulary splits (English into pieces, Chinese into multi-character pieces), and a bare
+# "▁" before Chinese
+UNIGRAM_CORPUS = [*CORPUS, *["北京大学 我爱自然语言处理 清华大学", "playing played player plays play",
+                              "北京 大学生 自然 语言"] * 4]
+
+
+@pytest.fixture(scope="session")
+def unigram_tokenizer_dir(tmp_path_factory) -> Path:
+    """A SentencePiece unigram tokenizer folder (XLM-R style) written by ``build_tokenizer --kind unigram`` from a
+    tiny dataset whose titles are :data:`UNIGRAM_CORPUS`."""
+    from mmcls.cli import run_main
+    from mmcls.commands.build_tokenizer import main
+
+    root = tmp_path_factory.mktemp("unigram")
+    (root / "annotations").mkdir()
+    records = [{"id": str(i), "title": text, "asr": "", "ocr": [], "category_id": "0101"}
+               for i, text in enumerate(UNIGRAM_CORPUS)]
+    (root / "annotations" / "labeled.json").write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    out = root / "tokenizer"
+    args = ["--root", str(root), "--out", str(out), "--kind", "unigram", "--vocab-size", "200", "--no-progress"]
+    assert run_main(main, args) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def unigram_tokenizer(unigram_tokenizer_dir):
+    """The tokenizer of :func:`unigram_tokenizer_dir`, loaded as ``data.tokenizer`` loads it."""
+    from mmcls.data.tokenizer import load_tokenizer
+
+    return load_tokenizer(unigram_tokenizer_dir)
 
 
 @pytest.fixture(scope="session")

@@ -91,3 +91,25 @@ def test_long_field_of_long_words_still_fills_its_budget(tiny_tokenizer):
     assert tiny_tokenizer.tokenize(word) == ["[UNK]"]
     ids = enc.encode(VideoRecord("1", title="", asr=" ".join([word] * 3000)))
     assert len(ids) == 32  # the asr is tokenised from enough characters at both ends to fill every slot
+
+
+def test_encoder_with_a_sentencepiece_tokenizer(unigram_tokenizer):
+    """An XLM-R style tokenizer: ``<s> title </s> asr </s> ocr </s>``, each field cut by its own mode."""
+    tok = unigram_tokenizer
+    cfg = build_config({}, ["data.max_text_len=16", "data.text_budgets={title: 4, asr: 4, ocr: 4}",
+                            "data.text_truncation={title: head, asr: tail, ocr: head_tail}"]).data
+    title, asr, ocr = "北京大学 playing football", "今天天气很好 we go running in the park", "自然语言"
+    ids = TextEncoder(tok, cfg).encode(VideoRecord("1", title=title, asr=asr, ocr=[(1, ocr)]))
+    tokens = tok.convert_ids_to_tokens(ids)
+    assert len(ids) == 16 and tokens[0] == "<s>" and tokens[-1] == "</s>" and tokens.count("</s>") == 3
+    assert ids[0] == tok.cls_token_id and ids.count(tok.sep_token_id) == 3
+    assert not {"[CLS]", "[SEP]", "<pad>", "<mask>"} & set(tokens)
+    first, second = ids.index(tok.sep_token_id), ids.index(tok.sep_token_id, ids.index(tok.sep_token_id) + 1)
+    parts = ids[1:first], ids[first + 1:second], ids[second + 1:-1]
+    full = [tok(text, add_special_tokens=False)["input_ids"] for text in (title, asr, ocr)]
+    assert all(len(f) > 4 for f in full[:2]) and 0 < len(full[2]) <= 4  # title and asr are cut, ocr fits
+    assert [len(p) for p in parts] == allocate_budgets([len(f) for f in full], [4, 4, 4], 16 - 4)
+    assert parts[0] == full[0][:len(parts[0])]  # head: the start, "▁北京" ...
+    assert parts[1] == full[1][-len(parts[1]):]  # tail: the end
+    assert parts[2] == full[2] and tok.decode(parts[2]) == ocr
+    assert tokens[1].startswith("▁") and tokens[second + 1].startswith("▁")  # each field starts a word

@@ -1,4 +1,5 @@
-"""Whole-word indices: WordPiece continuations and jieba-segmented Chinese words share a word index."""
+"""Whole-word indices: WordPiece continuations, SentencePiece pieces after a "▁" word start, and jieba-segmented
+Chinese words share a word index."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import pytest
 import torch
 
 from mmcls.data.tokenizer import train_wordpiece
-from mmcls.data.wwm import batch_word_ids, whole_word_ids
+from mmcls.data.wwm import batch_word_ids, whole_word_ids, word_marks
 
 SPECIAL = {"[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]"}
+SP_SPECIAL = {"<s>", "</s>", "<pad>", "<unk>", "<mask>"}
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +58,37 @@ def test_batch_word_ids_follow_the_tokenizer(tokenizer):
     assert "##" in "".join(first)  # the vocabulary really splits "playing" into pieces
     words = ["".join(first[i] for i in g).replace("##", "") for g in groups(out[0].tolist())]
     assert words == [*jieba.lcut("北京大学", HMM=False), "playing"]
+
+
+def test_sentencepiece_pieces_join_the_word_their_mark_starts():
+    tokens = ["<s>", "▁play", "ing", "s", "▁hello", "</s>", "x", "▁", "the", "▁time", "!", "with", "<pad>"]
+    # a piece after a special token starts a word, punctuation is a word of its own ("time!with": three)
+    assert whole_word_ids(tokens, SP_SPECIAL, "sentencepiece") == [-1, 0, 0, 0, 1, -1, 2, 3, 3, 4, 5, 6, -1]
+    assert whole_word_ids(tokens, SP_SPECIAL) == [-1, 0, 1, 2, 3, -1, 4, 5, 6, 7, 8, 9, -1]  # WordPiece: no grouping
+
+
+def test_sentencepiece_chinese_pieces_follow_jieba():
+    """Multi-character Chinese pieces: a piece goes with the jieba word of its first character, a bare "▁" with the
+    run's first word, a "▁" inside a run (a space) starts a new run, a non-Chinese piece after Chinese a new word."""
+    tokens = ["<s>", "▁", "北京", "大", "学", "▁我爱", "自然语言", "处理", "ok", "</s>"]
+    ids = whole_word_ids(tokens, SP_SPECIAL, "sentencepiece")
+    assert jieba.lcut("北京大学", HMM=False) == ["北京大学"]
+    assert jieba.lcut("我爱自然语言处理", HMM=False) == ["我", "爱", "自然语言", "处理"]
+    assert ids == [-1, 0, 0, 0, 0, 1, 2, 3, 4, -1]  # "我爱" is one piece, so one word with 我
+    assert jieba.lcut("北京大学生", HMM=False) == ["北京", "大学生"]
+    assert whole_word_ids(["▁北京大", "学生"], SP_SPECIAL, "sentencepiece") == [0, 1]  # 学生 starts in 大学生
+
+
+def test_batch_word_ids_follow_a_sentencepiece_tokenizer(unigram_tokenizer, tokenizer):
+    tok = unigram_tokenizer
+    assert word_marks(tok) == "sentencepiece" and word_marks(tokenizer) == "wordpiece"
+    batch = tok(["北京大学 playing", "我爱自然语言处理 the park"], padding=True, return_tensors="pt")
+    input_ids = batch["input_ids"]
+    out = batch_word_ids(input_ids, tok)
+    assert out.shape == input_ids.shape and out.dtype == torch.long
+    assert ((out == -1) == torch.isin(input_ids, torch.tensor(tok.all_special_ids))).all()
+    expected = [[*jieba.lcut("北京大学", HMM=False), "playing"], ["我", "爱", "自然语言", "处理", "the", "park"]]
+    for k, row in enumerate(out.tolist()):
+        tokens = tok.convert_ids_to_tokens(input_ids[k].tolist())
+        assert ["".join(tokens[i] for i in g).replace("▁", "") for g in groups(row)] == expected[k]
+    assert [len(g) for g in groups(out[0].tolist())] == [2, 3]  # "▁北京 大学", "▁play in g": really several pieces

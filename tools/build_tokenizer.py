@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Train a BERT WordPiece tokenizer on a dataset's text (for the demo and tests; real runs use the BERT's own).
+"""Train a tokenizer on a dataset's text: BERT WordPiece, or SentencePiece unigram with --kind unigram (for the demo
+and tests; real runs use the text tower's own).
 
 A thin wrapper, so the command runs from a checkout: the code and its help are in mmcls/commands/build_tokenizer.py
 (installed: ``python -m mmcls build_tokenizer --help``).

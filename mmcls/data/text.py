@@ -1,5 +1,9 @@
 """Text assembly: title / asr / ocr -> ``[CLS] title [SEP] asr [SEP] ocr [SEP]`` token ids within a budget.
 
+The markers are the tokenizer's own cls and sep tokens: ``[CLS]`` / ``[SEP]`` for a BERT WordPiece tokenizer,
+``<s>`` / ``</s>`` for an XLM-R style SentencePiece one (``<s> title </s> asr </s> ocr </s>``; each field is
+tokenised alone, so it starts with a ``▁`` word start there).
+
 Each field has a token budget; a field that needs less than its budget passes the rest to the fields that need
 more, so no space is wasted while anything is cut. Over-long fields are cut by their own truncation mode: ``head``
 keeps the start, ``tail`` the end, ``head_tail`` both ends (half each).
@@ -93,7 +97,8 @@ def truncate(tokens: Sequence[int], keep: int, mode: str) -> list[int]:
 
 
 class TextEncoder:
-    """Turns a record into token ids ``[CLS] f1 [SEP] f2 [SEP] ...`` of at most ``max_text_len`` tokens."""
+    """Turns a record into token ids ``[CLS] f1 [SEP] f2 [SEP] ...`` of at most ``max_text_len`` tokens (the
+    tokenizer's cls and sep ids, e.g. ``<s>`` and ``</s>`` for a SentencePiece tokenizer)."""
 
     def __init__(self, tokenizer: Any, cfg: DataConfig) -> None:
         self.tokenizer = tokenizer
