@@ -186,27 +186,37 @@ ScalarValue = bool | int | float | str
 class VisionConfig:
     """The frame encoder (docs/ARCHITECTURE.md). Ignored when frames come as features (data.frame_source=feats)."""
 
-    kind: Literal["clip", "timm"] = option(
-        "clip", "Frame encoder family: clip (open-clip-torch ViT) or timm (any timm backbone).")
-    name: str = option("ViT-B-16", "Model name: an open_clip model config (ViT-B-16, ViT-B-32 ...) or a timm model.")
+    kind: Literal["clip", "timm", "hf"] = option(
+        "clip", "Frame encoder family: clip (open-clip-torch ViT), timm (any timm backbone) or hf (the vision part "
+        "of a transformers model folder: CLIP, Chinese-CLIP, SigLIP / SigLIP2, DINOv2, ViT).")
+    name: str = option("ViT-B-16", "Model name: an open_clip model config (ViT-B-16, ViT-B-32 ...) or a timm model; "
+                       "ignored by kind hf (the folder's config.json names the architecture).")
     pretrained: str | None = option(
-        None, "Local weights file (open_clip checkpoint or timm .safetensors/.pth); null = random init.")
+        None, "Local weights: an open_clip checkpoint or folder (clip), a timm .safetensors/.pth file or folder "
+        "(timm), or, required by kind hf, a transformers folder saved with save_pretrained (config.json, "
+        "model.safetensors or pytorch_model.bin, optionally preprocessor_config.json for the pixel mean/std and "
+        "image size); null = random init (clip, timm).")
     overrides: dict[str, ScalarValue] = option(
         {}, "Architecture overrides: open_clip vision_cfg keys (width, layers, patch_size, image_size ...) or timm "
-        "create_model kwargs (embed_dim, depth, num_heads, img_size ...); used for tiny test/demo towers. On the "
+        "create_model kwargs (embed_dim, depth, num_heads, img_size ...), used for tiny test/demo towers; kind hf "
+        "takes only pooling (projected / pooled for CLIP, pooled / mean for SigLIP, cls / mean for DINOv2, cls / "
+        "mean / pooled for ViT) and attn_implementation (sdpa / eager). On the "
         "command line model.vision.overrides=~ (or ={}) empties it; switching model.vision.kind there drops the "
         "other kind's overrides of the config files (with a warning).")
     normalization: Literal["auto", "clip", "imagenet"] = option(
-        "auto", "Pixel mean/std applied on the device: auto = clip for CLIP towers, the timm model's own otherwise.")
+        "auto", "Pixel mean/std applied on the device: auto = clip for CLIP towers, the timm model's own, or for "
+        "kind hf the folder's preprocessor_config.json (else the family's default).")
 
 
 @dataclass
 class TextConfig:
-    """The BERT that embeds the text and, VisualBERT-style, fuses text and frames in its encoder."""
+    """The BERT-family encoder that embeds the text and, VisualBERT-style, fuses text and frames in its encoder."""
 
     pretrained: str | None = option(
-        None, "Local directory of a transformers BERT saved with save_pretrained (+ tokenizer); null = build from "
-        "the sizes below with the tokenizer's vocabulary.")
+        None, "Local directory of a BERT-family encoder saved with save_pretrained, with its own tokenizer: "
+        "config.json model_type bert (BERT, MacBERT, MiniLM, RoBERTa-wwm-ext), roberta, xlm-roberta or ernie; "
+        "loaded strictly (only a pooler / MLM head may be left over). null = a BERT built from the sizes below with "
+        "the tokenizer's vocabulary.")
     hidden_size: int = option(768, "Hidden width when building from config (ignored with model.text.pretrained).")
     num_layers: int = option(12, "Encoder layers when building from config.")
     num_heads: int = option(12, "Attention heads when building from config.")

@@ -28,8 +28,8 @@ from transformers.masking_utils import create_bidirectional_mask
 from mmcls.config import TextConfig
 from mmcls.errors import ConfigError
 from mmcls.models.fusion import FRAME_TOKEN_TYPE
-from mmcls.models.towers import TextTower
-from mmcls.models.weights import raise_on_mismatch
+from mmcls.models.towers import TextTower, set_transformers_checkpointing
+from mmcls.models.weights import quiet_transformers_load, raise_on_mismatch
 
 _KEY = "model.text.pretrained"
 _BERT_LAYER = re.compile(r"^bert\.encoder\.layer\.(\d+)\.")
@@ -93,17 +93,7 @@ class BertTower(TextTower):
         return depths
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        bert = self.bert
-        if enable:
-            kwargs = {"use_reentrant": False}
-            if hasattr(bert, "activation_checkpointing_enable"):  # transformers >= 5.x name
-                bert.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-            else:
-                bert.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-        elif hasattr(bert, "activation_checkpointing_disable"):
-            bert.activation_checkpointing_disable()
-        else:
-            bert.gradient_checkpointing_disable()
+        set_transformers_checkpointing(self.bert, enable)
 
 
 def bert_config_from_sizes(cfg: TextConfig, vocab_size: int, pad_id: int) -> BertConfig:
@@ -168,23 +158,15 @@ def _load_bert_strictly(path: Path, config: PretrainedConfig, impl: str | None,
                         overrides: dict[str, float]) -> PreTrainedModel:
     """The encoder of a local folder with every tensor of its architecture from the weights file (else one
     ConfigError naming the missing and unexpected keys; :data:`UNUSED_BERT_WEIGHTS` may be left over)."""
-    from transformers.utils import logging as hf_logging
-
     family = _family(config.model_type, _KEY)
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()  # its load report would only repeat, at length, what the error says
-    hf_logging.disable_progress_bar()
     try:
-        model, info = family.from_pretrained(str(path), add_pooling_layer=False, local_files_only=True,
-                                             trust_remote_code=False, attn_implementation=impl,
-                                             output_loading_info=True, **overrides)
+        with quiet_transformers_load():
+            model, info = family.from_pretrained(str(path), add_pooling_layer=False, local_files_only=True,
+                                                 trust_remote_code=False, attn_implementation=impl,
+                                                 output_loading_info=True, **overrides)
     except (OSError, ValueError, RuntimeError) as exc:
         raise ConfigError(f"{_KEY}: cannot load {config.model_type} weights from {path}: "
                           f"{str(exc).splitlines()[0]}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
     unexpected = [k for k in info["unexpected_keys"] if not k.startswith(UNUSED_BERT_WEIGHTS)]
     mis_shaped = [str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys") or ()]
     raise_on_mismatch(_KEY, path, sorted(info["missing_keys"]), sorted(unexpected), mis_shaped)

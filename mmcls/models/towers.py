@@ -111,6 +111,20 @@ class VisionTower(nn.Module):
         return digest.hexdigest()
 
 
+def set_transformers_checkpointing(model: nn.Module, enable: bool) -> None:
+    """Switch a transformers model's own activation checkpointing (non-reentrant) on or off."""
+    if enable:
+        kwargs = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    elif hasattr(model, "activation_checkpointing_disable"):
+        model.activation_checkpointing_disable()
+    else:
+        model.gradient_checkpointing_disable()
+
+
 def check_vision_tower(tower: object, cfg: VisionConfig) -> VisionTower:
     """``tower`` if it keeps the contract (a :class:`VisionTower` with a width, pixel statistics and a depth for
     every parameter), else a ConfigError naming ``model.vision.kind`` / ``model.vision.name``."""

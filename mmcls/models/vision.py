@@ -34,6 +34,7 @@ from torch import nn
 
 from mmcls.config import VisionConfig
 from mmcls.errors import ConfigError
+from mmcls.models.hf_vision import build_hf_tower
 from mmcls.models.pixels import NORMALIZATIONS, Stats
 from mmcls.models.towers import VisionTower, check_vision_tower, top_of
 from mmcls.models.weights import load_exact, read_state_dict, strip_prefix, weights_in_folder
@@ -367,6 +368,7 @@ VisionBuilder = Callable[[VisionConfig, int, bool, "dict[str, Any] | None"], Vis
 VISION_BUILDERS: dict[str, VisionBuilder] = {
     "clip": build_clip_tower,
     "timm": build_timm_tower,
+    "hf": build_hf_tower,
 }
 
 

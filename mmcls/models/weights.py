@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import warnings
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -141,3 +142,20 @@ def raise_on_mismatch(key: str, path: str | Path, missing: Sequence[str], unexpe
             problems.append(f"{len(keys)} {name} ({shown})")
     if problems:
         raise ConfigError(f"{key}: weights in {path} do not match the model: {'; '.join(problems)}")
+
+
+@contextmanager
+def quiet_transformers_load() -> Iterator[None]:
+    """Silence transformers' load report and progress bar while a strict load runs: its missing / unexpected keys
+    become the one error of :func:`raise_on_mismatch`, and the report would only repeat it at length."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
