@@ -361,3 +361,29 @@ def test_a_classifier_with_an_hf_tower_is_portable(folders, tmp_path, tiny_token
     loaded = load_portable(tmp_path / "best")
     with torch.no_grad():
         assert torch.equal(loaded.model(**batch)["logits"], expected)
+
+
+def test_pretraining_and_finetuning_with_an_hf_tower_need_its_folder_only_once(folders, synthetic_root, tmp_path):
+    """The commands end to end: pretrain with a Chinese-CLIP folder, move the folder away, finetune from the
+    pretrained folder (its vision_config.json rebuilds the tower) and predict with best/."""
+    from mmcls.commands import finetune, predict, pretrain
+    from tests.helpers import read_csv_ids, tiny_overrides
+
+    folder = _copy(folders, "chinese_clip", tmp_path / "cn_clip")
+    demo = ["--config", str(Path(__file__).resolve().parents[1] / "configs" / "demo.yaml")]
+    hf_tower = ["model.vision.kind=hf", f"model.vision.pretrained={folder}", "model.vision.overrides=~",
+                f"data.frame_size={SIZE}", "data.resize_size=40", "train.max_steps=2", "train.eval_every=2"]
+    pre, fine = tmp_path / "pre", tmp_path / "fine"
+    assert pretrain.main([*demo, *tiny_overrides(synthetic_root, pre, "pretrain.holdout=16", *hf_tower)]) == 0
+    assert json.loads((pre / "best" / VISION_CONFIG_FILE).read_text())["model_type"] == "chinese_clip_vision_model"
+    shutil.move(folder, tmp_path / "gone")
+    assert finetune.main([*demo, *tiny_overrides(synthetic_root, fine, *hf_tower,
+                                                 f"model.init_from={pre / 'best'}")]) == 0
+    pretrained = load_file(pre / "best" / "model.safetensors")
+    trained = load_file(fine / "checkpoints" / "last" / "model.safetensors")
+    embedding = "encoder.vision.backbone.model.embeddings.patch_embedding.weight"
+    assert embedding in pretrained and embedding in trained
+    result = tmp_path / "result.csv"
+    assert predict.main(["--model", str(fine / "best"), "--output", str(result)]) == 0
+    test_ids = [r["id"] for r in json.loads((synthetic_root / "annotations" / "test.json").read_text())]
+    assert read_csv_ids(result) == test_ids
