@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -13,6 +14,9 @@ from mmcls.accelerators import hub_offline, is_out_of_memory, out_of_memory_mess
 from mmcls.errors import ArgumentError, UserError
 
 EXIT_USER_ERROR = 2
+# set by the launch command (mmcls/commands/launch.py) for the processes it starts: each writes its one-line error
+# into this folder too, so that the launcher can repeat it as the last line after its own report
+ERROR_DIR_ENV = "MMCLS_ERROR_DIR"
 F = TypeVar("F", bound=Callable[..., object])
 
 
@@ -25,19 +29,28 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     try:
         return int(main(argv) or 0)
     except ArgumentError as exc:  # a library argument: named by this command's flag
-        print(f"error: {exc.for_flags(getattr(main, 'flags', {}))}", file=sys.stderr)
+        report_error(exc.for_flags(getattr(main, "flags", {})))
         return EXIT_USER_ERROR
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        report_error(str(exc))
+        return getattr(exc, "exit_code", EXIT_USER_ERROR)  # a run stopped by SIGTERM: 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        print(f"error: {out_of_memory_message(exc)}", file=sys.stderr)
+        report_error(out_of_memory_message(exc))
         return EXIT_USER_ERROR
+
+
+def report_error(message: str) -> None:
+    """``error: message`` on stderr; also, under the launch command, into its folder (:data:`ERROR_DIR_ENV`)."""
+    print(f"error: {message}", file=sys.stderr)
+    folder = os.environ.get(ERROR_DIR_ENV)
+    if folder:
+        with contextlib.suppress(OSError):  # the launcher's folder is gone: the line above still says it
+            (Path(folder) / f"{os.getpid()}.txt").write_text(message, encoding="utf-8", errors="replace")
 
 
 def command_argv(name: str, *args: str) -> list[str]:

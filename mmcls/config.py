@@ -1,7 +1,8 @@
 """Typed configuration: dataclasses are the schema, YAML files set values, ``key.sub=value`` arguments override.
 
 Precedence (lowest to highest): dataclass defaults < YAML file < command-line overrides. Unknown keys, wrong types
-and invalid values raise :class:`~mmcls.errors.ConfigError` naming the full dotted key. The resolved config dumps to
+and invalid values raise :class:`~mmcls.errors.ConfigError` naming the full dotted key; every number must be finite
+(``.nan``, ``.inf`` and integers too large for a float are errors for every key). The resolved config dumps to
 YAML and reloads to an equal object, so a run directory's ``config.yaml`` reproduces the run.
 
 Every field carries its documentation in ``metadata["help"]`` (see :func:`option`), which is what docs generation
@@ -14,7 +15,9 @@ import argparse
 import copy
 import dataclasses
 import logging
+import math
 import re
+import sys
 import threading
 import types
 import typing
@@ -108,6 +111,14 @@ class DataConfig:
         runtime=True)
     decode_threads: int = option(1, "Threads decord may use per video reader.", runtime=True)
     feat_dim: int | None = option(None, "Feature width of the feats source; null = read from the first feature file.")
+    max_video_bytes: int = option(
+        512 << 20, "Most bytes of one video (0 = no limit): its zip or mp4 file, the JPEG frames sampled from it, or "
+        "its member of a feature zip (uncompressed), as the file system and zip headers give them before anything "
+        "is read. A larger video is broken (corrupt: counted and masked, never fatal).", runtime=True)
+    max_video_frames: int = option(
+        100_000, "Most frames one video may have (0 = no limit): JPEG files in its zip or folder, rows of its "
+        "feature array, frames of its mp4. A longer video is broken (corrupt: counted and masked, never fatal).",
+        runtime=True)
 
     max_text_len: int = option(256, "Tokens per sample including [CLS]/[SEP].")
     text_fields: list[TextField] = option(
@@ -161,6 +172,9 @@ class DataConfig:
             raise ConfigError(f"{prefix}hflip: must be in [0, 1], got {self.hflip}")
         if self.num_workers < 0:
             raise ConfigError(f"{prefix}num_workers: must be >= 0, got {self.num_workers}")
+        for name in ("max_video_bytes", "max_video_frames"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{prefix}{name}: must be >= 0 (0 = no limit), got {getattr(self, name)}")
         if not 0 <= self.decode_timeout <= threading.TIMEOUT_MAX:  # also rejects nan and inf
             raise ConfigError(f"{prefix}decode_timeout: must be a number of seconds >= 0, got {self.decode_timeout}")
         lo_hi = self.train_crop_scale
@@ -206,6 +220,10 @@ class VisionConfig:
     normalization: Literal["auto", "clip", "imagenet"] = option(
         "auto", "Pixel mean/std applied on the device: auto = clip for CLIP towers, the timm model's own, or for "
         "kind hf the folder's preprocessor_config.json (else the family's default).")
+    trust_torchscript: bool = option(
+        False, "Read a TorchScript model.vision.pretrained file (OpenAI's CLIP .pt files are TorchScript archives). "
+        "Loading one runs the code inside it, so it is refused unless this is true; the error shows how to convert "
+        "the file once to safetensors instead.", runtime=True)
 
 
 @dataclass
@@ -593,6 +611,10 @@ def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _represent_str)
 
 
+def _too_many_digits() -> str:
+    return f"an integer of more than {sys.get_int_max_str_digits()} digits"
+
+
 def parse_yaml(text: str) -> Any:
     """Parse YAML text safely (no object construction), with YAML 1.2 floats."""
     return yaml.load(text, Loader=_Loader)
@@ -606,6 +628,21 @@ def _type_name(tp: Any) -> str:
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+class _NotFinite(ConfigError):
+    """A NaN or an infinity (or an integer too large for a float) where a number is taken: no config key accepts
+    one (its min-only checks would pass NaN, and e.g. ``train.max_grad_norm=.nan`` would turn clipping off)."""
+
+
+def _finite_float(value: int | float, key: str) -> float:
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        raise _NotFinite(f"{key}: expected a finite number, got an integer of {len(str(abs(value)))} digits") from None
+    if not math.isfinite(number):
+        raise _NotFinite(f"{key}: expected a finite number, got {value!r} (NaN and infinities are not accepted)")
+    return number
 
 
 def _coerce(value: Any, tp: Any, key: str, validate: bool) -> Any:
@@ -624,6 +661,8 @@ def _coerce(value: Any, tp: Any, key: str, validate: bool) -> Any:
                 continue
             try:
                 return _coerce(value, arg, key, validate)
+            except _NotFinite:
+                raise
             except ConfigError:
                 continue
         raise ConfigError(f"{key}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
@@ -655,7 +694,7 @@ def _coerce(value: Any, tp: Any, key: str, validate: bool) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+        return _finite_float(value, key)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
@@ -734,6 +773,8 @@ def parse_override(item: str, cls: type = Config) -> tuple[list[str], Any]:
         value = parse_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    except ValueError:  # an integer over Python's digit limit
+        raise ConfigError(f"{key.strip()}: {_too_many_digits()}") from None
     if typing.get_origin(tp) is dict and (value is None or value == {}):
         return path, EMPTY_MAPPING
     if _accepts_str(tp) and not isinstance(value, str) and value is not None and not _fits(value, tp):
@@ -830,6 +871,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise ConfigError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    except ValueError:  # an integer over Python's digit limit
+        raise ConfigError(f"{path}: invalid YAML: {_too_many_digits()}") from None
     return values or {}
 
 
@@ -926,7 +969,8 @@ def config_reference_markdown(cls: type = Config) -> str:
     """docs/CONFIG.md: every config key with its type, default and meaning (generated, so it cannot drift)."""
     lines = ["# Configuration reference", "",
              "Generated from the dataclasses in `mmcls/config.py` by `python tools/config_docs.py`; a test checks that",
-             "it is current. Set keys in a YAML file (`--config`) or on the command line (`key.sub=value`).", ""]
+             "it is current. Set keys in a YAML file (`--config`) or on the command line (`key.sub=value`).",
+             "Every number must be finite: NaN and infinities (`.nan`, `.inf`) are errors for every key.", ""]
     section = None
     for key, tp, default, help_text in config_reference(cls):
         head = key.split(".")[0] if "." in key else "top level"

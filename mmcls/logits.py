@@ -12,6 +12,8 @@ level-1 through the category hierarchy) and :func:`predicted_classes` (the level
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmcls.errors import UserError
+from mmcls.errors import ArgumentError, UserError
 from mmcls.io import atomic_open, atomic_write_text
 
 
@@ -64,10 +66,32 @@ class SavedLogits:
         return self.logits[np.ix_([row[i] for i in ids], [column[c] for c in classes])]
 
 
+def check_weights(weights: Sequence[float], count: int, argument: str = "weights") -> list[float]:
+    """``count`` finite, non-negative weights with a positive sum (an :class:`~mmcls.errors.ArgumentError` naming
+    ``argument`` otherwise: a NaN weight would pass ``w < 0`` and make every probability, and so every prediction,
+    NaN and constant)."""
+    values = [float(w) for w in weights]
+    if len(values) != count or not all(math.isfinite(w) and w >= 0 for w in values) or sum(values) <= 0:
+        raise ArgumentError(argument, f"need {count} finite, non-negative weights with a positive sum, got "
+                            f"{' '.join(f'{w:g}' for w in values)}")
+    return values
+
+
+def warn_nonfinite(scores: np.ndarray, what: str) -> int:
+    """Log a warning when rows of ``scores`` ``[N, C]`` hold NaN or inf (their argmax is a meaningless constant
+    class: a model with non-finite weights); returns how many rows do."""
+    rows = int((~np.isfinite(np.asarray(scores))).any(axis=-1).sum()) if np.size(scores) else 0
+    if rows:
+        logging.getLogger("mmcls").warning(
+            "%s: %d of %d rows of logits are not finite (NaN or inf); their predictions are meaningless (the model's "
+            "weights are probably not finite)", what, rows, len(scores))
+    return rows
+
+
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Row-wise softmax of ``logits / temperature`` in float64."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if not 0 < temperature < math.inf:  # also NaN
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     shifted = logits.astype(np.float64) / temperature
     shifted -= shifted.max(axis=1, keepdims=True)
     exp = np.exp(shifted)

@@ -255,6 +255,10 @@ def csv_field_problem(value: str) -> str | None:
         return "contains a comma or a line break"
     if value != value.strip():
         return "leading or trailing white space"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate (half an escaped emoji): no UTF-8 file can hold it
+        return f"not valid text: U+{ord(value[exc.start]):04X} at character {exc.start} cannot be written as UTF-8"
     return None
 
 

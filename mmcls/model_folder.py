@@ -27,13 +27,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
-from safetensors.torch import load_file, save_model
+from safetensors.torch import save_model
 from torch import nn
 from transformers import PretrainedConfig
 
@@ -47,6 +47,8 @@ from mmcls.models.encoder import ENCODER_PARTS
 from mmcls.models.pretrainer import PRETRAIN_HEADS, MultimodalPretrainer
 from mmcls.models.text import read_text_config
 from mmcls.models.weights import load_exact, read_state_dict, strip_prefix
+
+T = TypeVar("T")
 
 MODEL_FILE = "model.safetensors"
 BERT_CONFIG_FILE = "bert_config.json"  # the text tower's config, any BERT family (the name predates the others)
@@ -131,10 +133,18 @@ def load_portable(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     encoder is switched to read features ``[B, T, D]`` and skips the vision tower; see
     :func:`check_feature_width`). Folders of the old weights layout load (:func:`migrate_state_dict`). The
     returned ``cfg`` has every override. Data settings the trained weights cannot take are a one-line UserError.
+
+    Every tool reads model folders through here (predict, ensembles, averaging, explain, feature extraction), so a
+    corrupt or mismatched folder is one UserError naming the file: a missing, unreadable or truncated file, a
+    ``categories.json`` with another number of classes than the weights' heads, a tokenizer larger than
+    ``bert_config.json``'s vocabulary, or weights that do not fit the model ``config.yaml`` and the tower configs
+    describe (the missing, unexpected and mis-shaped keys, as every strict load reports them).
     """
     from mmcls.models import build_model
 
     path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: not a folder; pass a trained model folder (RUN/best)")
     if (path / PRETRAINED_MARKER).is_file():
         raise UserError(f"{path}: a pretrained encoder, not a classifier; finetune it first "
                         f"(finetune/train.py {INIT_KEY}={path})")
@@ -143,19 +153,67 @@ def load_portable(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     if missing:
         raise UserError(f"{path}: not a trained model folder (missing {', '.join(missing)}); pass RUN/best")
     own = [f"data.tokenizer={path}"]
-    saved = load_config(path / "config.yaml", own)
-    cfg = load_config(path / "config.yaml", [*_prediction_overrides(saved, overrides), *own])
-    categories = CategorySpace.load(path)
+    saved = _naming(path / "config.yaml", lambda: load_config(path / "config.yaml", own))
+    cfg = load_config(path / "config.yaml", [*_prediction_overrides(saved, overrides), *own])  # the user's own
+    categories = _naming(path / "categories.json", lambda: CategorySpace.load(path))
     tokenizer = load_tokenizer(path)
     text_config, vision_config = read_tower_configs(path, UserError)
-    model = build_model(dataclasses.replace(cfg, data=saved.data), categories.num_lv2, categories.num_lv1,
-                        tokenizer, text_config=text_config, load_pretrained=False, vision_config=vision_config)
-    model.load_state_dict(migrate_state_dict(load_file(str(path / MODEL_FILE), device="cpu")), strict=True)
+    if len(tokenizer) > text_config.vocab_size:
+        raise UserError(f"{path}: its tokenizer has {len(tokenizer)} tokens but {BERT_CONFIG_FILE} a vocabulary of "
+                        f"{text_config.vocab_size}: not the tokenizer the model was saved with")
+    state = migrate_state_dict(read_state_dict(path / MODEL_FILE, str(path)))
+    _check_heads(state, categories, path)
+    names = [name for name in ("config.yaml", BERT_CONFIG_FILE, VISION_CONFIG_FILE) if (path / name).is_file()]
+    configs = f"{', '.join(names[:-1])} and {names[-1]}"
+    try:
+        model = build_model(dataclasses.replace(cfg, data=saved.data), categories.num_lv2, categories.num_lv1,
+                            tokenizer, text_config=text_config, load_pretrained=False, vision_config=vision_config)
+    except UserError as exc:
+        raise UserError(f"{path}: cannot rebuild the model that {configs} describe: {exc}") from None
+    except (ValueError, TypeError, KeyError, AttributeError, RuntimeError, AssertionError) as exc:
+        raise UserError(f"{path}: cannot rebuild the model that {configs} describe: {_one_line(exc)}") from None
+    try:
+        load_exact(model, state, str(path), path / MODEL_FILE)
+    except ConfigError as exc:
+        raise UserError(f"{exc}; the model is built from {configs}, which must be those saved with these "
+                        "weights") from None
     model.eval()
     _check_data_fits(model, saved, cfg, path)
     if model.encoder.frame_embedder is not None:
         model.encoder.set_reads_features(cfg.data.reads_features)
     return LoadedModel(model, cfg, categories, tokenizer, path)
+
+
+def _naming(file: Path, read: Callable[[], T]) -> T:
+    """``read()``, whose UserError names ``file`` (a message that does not mention it gets it in front)."""
+    try:
+        return read()
+    except UserError as exc:
+        if str(file) in str(exc):
+            raise
+        raise UserError(f"{file}: {exc}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    """The gist of a library error in one line: its first line, and the next one when the first ends in ':'."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return " ".join(lines[:2]) if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+
+
+# the classification heads' weights -> how many categories of each level they score
+_HEAD_WEIGHTS = {"heads.lv2.weight": "level-2", "heads.lv1.weight": "level-1"}
+
+
+def _check_heads(state: dict[str, torch.Tensor], categories: CategorySpace, path: Path) -> None:
+    """UserError when ``categories.json`` has another number of categories than the heads in the weights."""
+    counts = {"level-2": categories.num_lv2, "level-1": categories.num_lv1}
+    for key, level in _HEAD_WEIGHTS.items():
+        if key in state and state[key].ndim == 2 and state[key].shape[0] != counts[level]:
+            raise UserError(f"{path / 'categories.json'}: {counts[level]} {level} categories, but the weights in "
+                            f"{path / MODEL_FILE} score {state[key].shape[0]}; the categories.json saved with these "
+                            "weights is needed")
 
 
 def read_tower_configs(path: Path, error: type[UserError] = UserError,
@@ -165,8 +223,10 @@ def read_tower_configs(path: Path, error: type[UserError] = UserError,
     where = f"{key}: " if key else ""
     try:
         text_config = read_text_config(path / BERT_CONFIG_FILE)
-    except (OSError, ValueError) as exc:
-        raise error(f"{where}cannot read {path / BERT_CONFIG_FILE}: {str(exc).splitlines()[0]}") from None
+    except UserError as exc:
+        raise error(f"{where}{exc}") from None
+    except Exception as exc:  # json, or transformers' validation of the values (its own exception types)
+        raise error(f"{where}cannot read {path / BERT_CONFIG_FILE}: {_one_line(exc)}") from None
     vision_file = path / VISION_CONFIG_FILE
     if not vision_file.is_file():
         return text_config, None

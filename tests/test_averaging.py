@@ -216,3 +216,67 @@ def test_tool_help_has_an_example(capsys):
     with pytest.raises(SystemExit):
         load_tool().main(["--help"])
     assert "tools/average_checkpoints.py runs/seed1/best runs/seed2/best --output" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# corrupt or mismatched model folders: one line naming the file, in tools/predict.py and tools/average_checkpoints.py
+
+
+def _truncate(folder: Path) -> None:
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[:len(data) // 2])
+
+
+def _edit_config(folder: Path, old: str, new: str) -> None:
+    text = (folder / "config.yaml").read_text()
+    assert old in text
+    (folder / "config.yaml").write_text(text.replace(old, new, 1))
+
+
+CORRUPTIONS = {
+    "truncated weights": (_truncate, r"cannot read weights from {folder}/model.safetensors: .*deserializing header"),
+    "garbage weights": (lambda f: (f / "model.safetensors").write_bytes(b"junk"),
+                        r"cannot read weights from {folder}/model.safetensors"),
+    "config of another width": (lambda f: _edit_config(f, "width: 32", "width: 64"),
+                                r"weights in {folder}/model.safetensors do not match the model: \d+ wrong shape "
+                                r"\(encoder.vision.backbone.*; the model is built from config.yaml and "
+                                r"bert_config.json"),
+    "config of another mode": (lambda f: _edit_config(f, "mode: fusion", "mode: text"),
+                               r"do not match the model: \d+ unexpected \(encoder.frame_embedder"),
+    "categories of another count": (lambda f: CategorySpace.build(LV2_IDS[:-1]).save(f / "categories.json"),
+                                    r"{folder}/categories.json: 6 level-2 categories, but the weights in "
+                                    r"{folder}/model.safetensors score 7"),
+    "no categories": (lambda f: (f / "categories.json").unlink(), r"{folder}: .*missing categories.json"),
+    "bad bert_config value": (lambda f: (f / "bert_config.json").write_text(
+        (f / "bert_config.json").read_text().replace('"hidden_size": 32', '"hidden_size": "wide"')),
+        r"cannot read {folder}/bert_config.json: .*hidden_size"),
+    "bert_config of another depth": (lambda f: (f / "bert_config.json").write_text(
+        (f / "bert_config.json").read_text().replace('"num_hidden_layers": 2', '"num_hidden_layers": 1')),
+        r"do not match the model: \d+ unexpected \(encoder.text.bert.encoder.layer.1"),
+    "bad vision_config": (lambda f: (f / "vision_config.json").write_text("[1]"),
+                          r"{folder}/vision_config.json does not hold a JSON object"),
+    "unknown config key": (lambda f: _edit_config(f, "seed: 42", "seed: 42\nsead: 1"),
+                           r"{folder}/config.yaml: sead: unknown config key"),
+}
+
+
+@pytest.mark.parametrize("case", list(CORRUPTIONS))
+def test_a_corrupt_model_folder_is_one_line_naming_the_file(portable, tmp_path, capsys, case):
+    """predict and average_checkpoints read a model folder through load_portable: each corruption is exit code 2
+    and one line naming the file and the mismatch (a traceback before)."""
+    import re
+    import shutil
+
+    from mmcls.commands import predict
+
+    corrupt, expected = CORRUPTIONS[case]
+    folder = tmp_path / "best"
+    shutil.copytree(portable[0], folder)
+    corrupt(folder)
+    pattern = "^error: .*" + expected.format(folder=re.escape(str(folder)))
+    code, err = run_tool([str(portable[1]), str(folder), "--output", str(tmp_path / "avg")], capsys)
+    assert code == 2 and err.count("\n") == 1 and re.search(pattern, err), err
+    assert not (tmp_path / "avg").exists()
+    code = run_main(predict.main, ["--model", str(folder), "--output", str(tmp_path / "r.csv"), "--precision", "no"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and re.search(pattern, err), err

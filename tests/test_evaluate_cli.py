@@ -123,6 +123,32 @@ def test_run_main_turns_errors_into_one_line(files, tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith(f"error: {bad}: line 1") and "header" in err
 
 
+def test_unknown_category_ids_are_counted_in_a_warning(files, capsys):
+    """Without --categories the truth's categories are the known ones: the example's one '0301' scores as a wrong
+    answer, and stderr says so with the count."""
+    truth, pred = files
+    assert evaluate.main(["--pred", str(pred), "--truth", str(truth)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == EXPECTED_LINES
+    assert err == (f"warning: {pred}: 1 of 8 predictions are category ids {truth} does not have ('0301'); they count "
+                   "as wrong answers (--categories makes them errors)\n")
+
+
+def test_a_submission_without_one_known_category_is_refused(files, tmp_path, capsys):
+    """A CSV full of '101' (the zeros lost in a spreadsheet) is an error naming the mistake, not a score of 0.0."""
+    truth, _ = files
+    stripped = write_csv(tmp_path / "stripped.csv", [label.lstrip("0") for label in PRED])
+    assert run_main(evaluate.main, ["--pred", str(stripped), "--truth", str(truth)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"error: {stripped}: none of its 8 predictions is a category id of {truth} ('101', '102', "
+                          "'201' and 2 more); category ids are compared as written: '101' is not '0101'")
+    other = write_csv(tmp_path / "other.csv", ["9999"] * len(PRED))
+    assert run_main(evaluate.main, ["--pred", str(other), "--truth", str(truth)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {other}: none of its 8 predictions is a category id of {truth} ('9999')\n"
+
+
 # --- as a subprocess, from another folder, without PYTHONPATH -----------------------------------------------------
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

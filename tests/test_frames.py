@@ -561,6 +561,69 @@ def test_broken_jpeg_dirs_and_feats(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# videos over the per-video caps (data.max_video_bytes, data.max_video_frames): broken, found before reading
+
+
+def _padded_zip(root: Path, video_id: str, n: int, padding: int) -> Path:
+    """A zip of ``n`` JPEG frames, each followed by ``padding`` zero bytes: small on disk (deflated), large read."""
+    path = zip_path(root, video_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for i in range(n):
+            zf.writestr(f"{i:04d}.jpg", jpeg_bytes(frame_array(i, 48, 64)) + bytes(padding))
+    return path
+
+
+def test_videos_over_the_caps_are_broken_before_anything_is_read(tmp_path, monkeypatch):
+    """A hostile member (a zip bomb, a 5 GB feature array) is refused from the sizes in the zip directory or the file
+    system, before it is read: a counted ``corrupt`` failure naming the cap, never an exception or a memory blow-up.
+    Videos within the caps read as before."""
+    caps = {"max_video_bytes": 100_000, "max_video_frames": 8, "max_frames": 4}
+    _padded_zip(tmp_path, "bomb1", n=4, padding=200_000)  # ~5 KB on disk, 800 KB uncompressed
+    assert zip_path(tmp_path, "bomb1").stat().st_size < 20_000
+    write_zip(tmp_path, "long1", n=9)
+    write_zip(tmp_path, "good1", n=8)
+    write_jpeg_dir(tmp_path, "long1", n=9)
+    write_jpeg_dir(tmp_path, "good1", n=8)
+    bomb_dir = write_jpeg_dir(tmp_path, "bomb1", n=4)
+    (bomb_dir / "0000.jpg").write_bytes((bomb_dir / "0000.jpg").read_bytes() + bytes(200_000))
+    write_mp4(mp4_path(tmp_path, "long1"), n=9)
+    write_mp4(mp4_path(tmp_path, "good1"), n=8)
+    mp4_path(tmp_path, "bomb1").write_bytes(mp4_path(tmp_path, "good1").read_bytes() + bytes(200_000))
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((1000, 64), np.float16))  # 128 KB, deflated to a few hundred bytes
+    with zipfile.ZipFile(write_feats(tmp_path, {"good1": feat_rows(8, 64), "long1": feat_rows(9, 64)}), "a",
+                         compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bomb1.npy", buffer.getvalue())
+    reads: list[str] = []
+    real_read = zipfile.ZipFile.read
+    monkeypatch.setattr(zipfile.ZipFile, "read", lambda self, name, *a: reads.append(str(getattr(
+        name, "filename", name))) or real_read(self, name, *a))
+
+    for name in ("zip", "jpeg", "mp4", "feats"):
+        source = build_frame_source(config(tmp_path, name, **caps), SPLIT)
+        assert (source.max_video_bytes, source.max_video_frames) == (100_000, 8)
+        assert source.read("good1").shape[0] == 4, name
+        loader = FrameLoader(source)
+        for video_id, cap in (("bomb1", "max_video_bytes=100000"), ("long1", "max_video_frames=8")):
+            reads.clear()
+            frames, error = loader.load(video_id)
+            assert frames is None and error.startswith("corrupt: ") and f"over data.{cap}" in error, (name, error)
+            assert not any(read.startswith(("bomb1", "0")) for read in reads), (name, reads)  # nothing of it read
+        assert loader.failures["corrupt"] == 2
+    unlimited = build_frame_source(config(tmp_path, "zip", max_frames=4, max_video_bytes=0, max_video_frames=0), SPLIT)
+    assert unlimited.read("bomb1").shape[0] == 4 and unlimited.read("long1").shape[0] == 4  # 0 = no cap: they decode
+
+    from mmcls.config import build_config
+    from mmcls.errors import ConfigError
+
+    defaults = build_config({}).data
+    assert (defaults.max_video_bytes, defaults.max_video_frames) == (512 << 20, 100_000)
+    with pytest.raises(ConfigError, match=r"^data.max_video_bytes: must be >= 0 \(0 = no limit\), got -1$"):
+        build_config({}, ["data.max_video_bytes=-1"])
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # hanging decodes
 
 

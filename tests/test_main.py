@@ -63,3 +63,27 @@ def test_a_script_and_its_command_share_the_help():
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "evaluate.py"), "--help"], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and "example" in proc.stdout.lower()
+
+
+@pytest.mark.parametrize("processes", [["--cpu", "--num_processes", "1"],
+                                       ["--multi_gpu", "--num_processes", "2", "--main_process_port", "29531"]],
+                         ids=["one process", "two processes"])
+def test_launch_ends_with_the_commands_own_error(tmp_path, processes):
+    """`accelerate launch` ends a failed command with its own traceback (one process: CalledProcessError; several:
+    torch's failure report); tools/launch.py takes the same arguments and ends with the command's one-line error and
+    its exit code (a script path, or -m mmcls NAME)."""
+    import os
+
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT)}
+    command = [str(ROOT / "finetune" / "train.py")] if processes[0] == "--cpu" else ["-m", "mmcls", "finetune"]
+    argv = [sys.executable, str(ROOT / "tools" / "launch.py"), *processes, "--num_machines", "1", "--mixed_precision",
+            "no", "--dynamo_backend", "no", *command, "--config", str(ROOT / "configs" / "demo.yaml"),
+            "data.max_framez=4"]
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: data.max_framez: unknown config key"), proc.stderr[-3000:]
+    if processes[0] == "--cpu":  # already the last line: not repeated
+        assert lines[-1] not in lines[:-1], proc.stderr[-3000:]

@@ -109,12 +109,51 @@ def test_clip_checkpoint_of_whole_model_loads_visual_weights(tmp_path, fmt):
         torch.jit.script(clip).save(str(path))
     cfg = make_cfg("clip").model.vision
     cfg.pretrained = str(path)
+    cfg.trust_torchscript = fmt == "torchscript"  # a TorchScript archive runs code when loaded: opted in
     tower = build_vision_tower(cfg, SIZE)
     for key, value in clip.visual.state_dict().items():
         assert torch.equal(tower.backbone.state_dict()[key], value), key
     resized = build_vision_tower(cfg, 48)  # trained at 32 px, used at 48 px: position grid 4x4 -> 6x6
     assert resized.backbone.positional_embedding.shape == (37, 32)
     assert torch.equal(resized.backbone.proj, clip.visual.proj)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_torchscript_weights_need_the_opt_in(tmp_path, monkeypatch):
+    """torch.jit.load runs the archive's code: without model.vision.trust_torchscript=true a TorchScript file is a
+    one-line ConfigError (nothing loaded) saying how to opt in or convert it; the conversion it shows works, and no
+    other key (model.init_from ...) offers the opt-in."""
+    import shlex
+    import subprocess
+    import sys
+
+    from mmcls.models.weights import read_state_dict
+
+    clip = _tiny_open_clip(SIZE).eval()
+    path = tmp_path / "ViT-B-16.pt"
+    torch.jit.script(clip).save(str(path))
+    loads = []
+    real_load = torch.jit.load
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    cfg = make_cfg("clip").model.vision
+    cfg.pretrained = str(path)
+    with pytest.raises(ConfigError) as refused:
+        build_vision_tower(cfg, SIZE)
+    message = str(refused.value)
+    assert loads == [] and "\n" not in message
+    assert message.startswith(f"model.vision.pretrained: {path} is a TorchScript archive")
+    assert "set model.vision.trust_torchscript=true if you trust it" in message
+    with pytest.raises(ConfigError, match=r"^model.init_from: .* TorchScript") as other:
+        read_state_dict(path, "model.init_from", trust_torchscript=False)
+    assert "trust_torchscript" not in str(other.value) and loads == []
+
+    command = shlex.split(message.split("convert it once to safetensors: ", 1)[1])
+    assert command[0] == "python"
+    subprocess.run([sys.executable, *command[1:]], check=True, timeout=120)
+    cfg.pretrained = str(path.with_suffix(".safetensors"))
+    tower = build_vision_tower(cfg, SIZE)  # the converted file needs no opt-in
+    for key, value in clip.visual.state_dict().items():
+        assert torch.equal(tower.backbone.state_dict()[key], value), key
 
 
 def test_clip_vision_only_safetensors_and_no_load(tmp_path):

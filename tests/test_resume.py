@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _command(root: Path, run: Path, *extra: str) -> list[str]:
     return [sys.executable, str(ROOT / "finetune" / "train.py"), "--config", str(ROOT / "configs" / "demo.yaml"),
             *tiny_overrides(root, run, "train.max_steps=30", "train.checkpoint_every=4", "train.log_every=1",
-                            "train.ema.decay=0.9", *extra)]
+                            "train.ema.decay=0.9", "data.num_workers=2", *extra)]
 
 
 def _pretrain_command(root: Path, run: Path) -> list[str]:
@@ -166,3 +166,48 @@ def test_checkpoints_store_epoch_sums_of_all_processes_and_resume_them_once():
     other = local_share(_TwoProcesses(1, []), summed)
     assert (other.failures, other.batches) == (0, 5)
     assert other.sums == {"loss": 0.0, "loss_mlm": 0.0} and other.counts == {"loss": 0, "loss_mlm": 0}
+
+
+class _Payload:
+    """What an attacker plants: unpickling it calls ``open(marker, "w")``, i.e. runs code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+def test_a_resume_runs_no_code_from_the_run_folder_and_every_state_file_must_load(synthetic_root, tmp_path):
+    """A run folder on a shared disk is not trusted input: a pickle planted in (or next to) any state file that a
+    resume reads stops the rerun with one line naming the file, and nothing runs; a corrupt file is never skipped
+    (accelerate alone would resume with fresh random states)."""
+    import shutil
+
+    from mmcls.engine.finetune import finetune
+
+    run = tmp_path / "run"
+    overrides = tiny_overrides(synthetic_root, run, "train.max_steps=2", "train.ema.decay=0.9")
+    finetune(build_config({}, overrides))
+    last = run / "checkpoints" / "last"
+    pristine = tmp_path / "pristine"
+    shutil.copytree(last, pristine)
+    marker = tmp_path / "pwned"
+    cases = {"random_states_0.pkl": "payload", "optimizer.bin": "payload", "custom_checkpoint_0.pkl": "payload",
+             "random_states_0.pkl ": "junk", "parts.safetensors": "junk", "model.safetensors": "junk"}
+    for name, kind in cases.items():
+        name = name.strip()
+        shutil.rmtree(last)
+        shutil.copytree(pristine, last)
+        if kind == "payload":
+            torch.save({"state": _Payload(marker)}, last / name)
+        else:
+            (last / name).write_bytes(b"junk\n")
+        with pytest.raises(ConfigError, match=rf"^output_dir: cannot resume from .*last: .*{name.split('.')[0]}.*"
+                                              r"train\.resume=false") as error:
+            finetune(build_config({}, overrides))
+        assert "\n" not in str(error.value) and not marker.exists(), name
+    shutil.rmtree(last)
+    shutil.copytree(pristine, last)
+    assert finetune(build_config({}, overrides))["update"] == 2  # the untouched checkpoint resumes
+    assert "resumed from" in (run / "train.log").read_text()

@@ -4,7 +4,8 @@ Prints record counts per split, the class distribution, text length percentiles 
 each field is cut), frames per video, and the list of unreadable videos. Exit code 0 when the data is usable,
 1 when there are fatal problems (no labelled data; more than --max-bad-fraction of a split's videos unreadable,
 which usually means a wrong data.frame_source or data.root), 2 on a malformed file or config (one line naming the
-file, record and field).
+file, record and field; an id that is not valid text, such as a lone "\\ud83d" escape, is one). Text fields with such
+characters are cleaned as training cleans them, with one warning per file saying how many.
 
 Example:
     python tools/check_data.py data/synthetic --config configs/demo.yaml
@@ -56,7 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args.overrides = [f"data.root={args.root}", *args.overrides]
     cfg = config_from_args(args).data
-    logging.getLogger("mmcls.data").setLevel(logging.ERROR)  # unreadable videos are listed below instead
     if not Path(cfg.root).is_dir():
         raise DataError("dataset root not found", path=cfg.root)
 
@@ -73,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise DataError("annotation file not found (data.train)", path=str(path))
             print(f"{which:10s} {relative}: not found, skipped")
             continue
-        reports.append(SplitReport.load(which, cfg, path))
+        reports.append(SplitReport.load(which, cfg, path))  # warns of text it had to clean (invalid characters)
+    logging.getLogger("mmcls.data").setLevel(logging.ERROR)  # unreadable videos are listed below instead
     for report in reports:
         print(f"{report.which:10s} {report.relative:34s} {len(report.records):8d} records "
               f"{report.num_labelled:8d} labelled")

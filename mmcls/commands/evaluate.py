@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -27,6 +28,10 @@ example:
 Both files: no header, one 'id,category_id' per line. The truth file defines the ids; the prediction must hold
 exactly those ids (any order). Level 1 is the first --lv1-prefix-len characters of a category id, unless
 --hierarchy (lines 'lv2_id lv1_id') or a categories.json (its saved level-1 parents) says otherwise.
+
+Without --categories, the truth file's categories are the known ones: predictions of other category ids count as
+wrong answers and are counted in a warning on stderr; a prediction file in which no category id is known (say
+'101' for '0101') is an error, not a score of 0.
 """
 
 
@@ -61,6 +66,26 @@ def check_parents(path: str, labels: Mapping[str, str], parents: Mapping[str, st
                             path=path, record=f"line {line_no}", field="category_id")
 
 
+def check_predicted_categories(pred_path: str, truth_path: str, truth: Mapping[str, str],
+                               pred: Mapping[str, str]) -> None:
+    """Without a categories file: warn (stderr) with the count of predictions whose category id the truth file does
+    not have; DataError when no prediction has a category id of the truth file."""
+    known = set(truth.values())
+    unknown = [category for category in pred.values() if category not in known]
+    if not unknown:
+        return
+    distinct = sorted(set(unknown))
+    shown = ", ".join(map(repr, distinct[:3])) + (f" and {len(distinct) - 3} more" if len(distinct) > 3 else "")
+    width = max(map(len, known))
+    padded = next((c for c in distinct if c.isdigit() and len(c) < width and c.zfill(width) in known), None)
+    hint = f"; category ids are compared as written: {padded!r} is not {padded.zfill(width)!r}" if padded else ""
+    if len(unknown) == len(pred):
+        raise DataError(f"none of its {len(pred)} predictions is a category id of {truth_path} ({shown}){hint}",
+                        path=pred_path)
+    print(f"warning: {pred_path}: {len(unknown)} of {len(pred)} predictions are category ids {truth_path} does not "
+          f"have ({shown}); they count as wrong answers (--categories makes them errors){hint}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.lv1_prefix_len is not None and args.lv1_prefix_len < 1:
@@ -68,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     known, saved_parents = load_categories(args.categories) if args.categories else (None, None)
     truth = read_submission(args.truth, known_categories=known)
     pred = read_submission(args.pred, expected_ids=list(truth), known_categories=known)
+    if known is None:
+        check_predicted_categories(args.pred, args.truth, truth, pred)
 
     parents, source = None, f"prefix of {args.lv1_prefix_len or 2} characters"
     if args.hierarchy:

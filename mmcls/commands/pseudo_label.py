@@ -44,8 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         raise UserError(f"{args.annotations}: {len(missing)} ids of {args.logits} are not in it (first: "
                         f"{missing[0]!r})")
-    if args.temperature <= 0:
-        raise UserError(f"--temperature: must be > 0, got {args.temperature}")
+    if not 0 < args.temperature < float("inf"):  # also NaN
+        raise UserError(f"--temperature: must be a finite number > 0, got {args.temperature}")
     probs = bundle.probabilities(args.temperature)
     keep = select_confident(probs, args.threshold, args.top_k_per_class)
     if keep.size == 0:

@@ -19,6 +19,14 @@ from mmcls.io import atomic_write_text
 CATEGORIES_FILE = "categories.json"
 
 
+def _read_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 text file; other bytes are a :class:`DataError` naming the file."""
+    try:
+        return path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=str(path)) from None
+
+
 def read_category_file(path: str | Path) -> list[str]:
     """Ordered category ids, one per line (blank lines and ``#`` comments skipped); duplicates are an error."""
     path = Path(path)
@@ -26,7 +34,7 @@ def read_category_file(path: str | Path) -> list[str]:
         raise DataError("category file not found", path=str(path))
     ids: list[str] = []
     seen: dict[str, int] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for line_no, line in enumerate(_read_lines(path), start=1):
         item = line.split("#", 1)[0].strip()
         if not item:
             continue
@@ -46,7 +54,7 @@ def read_hierarchy(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise DataError("hierarchy file not found", path=str(path))
     parents: dict[str, str] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for line_no, line in enumerate(_read_lines(path), start=1):
         item = line.split("#", 1)[0].strip()
         if not item:
             continue

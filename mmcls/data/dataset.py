@@ -178,6 +178,28 @@ def build_dataset(cfg: DataConfig, split: AnnotationSet, tokenizer: Any, categor
                             soft_targets=soft_targets)
 
 
+class EpochShuffle(Sampler[int]):
+    """The training order: a permutation of the dataset drawn from (seed, epoch) alone (``dataset.epoch``, set by
+    the loop before each epoch).
+
+    The DataLoader's own shuffle draws from the generator it also draws worker seeds from, once per iterator, and
+    a persistent-worker iterator is made once per run: a run resumed mid-way (a new iterator) would see another
+    order than the run it continues. This order needs no state beyond the epoch, on any number of workers and
+    processes (every process draws the same permutation; accelerate shards its batches).
+    """
+
+    def __init__(self, dataset: VideoTextDataset | ConcatVideoDataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        state = np.random.SeedSequence([self.seed, self.dataset.epoch]).generate_state(1, dtype=np.uint64)[0]
+        generator = torch.Generator().manual_seed(int(state) & (2**63 - 1))
+        return iter(torch.randperm(len(self.dataset), generator=generator).tolist())
+
+
 class ForkSafeDataLoader(DataLoader):
     """A DataLoader that collects the parent's garbage before starting workers.
 
@@ -198,6 +220,9 @@ def init_worker(worker_id: int) -> None:
     Python from torch's per-worker seed."""
     import random
 
+    from mmcls.data.worker_signals import serve_through_sigterm
+
+    serve_through_sigterm()  # a SIGTERM to the whole process group leaves the loader to the loop (engine/loop.py)
     gc.freeze()
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
@@ -222,6 +247,10 @@ class ConcatVideoDataset(ConcatDataset):
             part.set_epoch(epoch)
 
     @property
+    def epoch(self) -> int:
+        return self.parts[0].epoch
+
+    @property
     def text_encoder(self) -> Any:
         return self.parts[0].text_encoder
 
@@ -232,8 +261,19 @@ class ConcatVideoDataset(ConcatDataset):
 
 def build_dataloader(dataset: VideoTextDataset | ConcatVideoDataset, cfg: DataConfig, batch_size: int,
                      shuffle: bool = False, sampler: Sampler | None = None, drop_last: bool = False,
-                     pad_id: int | None = None, generator: torch.Generator | None = None) -> DataLoader:
-    """DataLoader with the config's workers, pinned memory, persistent workers and prefetching."""
+                     pad_id: int | None = None, generator: torch.Generator | None = None,
+                     seed: int = 0) -> DataLoader:
+    """DataLoader with the config's workers, pinned memory, persistent workers and prefetching; ``shuffle``
+    orders each epoch by :class:`EpochShuffle` from ``seed`` and the dataset's epoch.
+
+    A loader draws its workers' base seed from ``generator`` each time it makes an iterator (once per run with
+    persistent workers, once per epoch without); without a generator of its own it would draw from the global torch
+    RNG, and a resumed run, which makes its iterators at other times, would see another dropout stream.
+    """
+    if shuffle and sampler is None:
+        sampler = EpochShuffle(dataset, seed)
+    if generator is None:
+        generator = torch.Generator().manual_seed(seed)
     if pad_id is None:
         pad_id = dataset.text_encoder.pad_id if dataset.text_encoder is not None else 0
     shape, dtype = frame_shape(cfg, dataset.frame_loader)
@@ -241,7 +281,6 @@ def build_dataloader(dataset: VideoTextDataset | ConcatVideoDataset, cfg: DataCo
     return ForkSafeDataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle if sampler is None else False,
         sampler=sampler,
         drop_last=drop_last,
         num_workers=workers,

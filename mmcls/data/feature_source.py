@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from mmcls.config import DataConfig
-from mmcls.data.frame_source import FrameSource, is_macos_junk
+from mmcls.data.frame_source import FrameSource, is_macos_junk, video_limits
 from mmcls.data.sampling import SamplingMode
 from mmcls.data.transforms import resolve_resize_size
 from mmcls.data.video_error import VideoError
@@ -41,8 +41,8 @@ class FeatsFrameSource(FrameSource):
     PROBE_VOTES: ClassVar[int] = 5
 
     def __init__(self, root: str | Path, split: str, max_frames: int, resize_size: int | None = None,
-                 frame_dir: str | None = None, feat_dim: int | None = None) -> None:
-        super().__init__(root, split, max_frames, resize_size, frame_dir)
+                 frame_dir: str | None = None, feat_dim: int | None = None, **limits: int) -> None:
+        super().__init__(root, split, max_frames, resize_size, frame_dir, **limits)
         if feat_dim is not None and feat_dim < 1:
             raise ValueError(f"feat_dim must be >= 1, got {feat_dim}")
         self.feat_dim = feat_dim
@@ -54,7 +54,7 @@ class FeatsFrameSource(FrameSource):
     @classmethod
     def from_config(cls, cfg: DataConfig, split: str) -> FrameSource:
         return cls(cfg.root, split, cfg.max_frames, resolve_resize_size(cfg), cfg.frame_dir,
-                   cfg.feat_dim)
+                   cfg.feat_dim, **video_limits(cfg))
 
     @property
     def zip_path(self) -> Path:
@@ -95,7 +95,8 @@ class FeatsFrameSource(FrameSource):
         return self._probed_dim
 
     def _probe_dim(self, zf: zipfile.ZipFile) -> int | None:
-        names = [m.filename for m in zf.infolist() if m.filename.endswith(".npy") and not is_macos_junk(m.filename)]
+        names = [m.filename for m in zf.infolist() if m.filename.endswith(".npy") and not is_macos_junk(m.filename)
+                 and not (self.max_video_bytes and m.file_size > self.max_video_bytes)]  # over the cap: not read
         widths: Counter[int] = Counter()
         for member in names[:self.PROBE_MEMBERS]:
             try:
@@ -132,11 +133,15 @@ class FeatsFrameSource(FrameSource):
     def _load(self, video_id: str) -> np.ndarray:
         """The whole ``[n_frames, dim]`` array of ``video_id``, checked against :meth:`feature_dim`."""
         member = f"{video_id}.npy"
+        handle = self._handle(video_id)
         try:
-            data = self._handle(video_id).read(member)
+            info = handle.getinfo(member)
         except KeyError:
             raise VideoError(video_id, f"{member} not in {self.zip_path}", "missing") from None
-        array = np.load(io.BytesIO(data), allow_pickle=False)
+        self._check_bytes(video_id, info.file_size, f"{self.zip_path}: {member}")  # uncompressed, before reading
+        array = np.load(io.BytesIO(handle.read(info)), allow_pickle=False)
+        if array.ndim == 2:
+            self._check_frames(video_id, array.shape[0], f"{self.zip_path}: {member}")
         if array.ndim != 2:
             raise VideoError(video_id, f"{member}: expected [n_frames, dim], got shape {array.shape}", "corrupt")
         if not np.issubdtype(array.dtype, np.floating):

@@ -47,7 +47,10 @@ def read_folds(path: str | Path) -> dict[str, int]:
     path = Path(path)
     if not path.is_file():
         raise DataError("folds file not found (write one with tools/make_folds.py)", path=str(path))
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=str(path)) from None
     if not lines or lines[0].strip() != FOLDS_HEADER:
         raise DataError(f"expected the header line {FOLDS_HEADER!r}", path=str(path), record="line 1")
     folds: dict[str, int] = {}
@@ -55,13 +58,15 @@ def read_folds(path: str | Path) -> dict[str, int]:
         if not line.strip():
             continue
         parts = line.split(",")
-        if len(parts) != 2 or not parts[1].strip().isdigit():
-            raise DataError(f"expected 'id,fold' with an integer fold, got {line!r}", path=str(path),
+        fold = parts[1].strip() if len(parts) == 2 else ""
+        if not (fold.isascii() and fold.isdigit()) or len(fold) > 9:  # int() of 5000 digits is a ValueError
+            shown = line if len(line) <= 80 else line[:77] + "..."
+            raise DataError(f"expected 'id,fold' with an integer fold, got {shown!r}", path=str(path),
                             record=f"line {line_no}")
         video_id = parts[0].strip()
         if video_id in folds:
             raise DataError(f"duplicate id {video_id!r}", path=str(path), record=f"line {line_no}")
-        folds[video_id] = int(parts[1])
+        folds[video_id] = int(fold)
     return folds
 
 

@@ -15,7 +15,7 @@ from mmcls.config import DataConfig
 from mmcls.data.jpeg import JPEG_SUFFIXES, NotJPEGError, decode_jpeg_frame, stack_frames
 from mmcls.data.sampling import SamplingMode, sample_frame_indices
 from mmcls.data.transforms import resolve_resize_size
-from mmcls.data.video_error import VideoError, _describe
+from mmcls.data.video_error import VideoError, VideoOverLimit, _describe
 
 
 class FrameSource(ABC):
@@ -29,16 +29,21 @@ class FrameSource(ABC):
     default_dir: ClassVar[str]
 
     def __init__(self, root: str | Path, split: str, max_frames: int, resize_size: int | None = None,
-                 frame_dir: str | None = None) -> None:
+                 frame_dir: str | None = None, *, max_video_bytes: int = DataConfig.max_video_bytes,
+                 max_video_frames: int = DataConfig.max_video_frames) -> None:
         if max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        if max_video_bytes < 0 or max_video_frames < 0:
+            raise ValueError(f"max_video_bytes and max_video_frames must be >= 0 (0 = no limit), got "
+                             f"{max_video_bytes} and {max_video_frames}")
         self.root, self.split, self.max_frames, self.resize_size = Path(root), split, max_frames, resize_size
         self.base = self.root / (frame_dir or self.default_dir)
+        self.max_video_bytes, self.max_video_frames = max_video_bytes, max_video_frames
 
     @classmethod
     def from_config(cls, cfg: DataConfig, split: str) -> FrameSource:
         """Build from the data config for annotation split ``split`` (e.g. ``"labeled"``)."""
-        return cls(cfg.root, split, cfg.max_frames, resolve_resize_size(cfg), cfg.frame_dir)
+        return cls(cfg.root, split, cfg.max_frames, resolve_resize_size(cfg), cfg.frame_dir, **video_limits(cfg))
 
     @abstractmethod
     def path(self, video_id: str) -> Path:
@@ -91,8 +96,8 @@ class FrameSource(ABC):
                  offset: int) -> list[int]:
         return sample_frame_indices(num_frames, self.max_frames, mode, rng, offset)
 
-    def _check_file(self, video_id: str, path: Path) -> None:
-        """Missing and zero-byte files are their own failure kinds."""
+    def _check_file(self, video_id: str, path: Path) -> int:
+        """The size of ``path``; missing and zero-byte files are their own failure kinds."""
         try:
             size = path.stat().st_size
         except FileNotFoundError:
@@ -101,6 +106,19 @@ class FrameSource(ABC):
             raise VideoError(video_id, f"{path} is not a file", "missing")
         if size == 0:
             raise VideoError(video_id, f"{path} is empty (0 bytes)", "empty")
+        return size
+
+    def _check_bytes(self, video_id: str, size: int, what: str) -> None:
+        """``corrupt`` VideoError when ``size`` (bytes of ``what``, known before reading it) exceeds the cap."""
+        if self.max_video_bytes and size > self.max_video_bytes:
+            raise VideoOverLimit(video_id, f"{what}: {size} bytes, over data.max_video_bytes={self.max_video_bytes}",
+                                 "corrupt")
+
+    def _check_frames(self, video_id: str, count: int, what: str) -> None:
+        """``corrupt`` VideoError when the video (``what``) has more frames than the cap."""
+        if self.max_video_frames and count > self.max_video_frames:
+            raise VideoOverLimit(video_id, f"{what}: {count} frames, over data.max_video_frames="
+                                 f"{self.max_video_frames}", "corrupt")
 
     def _decode_jpegs(self, video_id: str, names: list[str], blobs: list[bytes]) -> torch.Tensor:
         """Decode JPEG frames (named for error messages) into uint8 ``[T, 3, H, W]``."""
@@ -111,6 +129,12 @@ class FrameSource(ABC):
             except NotJPEGError:
                 raise VideoError(video_id, f"frame {name} is not a JPEG", "corrupt") from None
         return stack_frames(frames)
+
+
+def video_limits(cfg: DataConfig) -> dict[str, int]:
+    """The per-video caps of the data config (``data.max_video_bytes``, ``data.max_video_frames``), as the keyword
+    arguments every :class:`FrameSource` takes."""
+    return {"max_video_bytes": cfg.max_video_bytes, "max_video_frames": cfg.max_video_frames}
 
 
 def is_macos_junk(name: str) -> bool:

@@ -3,11 +3,12 @@
 A :class:`FrameSource` maps a video id to uint8 ``[T, 3, H, W]`` frames (shorter side = ``resize_size``, at most
 4:1) or, for ``feats``, float16 ``[T, D]`` frame features, with ``T <= max_frames`` chosen by
 :func:`~mmcls.data.sampling.sample_frame_indices`. It RAISES :class:`~mmcls.data.video_error.VideoError` for every
-data problem (missing, empty, truncated zip, non-JPEG, undecodable, wrong feature width; an mp4 that decodes only in
-part gives its decodable head). :class:`FrameLoader` wraps a source for the Dataset: it runs each read under a
-timeout (:func:`~mmcls.data.timeout.call_with_timeout`), catches :class:`~mmcls.data.video_error.VideoError`, counts
-failures per kind, logs each failing id once, and returns ``(frames, None)`` or ``(None, reason)`` — never another
-video.
+data problem (missing, empty, truncated zip, non-JPEG, undecodable, wrong feature width, over the per-video caps
+``data.max_video_bytes`` / ``data.max_video_frames``, checked from file sizes and zip headers before anything is
+read; an mp4 that decodes only in part gives its decodable head). :class:`FrameLoader` wraps a source for the
+Dataset: it runs each read under a timeout (:func:`~mmcls.data.timeout.call_with_timeout`), catches
+:class:`~mmcls.data.video_error.VideoError`, counts failures per kind, logs each failing id once, and returns
+``(frames, None)`` or ``(None, reason)`` — never another video.
 
 Handles are opened lazily inside the process that reads: one zip / reader per video, opened and closed per read
 (never shared across forked DataLoader workers); the big per-split ``feats`` zip is opened once per process and
@@ -38,13 +39,13 @@ import torch
 
 from mmcls.config import DataConfig
 from mmcls.data.feature_source import FeatsFrameSource
-from mmcls.data.frame_source import FrameSource, _read_member, frame_names
+from mmcls.data.frame_source import FrameSource, _read_member, frame_names, video_limits
 from mmcls.data.jpeg import stack_frames
 from mmcls.data.mp4 import Mp4Info, _probe_size, decode_sequentially, mp4_info
 from mmcls.data.sampling import SamplingMode
 from mmcls.data.timeout import call_with_timeout
 from mmcls.data.transforms import resize_shorter_side, resolve_resize_size, shorter_side_size
-from mmcls.data.video_error import FailureKind, VideoError, _describe
+from mmcls.data.video_error import FailureKind, VideoError, VideoOverLimit, _describe
 
 logger = logging.getLogger("mmcls.data")
 
@@ -60,21 +61,26 @@ class ZipFrameSource(FrameSource):
 
     def _open(self, video_id: str) -> zipfile.ZipFile:
         path = self.path(video_id)
-        self._check_file(video_id, path)
+        self._check_bytes(video_id, self._check_file(video_id, path), str(path))  # before parsing its directory
         try:
             return zipfile.ZipFile(path)
         except zipfile.BadZipFile as exc:
             raise VideoError(video_id, f"{path}: bad zip: {exc}", "corrupt") from None
 
     def _frame_names(self, video_id: str, zf: zipfile.ZipFile) -> list[str]:
-        """Sorted JPEG member names (other members are ignored); VideoError when there are none."""
-        return frame_names(video_id, str(zf.filename), (m.filename for m in zf.infolist() if not m.is_dir()))
+        """Sorted JPEG member names (other members are ignored); VideoError when there are none, or more than
+        ``data.max_video_frames``."""
+        names = frame_names(video_id, str(zf.filename), (m.filename for m in zf.infolist() if not m.is_dir()))
+        self._check_frames(video_id, len(names), str(zf.filename))
+        return names
 
     def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
         try:
             with self._open(video_id) as zf:
                 names = self._frame_names(video_id, zf)
                 picked = [names[i] for i in self._indices(len(names), mode, rng, offset)]
+                size = sum(zf.getinfo(name).file_size for name in picked)  # uncompressed, from the zip's directory
+                self._check_bytes(video_id, size, f"{zf.filename}: the {len(picked)} sampled frames")
                 blobs = [_read_member(video_id, zf, name) for name in picked]
         except zipfile.BadZipFile as exc:  # e.g. a CRC error in a member
             raise VideoError(video_id, f"{self.path(video_id)}: bad zip: {exc}", "corrupt") from None
@@ -95,17 +101,22 @@ class JpegDirFrameSource(FrameSource):
         return self.base / self.split / video_id
 
     def _frame_names(self, video_id: str) -> list[str]:
-        """Sorted JPEG file names of the folder (other files are ignored); VideoError when there are none."""
+        """Sorted JPEG file names of the folder (other files are ignored); VideoError when there are none, or more
+        than ``data.max_video_frames``."""
         folder = self.path(video_id)
         if not folder.is_dir():
             raise VideoError(video_id, f"{folder} not found", "missing")
         with os.scandir(folder) as entries:
-            return frame_names(video_id, str(folder), [e.name for e in entries if e.is_file()])
+            names = frame_names(video_id, str(folder), [e.name for e in entries if e.is_file()])
+        self._check_frames(video_id, len(names), str(folder))
+        return names
 
     def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
         names = self._frame_names(video_id)
         picked = [names[i] for i in self._indices(len(names), mode, rng, offset)]
         folder = self.path(video_id)
+        size = sum((folder / name).stat().st_size for name in picked)
+        self._check_bytes(video_id, size, f"{folder}: the {len(picked)} sampled frames")
         return self._decode_jpegs(video_id, picked, [(folder / name).read_bytes() for name in picked])
 
     def _count(self, video_id: str) -> int:
@@ -131,13 +142,14 @@ class Mp4FrameSource(FrameSource):
     default_dir = "videos"
 
     def __init__(self, root: str | Path, split: str, max_frames: int, resize_size: int | None = None,
-                 frame_dir: str | None = None, decode_threads: int = 1) -> None:
-        super().__init__(root, split, max_frames, resize_size, frame_dir)
+                 frame_dir: str | None = None, decode_threads: int = 1, **limits: int) -> None:
+        super().__init__(root, split, max_frames, resize_size, frame_dir, **limits)
         self.decode_threads = decode_threads
 
     @classmethod
     def from_config(cls, cfg: DataConfig, split: str) -> FrameSource:
-        return cls(cfg.root, split, cfg.max_frames, resolve_resize_size(cfg), cfg.frame_dir, cfg.decode_threads)
+        return cls(cfg.root, split, cfg.max_frames, resolve_resize_size(cfg), cfg.frame_dir, cfg.decode_threads,
+                   **video_limits(cfg))
 
     def path(self, video_id: str) -> Path:
         return self.base / self.split / f"{video_id}.mp4"
@@ -160,30 +172,43 @@ class Mp4FrameSource(FrameSource):
         target_h, target_w = shorter_side_size(height, width, self.resize_size)
         return target_w, target_h
 
+    def _checked_info(self, video_id: str, path: Path) -> Mp4Info | None:
+        """The header of a present, non-empty mp4 within the caps (file size, and the frames its header counts)."""
+        self._check_bytes(video_id, self._check_file(video_id, path), str(path))
+        info = mp4_info(path)
+        if info is not None:
+            self._check_frames(video_id, info.frames, str(path))
+        return info
+
     def _read(self, video_id: str, mode: SamplingMode, rng: np.random.Generator | None, offset: int) -> torch.Tensor:
         path = self.path(video_id)
-        self._check_file(video_id, path)
-        info = mp4_info(path)
+        info = self._checked_info(video_id, path)
         failure = self._truncation(video_id, info)
         if failure is None:
             try:
                 return self._read_decord(video_id, path, info, mode, rng, offset)
+            except VideoOverLimit:
+                raise
             except VideoError as exc:
                 failure = exc
         return self._read_pyav(video_id, path, failure, mode, rng, offset)
 
     def _count(self, video_id: str) -> int:
         path = self.path(video_id)
-        self._check_file(video_id, path)
-        failure = self._truncation(video_id, mp4_info(path))
+        failure = self._truncation(video_id, self._checked_info(video_id, path))
         if failure is None:
             try:
-                return len(self._open(video_id, path))
+                count = len(self._open(video_id, path))
+                self._check_frames(video_id, count, str(path))
+                return count
+            except VideoOverLimit:
+                raise
             except VideoError as exc:
                 failure = exc
         result = decode_sequentially(path)
         if result.count == 0:
             raise self._both_failed(video_id, path, failure, result.error)
+        self._check_frames(video_id, result.count, str(path))
         return result.count
 
     @staticmethod
@@ -198,6 +223,7 @@ class Mp4FrameSource(FrameSource):
         """The fast path; VideoError (``corrupt``: cannot open, ``decode``: cannot decode) on any failure."""
         size = self.decode_size(path, info)
         reader = self._open(video_id, path, size)
+        self._check_frames(video_id, len(reader), str(path))
         indices = self._indices(len(reader), mode, rng, offset)
         try:
             return self._decode(reader, indices)
@@ -219,6 +245,7 @@ class Mp4FrameSource(FrameSource):
         counted = decode_sequentially(path)
         if counted.count == 0:
             raise self._both_failed(video_id, path, failure, counted.error)
+        self._check_frames(video_id, counted.count, str(path))
         indices = self._indices(counted.count, mode, rng, offset)
         result = decode_sequentially(path, indices, self.resize_size, stop=indices[-1])
         if len(result.frames) != len(indices):  # cannot happen for a deterministic decoder

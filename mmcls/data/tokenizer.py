@@ -228,7 +228,7 @@ def sentencepiece_tokenizer(model: bytes, out: str | Path):
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:  # transformers converts a .model file only from a folder
         (Path(scratch) / SENTENCEPIECE_FILE).write_bytes(model)
-        tokenizer = XLMRobertaTokenizer.from_pretrained(scratch, local_files_only=True)
+        tokenizer = XLMRobertaTokenizer.from_pretrained(scratch, local_files_only=True, trust_remote_code=False)
     tokenizer.save_pretrained(out)
     (out / SENTENCEPIECE_FILE).write_bytes(model)
     return load_tokenizer(out)

@@ -46,3 +46,8 @@ class VideoError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return type(self), (self.video_id, self.reason, self.kind)
+
+
+class VideoOverLimit(VideoError):
+    """A video over a per-video cap (``data.max_video_bytes``, ``data.max_video_frames``): ``corrupt``, found before
+    it is read, and never retried with another decoder."""

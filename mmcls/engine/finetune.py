@@ -23,6 +23,7 @@ from mmcls.data.dataset import ConcatVideoDataset, VideoTextDataset, build_datal
 from mmcls.data.soft_targets import SoftTargets
 from mmcls.data.splits import AnnotationSet, build_tokenizer, load_labelled_splits, load_pseudo_split
 from mmcls.engine.averaging import WeightAverager
+from mmcls.engine.guard import no_model_error, nonfinite_weights, unexportable
 from mmcls.engine.inference import InferenceResult, run_inference
 from mmcls.engine.last_checkpoint import EpochPosition
 from mmcls.engine.loop import Evaluation, LoopResult, LoopState, train
@@ -106,10 +107,10 @@ class Finetuning:
         self.train_step = classification_step(cfg, t.model, t.core, criterion, accelerator)
         self.averager = (WeightAverager(t.run.checkpoints / "swa", cfg.train.swa.mode, cfg.train.swa.count,
                                         write=accelerator.is_main_process) if cfg.train.swa.mode != "none" else None)
-        if self.averager is not None:
-            accelerator.register_for_checkpointing(self.averager)
+        t.parts["swa"] = self.averager
         self.best_score, self.best_update = -1.0, -1
         self.best_scores: dict[str, float] = {}
+        self.refused: tuple[str, int] | None = None  # why the last validated weights were not exportable, and when
 
     def step(self, batch: dict[str, Any], epoch: int, index: int) -> dict[str, torch.Tensor]:
         return self.train_step(batch, epoch, index)
@@ -121,7 +122,11 @@ class Finetuning:
                  "train this epoch", update, scores["mean_f1"], scores["lv1_micro_f1"], scores["lv1_macro_f1"],
                  scores["lv2_micro_f1"], scores["lv2_macro_f1"], _fmt(scores["val_loss"]), scores["video_failures"],
                  train.failures)
-        improved = scores["mean_f1"] > self.best_score
+        refused = unexportable(t.accelerator.unwrap_model(weights), t.accelerator, t.guard, update)
+        if refused is not None:
+            self.refused = (refused, update)
+            log.warning("update %d: not exported as best: %s", update, refused)
+        improved = scores["mean_f1"] > self.best_score and refused is None
         if improved:
             self.best_score, self.best_update = scores["mean_f1"], update
             self.best_scores = {**scores, "update": update}
@@ -130,12 +135,14 @@ class Finetuning:
                               self.tokenizer)
             save_validation_logits(t.run, result, self.categories)
             log.info("new best mean_f1 %.4f -> %s", self.best_score, t.run.best)
-        if self.averager is not None and t.cfg.train.swa.mode == "topk":
+        if self.averager is not None and t.cfg.train.swa.mode == "topk" and refused is None:
             self.averager.offer(t.accelerator.unwrap_model(weights), update=update, score=scores["mean_f1"])
         return Evaluation({**scores, "weights": t.weights_name}, improved)
 
     def end_epoch(self, weights: torch.nn.Module, update: int) -> None:
-        if self.averager is not None and self.t.cfg.train.swa.mode == "last":
+        if self.averager is not None and self.t.cfg.train.swa.mode == "last" \
+                and unexportable(self.t.accelerator.unwrap_model(weights), self.t.accelerator, self.t.guard,
+                                 update) is None:
             self.averager.offer(self.t.accelerator.unwrap_model(weights), update=update, score=None)
 
     def state_dict(self) -> dict[str, Any]:
@@ -160,9 +167,9 @@ def finetune(cfg: Config) -> dict[str, float]:
     train_set, pseudo_split = build_train_set(cfg, train_split, val_split, categories, tokenizer)
     val_set = build_dataset(cfg.data, val_split, tokenizer, categories, train=False,
                             with_frames=cfg.model.mode != "text", seed=cfg.seed)
-    loader_generator = torch.Generator().manual_seed(cfg.seed)  # the shuffle; saved per epoch for resuming
+    loader_generator = torch.Generator().manual_seed(cfg.seed)  # workers' base seeds (the order: EpochShuffle)
     train_loader = build_dataloader(train_set, cfg.data, cfg.train.batch_size, shuffle=True, drop_last=True,
-                                    generator=loader_generator)
+                                    generator=loader_generator, seed=cfg.seed)
     val_loader = build_dataloader(val_set, cfg.data, cfg.train.eval_batch_size)
     log.info("data: %d train%s / %d val videos, %d categories (%d level-1)", len(train_set),
              f" ({len(pseudo_split.records)} pseudo-labelled)" if pseudo_split else "", len(val_set),
@@ -192,6 +199,10 @@ def finish(t: Training, recipe: Finetuning, result: LoopResult) -> dict[str, flo
     """The end of a finetuning run: the SWA average, ``result.json``, the plots; returns the summary."""
     if recipe.averager is not None:
         validate_average(t, recipe, result.state)
+    if recipe.best_update < 0:  # every validated model was NaN or untrained: an error, not a model
+        t.session.close()
+        reason, update = recipe.refused or ("none was finite and trained", result.state.update)
+        raise no_model_error(reason, update)
     logging.getLogger("mmcls").info(
         "done in %.1f s (training %.1f videos/s): best mean_f1 %.4f at update %d -> %s", result.seconds,
         result.videos_per_s, recipe.best_score, recipe.best_update, t.run.best)
@@ -213,6 +224,11 @@ def validate_average(t: Training, recipe: Finetuning, state: LoopState) -> None:
         return
     swa_model = copy.deepcopy(t.core)
     swa_model.load_state_dict(averaged)
+    bad = nonfinite_weights(swa_model, accelerator)
+    if bad is not None:
+        log.warning("SWA: the average of %d snapshots is not finite (%s holds NaN or inf): not exported",
+                    len(recipe.averager.kept), bad)
+        return
     scores, result = evaluate(swa_model, recipe.val_loader, accelerator, t.cfg, recipe.categories,
                               desc="validate swa")
     run.append_metrics({"step": state.update, "epoch": state.epoch, "train_loss": None, "lr": None,

@@ -7,6 +7,10 @@ nothing extra when clipping is on) and skip the update when it is not finite: th
 stay as they were. Under DDP the norm is taken after the all-reduce, so every process makes the same choice.
 With fp16 loss scaling the GradScaler already skips such steps (and lowers its scale); the guard then only counts.
 After ``train.max_nonfinite_updates`` skipped updates in a row the run stops with :class:`TrainingDiverged`.
+
+A finite gradient can still make non-finite weights (``train.lr=1e308``): the recipes check the weights before they
+export them (:func:`unexportable`: never a NaN model, never an untrained one as ``best/``), and a run that ends with
+nothing exported is a :class:`NoModel` error.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ logger = logging.getLogger("mmcls")
 
 class TrainingDiverged(UserError):
     """Too many optimizer updates in a row had a non-finite gradient."""
+
+
+class NoModel(UserError):
+    """A run ended without weights worth exporting: every validated model was non-finite or untrained."""
 
 
 class NonFiniteGuard:
@@ -53,6 +61,42 @@ class NonFiniteGuard:
                 "stopped and its last checkpoint is intact. Lower train.lr, keep train.max_grad_norm > 0, or try "
                 "train.mixed_precision=bf16 instead of fp16")
         return False
+
+
+def nonfinite_weights(module: torch.nn.Module, accelerator: Accelerator | None = None) -> str | None:
+    """The name of the first parameter or floating buffer of ``module`` that holds a NaN or an inf (None when all are
+    finite). With ``accelerator``, the answer is agreed across processes (a process that finds none reports
+    ``"(on another process)"`` when another does), so that every process decides alike (e.g. on sharded weights).
+
+    A model like that predicts one constant class: it is never exported (``best/``), however it scores."""
+    bad = next((name for name, tensor in (*module.named_parameters(), *module.named_buffers())
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor.detach()).all())), None)
+    if accelerator is not None and accelerator.num_processes > 1:
+        flag = torch.tensor([bad is not None], dtype=torch.int32, device=accelerator.device)
+        if bool(accelerator.gather(flag).any()) and bad is None:
+            bad = "(on another process)"
+    return bad
+
+
+def unexportable(module: torch.nn.Module, accelerator: Accelerator, guard: NonFiniteGuard, update: int) -> str | None:
+    """Why the weights ``module`` after ``update`` updates must not be exported as ``best/`` (None when they may):
+    no update so far had a finite gradient (they are the untrained start), or a weight is NaN or inf (the model
+    predicts one constant class). Every process gives the same answer."""
+    if update <= 0:
+        return "no optimizer update was made: the weights are untrained"
+    if guard.skipped >= update:
+        return f"no update had a finite gradient yet ({guard.skipped} of {update} skipped): the weights are untrained"
+    bad = nonfinite_weights(module, accelerator)
+    if bad is not None:
+        return f"the weights are not finite ({bad} holds NaN or inf)"
+    return None
+
+
+def no_model_error(reason: str, update: int) -> NoModel:
+    """The one-line error of a run that ends with nothing to export (``reason``: the last :func:`unexportable`)."""
+    return NoModel(f"no model was exported: at every validation (the last at update {update}) {reason}; lower "
+                   "train.lr (and train.lr_text / train.lr_vision), keep train.max_grad_norm > 0, or try "
+                   "train.mixed_precision=bf16 instead of fp16")
 
 
 def guarded_step(accelerator: Accelerator, parameters: Iterable[torch.nn.Parameter], optimizer: torch.optim.Optimizer,

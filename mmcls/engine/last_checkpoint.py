@@ -1,10 +1,16 @@
 """Everything about ``checkpoints/last``: what it holds, how it is written, how a killed run finds and reloads it.
 
-``accelerator.save_state`` stores the model, optimizer, scheduler, gradient scaler, EMA, SWA snapshot list and
-every RNG; :data:`TRAINER_STATE` adds the loop's counters, the position inside the epoch (with the epoch's running
-sums) and the state of the DataLoader's shuffling generator at the start of that epoch. Replaying the epoch's
-shuffle from that state and skipping the batches already done gives, on CPU with a fixed seed, the same weights as
-a run that was never killed.
+``accelerator.save_state`` stores the model (safetensors), the optimizer, the gradient scaler and every RNG;
+:data:`TRAINER_STATE` (JSON) adds the loop's counters, the position inside the epoch (with the epoch's running
+sums), the DataLoader generator and the state of the run's other resumable parts (scheduler, EMA, SWA bookkeeping:
+``parts``), whose tensors go to :data:`PART_TENSORS` (safetensors). The training order of an epoch depends on
+(seed, epoch) only (:class:`mmcls.data.dataset.EpochShuffle`), so skipping the batches already done gives, on CPU
+with a fixed seed, the same weights as a run that was never killed, with or without loader workers.
+
+Nothing in the folder runs code when it is read back: mmcls writes JSON and safetensors, accelerate's own files are
+pickles that it reads with ``weights_only=True``, and :func:`check_state_files` reads each of them that way first,
+so a planted or corrupt file stops the resume with one line naming it (accelerate would skip unreadable RNG states
+silently). No object is registered with ``accelerator.register_for_checkpointing``: its files are unpickled in full.
 
 A checkpoint is written to ``last.tmp`` and swapped in by renames (:func:`save_last`); a kill between the two
 renames leaves ``last.old`` (or, with ``train.keep_checkpoints``, the newest ``update-<N>``), which
@@ -20,20 +26,27 @@ import json
 import logging
 import math
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from mmcls.config import Config, runtime_keys, to_dict
 from mmcls.errors import ConfigError
 from mmcls.io import replace_dir
 
 TRAINER_STATE = "trainer_state.json"
+PART_TENSORS = "parts.safetensors"
 # the layout of checkpoints/last (the trainer state and the model's parameter names): a checkpoint of another
 # layout cannot be resumed exactly, so it is an error, never a partial load
-STATE_FORMAT = 2
+STATE_FORMAT = 3
+# accelerate's pickled state files (optimizer, scaler, RNG states ...), read only with weights_only=True
+_PICKLED_SUFFIXES = (".bin", ".pkl", ".pt")
+_START_OVER = "use another output_dir, or train.resume=false to start this run over"
 # mappings compared as one value (their keys are data, not schema)
 _WHOLE_MAPPINGS = ("data.text_budgets", "data.text_truncation", "model.vision.overrides")
 
@@ -176,11 +189,16 @@ def open_run(cfg: Config, run: Any) -> tuple[Path | None, dict[str, Any] | None]
 
 
 def restore(accelerator: Any, checkpoint: Path, saved: dict[str, Any], loader_generator: torch.Generator,
-            run: Any) -> tuple[dict[str, Any], EpochPosition]:
-    """Load the tensors and RNGs, set the shuffle generator, drop later metrics rows; returns the loop's counters
-    (with ``epoch`` moved on when the checkpoint closed its epoch) and this process's share of the position inside
-    that epoch."""
-    accelerator.load_state(str(checkpoint))
+            run: Any, parts: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], EpochPosition]:
+    """Load the tensors and RNGs and the resumable ``parts`` (scheduler, EMA ...), set the loader generator, drop
+    later metrics rows; returns the loop's counters (with ``epoch`` moved on when the checkpoint closed its epoch)
+    and this process's share of the position inside that epoch. Every file must load, else one ConfigError."""
+    check_state_files(checkpoint, accelerator.process_index)
+    try:
+        accelerator.load_state(str(checkpoint))
+    except Exception as exc:  # a truncated or mismatched file: whatever the reader raised, one line
+        raise ConfigError(f"output_dir: cannot resume from {checkpoint}: {_first_line(exc)}; {_START_OVER}") from None
+    load_parts(parts or {}, saved.get("parts", {}), checkpoint)
     counters, position = dict(saved["state"]), EpochPosition(**saved["position"])
     if position.epoch_done:  # the next epoch starts from the shuffle state saved after this one
         decode_generator(loader_generator, saved["loader_rng"])
@@ -193,8 +211,9 @@ def restore(accelerator: Any, checkpoint: Path, saved: dict[str, Any], loader_ge
     return counters, local_share(accelerator, position)
 
 
-def save_last(accelerator: Any, run: Any, state: dict[str, Any] | None = None, keep: int = 1) -> None:
-    """``checkpoints/last``: the full training state (model, optimizer, scheduler, RNG, and the loop's
+def save_last(accelerator: Any, run: Any, state: dict[str, Any] | None = None, keep: int = 1,
+              parts: Mapping[str, Any] | None = None) -> None:
+    """``checkpoints/last``: the full training state (model, optimizer, RNG, the resumable ``parts`` and the loop's
     ``trainer_state.json`` when given), swapped in atomically. Called by every process.
 
     ``keep`` > 1 keeps the previous ``keep - 1`` checkpoints too, as ``checkpoints/update-<N>`` (the update they
@@ -204,8 +223,10 @@ def save_last(accelerator: Any, run: Any, state: dict[str, Any] | None = None, k
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        skeleton, tensors = parts_state(parts or {})
+        save_file(tensors, str(tmp / PART_TENSORS))
         if state is not None:
-            (tmp / TRAINER_STATE).write_text(json.dumps(state), encoding="utf-8")
+            (tmp / TRAINER_STATE).write_text(json.dumps({**state, "parts": skeleton}), encoding="utf-8")
         last = run.checkpoints / "last"
         kept = _kept_name(last) if keep > 1 else None
         same_update = (state is not None and kept is not None  # e.g. a validation right after a save
@@ -227,3 +248,91 @@ def _kept_name(last: Path) -> Path | None:
         return None
     update = json.loads(state.read_text(encoding="utf-8"))["state"]["update"]
     return last.with_name(f"update-{update:08d}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the run's other resumable parts, as JSON and safetensors (never pickles)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _split(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """``value`` as JSON, its tensors moved to ``tensors`` (referenced as ``{"__tensor__": key}``)."""
+    if isinstance(value, torch.Tensor):
+        tensors[key] = value.detach().cpu().contiguous()
+        return {"__tensor__": key}
+    if isinstance(value, Mapping):
+        return {"__dict__": [[k, _split(v, f"{key}.{k}", tensors)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        items = [_split(v, f"{key}.{i}", tensors) for i, v in enumerate(value)]
+        return {"__tuple__": items} if isinstance(value, tuple) else items
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{key}: a {type(value).__name__} cannot be saved as resume state")
+
+
+def _join(value: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
+    """The inverse of :func:`_split`."""
+    if isinstance(value, list):
+        return [_join(v, tensors) for v in value]
+    if isinstance(value, dict):
+        if "__tensor__" in value:
+            return tensors[value["__tensor__"]]
+        if "__tuple__" in value:
+            return tuple(_join(v, tensors) for v in value["__tuple__"])
+        return {k: _join(v, tensors) for k, v in value["__dict__"]}
+    return value
+
+
+def parts_state(parts: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """``(JSON skeleton, tensors)`` of the ``state_dict()`` of each resumable part (scheduler, EMA ...)."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = {name: _split(part.state_dict(), name, tensors) for name, part in parts.items() if part is not None}
+    return skeleton, tensors
+
+
+def load_parts(parts: Mapping[str, Any], skeleton: Mapping[str, Any], checkpoint: Path) -> None:
+    """Restore each part from the checkpoint: the parts saved must be exactly the parts this run has."""
+    present = {name for name, part in parts.items() if part is not None}
+    if set(skeleton) != present:
+        raise ConfigError(f"output_dir: {checkpoint} holds the state of {sorted(skeleton) or 'no parts'}, this run "
+                          f"has {sorted(present) or 'none'}; {_START_OVER}")
+    if not present:
+        return
+    try:
+        tensors = load_file(str(checkpoint / PART_TENSORS), device="cpu")
+        for name in sorted(present):
+            parts[name].load_state_dict(_join(skeleton[name], tensors))
+    except Exception as exc:  # a missing, truncated or mismatched file: one line
+        raise ConfigError(f"output_dir: cannot resume from {checkpoint}: {PART_TENSORS} or the parts in "
+                          f"{TRAINER_STATE} do not load ({_first_line(exc)}); {_START_OVER}") from None
+
+
+def check_state_files(checkpoint: Path, process_index: int) -> None:
+    """Read each pickled state file of accelerate in ``checkpoint`` as data only (``weights_only=True``) and each
+    safetensors header: a file that would run code, or that is corrupt, is one ConfigError naming it, before
+    anything is loaded. The RNG states of this process must be there (accelerate would go on without them)."""
+    from accelerate.utils import load
+
+    rng = checkpoint / f"random_states_{process_index}.pkl"
+    if not rng.is_file():
+        raise ConfigError(f"output_dir: cannot resume from {checkpoint}: {rng.name} is missing; {_START_OVER}")
+    for path in sorted(p for p in checkpoint.iterdir() if p.suffix == ".safetensors" and p.is_file()):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except Exception as exc:
+            raise ConfigError(f"output_dir: cannot resume from {checkpoint}: {path.name} is corrupt "
+                              f"({_first_line(exc)[:120]}); {_START_OVER}") from None
+    for path in sorted(p for p in checkpoint.iterdir() if p.suffix in _PICKLED_SUFFIXES and p.is_file()):
+        try:
+            value = load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise ConfigError(f"output_dir: cannot resume from {checkpoint}: {path.name} is not a state file that "
+                              f"loads without running code ({_first_line(exc)[:120]}); {_START_OVER}") from None
+        if path == rng and not (isinstance(value, dict) and "torch_manual_seed" in value):
+            raise ConfigError(f"output_dir: cannot resume from {checkpoint}: {path.name} holds no RNG states; "
+                              f"{_START_OVER}")

@@ -7,13 +7,29 @@ checkpoint. accelerate handles devices, mixed precision, accumulation and multip
 
 A recipe (:class:`Recipe`) supplies only what differs: its step (forward, loss and backward of one micro-batch),
 its evaluation and what "best" means, and the state a resume needs. Everything else lives here once.
+
+**SIGTERM** (schedulers, ``timeout``, some launchers on Ctrl-C) is caught while the loop runs (:class:`StopRequest`):
+the loop finishes the optimizer update in progress, saves ``checkpoints/last`` and stops with
+:class:`TrainingStopped` (one line, exit status 143); the same command resumes it. With several processes the
+request is summed over all of them at every update, so all stop at the same update and save one consistent
+checkpoint even when the signal reaches only some of them, or reaches them at different moments (a launcher
+forwards it to each process in turn). DataLoader workers ignore a SIGTERM that their own process did not send
+(:mod:`mmcls.data.worker_signals`), so a signal to the whole process group (``timeout``, SLURM) does not take the
+batches away from the update being finished. A second SIGTERM changes nothing (``timeout`` sends two); the
+SIGKILL that schedulers send after their grace period leaves the previous checkpoint, as any kill does. Validation
+is not interrupted: a long one can outlast a short grace period. A disk that refuses a checkpoint is one line
+(:class:`mmcls.io.WriteError`), and the previous checkpoint stays.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, Protocol
 
 import torch
@@ -24,8 +40,53 @@ from mmcls.engine.guard import guarded_step
 from mmcls.engine.last_checkpoint import EpochPosition, epoch_loader, global_position, restore, save_last, trainer_state
 from mmcls.engine.optim import reported_lr
 from mmcls.engine.session import Training
+from mmcls.errors import UserError
+from mmcls.io import writing
 
 log = logging.getLogger("mmcls")
+
+
+class TrainingStopped(UserError):
+    """The run was asked to stop (SIGTERM) and did, after saving ``checkpoints/last`` at the update it stopped at."""
+
+    exit_code = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+
+
+class StopRequest:
+    """SIGTERM while the training loop runs: remembered by the handler, acted on by the loop at the next update
+    boundary (:meth:`requested`). The handler is installed on entering and the previous one restored on leaving
+    (only from the main thread, where Python allows signal handlers; elsewhere nothing is installed). DataLoader
+    workers ignore a SIGTERM sent to the whole process group (:mod:`mmcls.data.worker_signals`), so the update in
+    progress gets its batches."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._pid = os.getpid()
+        self._previous: Any = None
+        self._installed = False
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._installed = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if self._previous is None else self._previous)
+            self._installed = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if os.getpid() == self._pid:  # not in a process forked meanwhile
+            self.signal = signum
+
+    def requested(self, accelerator: Any) -> bool:
+        """Whether any process was asked to stop; called by every process at the same update (one all-reduce of a
+        flag with several processes)."""
+        if accelerator.num_processes == 1:
+            return self.signal is not None
+        flag = torch.tensor([0.0 if self.signal is None else 1.0], device=accelerator.device)
+        return bool(accelerator.reduce(flag, "sum").item() > 0)
 
 
 @dataclass
@@ -81,7 +142,17 @@ class LoopResult:
 
 
 def train(t: Training, recipe: Recipe) -> LoopResult:
-    """Run ``t`` with ``recipe`` from where its checkpoint left off (or from the start) to the planned updates."""
+    """Run ``t`` with ``recipe`` from where its checkpoint left off (or from the start) to the planned updates;
+    :class:`TrainingStopped` after a SIGTERM (module docstring). An error releases the run folder's lock."""
+    try:
+        with StopRequest() as stop:
+            return _train(t, recipe, stop)
+    except BaseException:
+        t.run.unlock()
+        raise
+
+
+def _train(t: Training, recipe: Recipe, stop: StopRequest) -> LoopResult:
     state, position, resumed_at = _resume(t, recipe)
     start = time.perf_counter()
     t.model.train()
@@ -99,7 +170,12 @@ def train(t: Training, recipe: Recipe) -> LoopResult:
             _micro_batch(t, recipe, batch, state, position)
             if not t.accelerator.sync_gradients:
                 continue
-            _after_update(t, recipe, state, position, bar, start)
+            saved = _after_update(t, recipe, state, position, bar, start)
+            if stop.requested(t.accelerator):
+                bar.close()
+                if not saved:
+                    _save(t, recipe, state, position)
+                _stop(t, stop, state)
             if _finished(t, state):
                 break
         bar.close()
@@ -115,8 +191,19 @@ def train(t: Training, recipe: Recipe) -> LoopResult:
         position = EpochPosition()
         if _finished(t, state):
             break
+        if stop.requested(t.accelerator):  # during the epoch's end: its checkpoint holds this update already
+            _stop(t, stop, state)
     seconds, speed = _finish(t, state.update - resumed_at, start, state.eval_seconds)
     return LoopResult(state, seconds, speed, t.guard.skipped)
+
+
+def _stop(t: Training, stop: StopRequest, state: LoopState) -> None:
+    """End a run asked to stop, its checkpoint saved at ``state.update``."""
+    name = signal.Signals(stop.signal).name if stop.signal is not None else "SIGTERM (to another process)"
+    message = (f"stopped by {name} at update {state.update}; {t.run.checkpoints / 'last'} saved: rerun the same "
+               "command to resume")
+    log.warning(message)
+    raise TrainingStopped(message)
 
 
 def _resume(t: Training, recipe: Recipe) -> tuple[LoopState, EpochPosition, int]:
@@ -124,7 +211,7 @@ def _resume(t: Training, recipe: Recipe) -> tuple[LoopState, EpochPosition, int]
     saved = t.session.saved
     if saved is None:
         return LoopState(), EpochPosition(), 0
-    counters, position = restore(t.accelerator, t.session.checkpoint, saved, t.loader_generator, t.run)
+    counters, position = restore(t.accelerator, t.session.checkpoint, saved, t.loader_generator, t.run, t.parts)
     t.guard.skipped = saved["skipped"]
     recipe.load_state_dict(saved["recipe"])
     return LoopState(**counters), position, counters["update"]
@@ -153,8 +240,9 @@ def _micro_batch(t: Training, recipe: Recipe, batch: dict[str, Any], state: Loop
 
 
 def _after_update(t: Training, recipe: Recipe, state: LoopState, position: EpochPosition, bar: Any,
-                  start: float) -> None:
-    """After an optimizer update: the schedule, the EMA, the log, and validation or a checkpoint when due."""
+                  start: float) -> bool:
+    """After an optimizer update: the schedule, the EMA, the log, and validation or a checkpoint when due (then
+    True: ``checkpoints/last`` holds this update)."""
     lr = reported_lr(t.optimizer)  # the rate this update used
     t.scheduler.step()
     state.update += 1
@@ -171,6 +259,9 @@ def _after_update(t: Training, recipe: Recipe, state: LoopState, position: Epoch
         _validate_and_save(t, recipe, state, position, start)
     elif _due(state.update, t.cfg.train.checkpoint_every):
         _save(t, recipe, state, position)
+    else:
+        return False
+    return True
 
 
 def _validate_and_save(t: Training, recipe: Recipe, state: LoopState, position: EpochPosition,
@@ -194,10 +285,14 @@ def _validate_and_save(t: Training, recipe: Recipe, state: LoopState, position: 
 def _save(t: Training, recipe: Recipe, state: LoopState, position: EpochPosition | None = None,
           summed: EpochPosition | None = None) -> None:
     """``checkpoints/last`` with everything a resume needs (see :mod:`mmcls.engine.last_checkpoint`); ``summed``:
-    the epoch's sums over all processes when the caller has them, else gathered from ``position``."""
+    the epoch's sums over all processes when the caller has them, else gathered from ``position``. A disk that
+    refuses the write is one :class:`~mmcls.io.WriteError` naming the file and the free space; the previous
+    ``checkpoints/last`` stays as it was."""
     summed = summed if summed is not None else global_position(t.accelerator, position)
-    save_last(t.accelerator, t.run, trainer_state(t.cfg, state, summed, t.loader_generator, recipe=recipe.state_dict(),
-                                                  skipped=t.guard.skipped), t.cfg.train.keep_checkpoints)
+    with writing(t.run.checkpoints / "last.tmp", t.run.checkpoints):
+        trainer = trainer_state(t.cfg, state, summed, t.loader_generator, recipe=recipe.state_dict(),
+                                skipped=t.guard.skipped)
+        save_last(t.accelerator, t.run, trainer, t.cfg.train.keep_checkpoints, t.parts)
 
 
 def show_progress(bar: Any, loss: float, lr: float, videos_per_batch: int) -> None:

@@ -28,6 +28,7 @@ from mmcls.config import Config, LossConfig, PretrainConfig
 from mmcls.data.dataset import ConcatVideoDataset, build_dataloader, build_dataset
 from mmcls.data.splits import AnnotationSet, build_tokenizer, load_pretrain_splits, pretrain_holdout
 from mmcls.data.wwm import batch_word_ids
+from mmcls.engine.guard import no_model_error, unexportable
 from mmcls.engine.last_checkpoint import EpochPosition
 from mmcls.engine.loop import Evaluation, train
 from mmcls.engine.masking import mask_frames, mask_tokens, shuffle_videos
@@ -179,6 +180,7 @@ class Pretraining:
         self.train_step = TrainStep(t.cfg, t.model, t.core, t.accelerator, objective)
         self.best_loss, self.best_update = math.inf, -1
         self.best: dict[str, float] = {}
+        self.refused: tuple[str, int] | None = None  # why the last validated weights were not exportable, and when
 
     def step(self, batch: dict[str, Any], epoch: int, index: int) -> dict[str, torch.Tensor]:
         return self.train_step(batch, epoch, index)
@@ -190,7 +192,11 @@ class Pretraining:
         figures = " ".join(f"{k} {v:.4f}" for k, v in scores.items() if k != "video_failures")
         log.info("update %d: %s", update, figures or f"train loss {train.mean():.4f}")
         loss = scores.get("val_loss", train.mean())
-        improved = loss < self.best_loss
+        refused = unexportable(t.accelerator.unwrap_model(weights), t.accelerator, t.guard, update)
+        if refused is not None:
+            self.refused = (refused, update)
+            log.warning("update %d: not exported as best: %s", update, refused)
+        improved = loss < self.best_loss and refused is None  # a NaN loss is never lower
         if improved:
             self.best_loss, self.best_update = loss, update
             self.best = {**scores, "update": update}
@@ -227,9 +233,9 @@ def pretrain(cfg: Config) -> dict[str, float]:
     train_splits, val_splits = pretrain_holdout(sources, cfg.pretrain.holdout, cfg.seed)
     train_set = videos_of(train_splits, cfg, tokenizer, train=True)
     val_set = videos_of(val_splits, cfg, tokenizer, train=False) if val_splits else None
-    loader_generator = torch.Generator().manual_seed(cfg.seed)  # the shuffle; saved per epoch for resuming
+    loader_generator = torch.Generator().manual_seed(cfg.seed)  # workers' base seeds (the order: EpochShuffle)
     train_loader = build_dataloader(train_set, cfg.data, cfg.train.batch_size, shuffle=True, drop_last=True,
-                                    generator=loader_generator)
+                                    generator=loader_generator, seed=cfg.seed)
     val_loader = build_dataloader(val_set, cfg.data, cfg.train.eval_batch_size) if val_set is not None else None
     log.info("data: %d pretraining / %d held-out videos from %s; tasks %s", len(train_set),
              len(val_set) if val_set is not None else 0,
@@ -249,6 +255,10 @@ def pretrain(cfg: Config) -> dict[str, float]:
     recipe = Pretraining(training, val_loader, tokenizer)
     log.info("pretraining: %s", training.describe())
     result = train(training, recipe)
+    if recipe.best_update < 0:  # every validated model was NaN or untrained (or its loss NaN): an error, not a model
+        session.close()
+        reason, update = recipe.refused or ("none was finite and trained", result.state.update)
+        raise no_model_error(reason, update)
     log.info("done in %.1f s (pretraining %.1f videos/s): best loss %.4f at update %d -> %s", result.seconds,
              result.videos_per_s, recipe.best_loss, recipe.best_update, training.run.best)
     session.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from mmcls.engine.freeze import TowerFreezer
 from mmcls.engine.guard import NonFiniteGuard
 from mmcls.engine.last_checkpoint import open_run
 from mmcls.engine.optim import build_scheduler, optimizer_for
+from mmcls.errors import ConfigError
 from mmcls.models import model_summary
 from mmcls.rundir import METRIC_COLUMNS, RunDir
 
@@ -45,7 +46,7 @@ class Session:
         return logging.getLogger("mmcls")
 
     def close(self) -> None:
-        """Close the run's writers and end the accelerator's training session."""
+        """Close the run's writers, release the run folder's lock and end the accelerator's training session."""
         self.run.close()
         self.accelerator.end_training()
 
@@ -55,6 +56,7 @@ def open_session(cfg: Config, columns: tuple[str, ...] = METRIC_COLUMNS) -> Sess
     accelerator = training_accelerator(cfg.train.mixed_precision, cfg.train.grad_accum_steps)
     set_seed(cfg.seed)
     run = RunDir(cfg.output_dir, accelerator.is_main_process, columns=columns)
+    run.lock()  # before anything is written: a second live run on this output_dir stops here (RunInUse)
     run.setup_logging()
     checkpoint, saved = open_run(cfg, run)
     run.save_config(cfg)
@@ -116,6 +118,9 @@ class Training:
     freezer: TowerFreezer | None
     ema: ModelEmaV3 | None
     guard: NonFiniteGuard
+    #: what checkpoints/last saves besides the model, optimizer and RNGs, by name (``state_dict`` /
+    #: ``load_state_dict``; a recipe adds its own, e.g. the SWA bookkeeping): see :mod:`.last_checkpoint`
+    parts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def cfg(self) -> Config:
@@ -153,8 +158,7 @@ def prepare_training(session: Session, model: torch.nn.Module, train_set: Any, t
     """Model switches, optimizer, ``accelerator.prepare``, schedule, freezer, EMA and guard; returns the training
     and the prepared evaluation loaders (None entries stay None).
 
-    Registered for checkpointing in this order: the scheduler, then the EMA (a recipe registers its own state
-    after them).
+    The scheduler and the EMA are resumable ``parts`` of the training (a recipe adds its own).
     """
     cfg, accelerator = session.cfg, session.accelerator
     apply_model_switches(model, cfg)
@@ -166,14 +170,16 @@ def prepare_training(session: Session, model: torch.nn.Module, train_set: Any, t
     it = iter(prepared)
     eval_prepared = tuple(next(it) if loader is not None else None for loader in eval_loaders)
     core = accelerator.unwrap_model(model)
+    if len(train_loader) == 0:  # drop_last: fewer videos than one batch per process, so not a single update
+        raise ConfigError(f"train.batch_size: {len(train_set)} training videos do not fill one batch of "
+                          f"{cfg.train.batch_size} per process ({accelerator.num_processes} process(es); an "
+                          "incomplete batch is dropped), so no update would be made; lower train.batch_size")
     plan = plan_updates(len(train_loader), cfg)
     scheduler = build_scheduler(optimizer, cfg.train, plan.total_updates)
-    accelerator.register_for_checkpointing(scheduler)
     # after prepare: DDP must see every parameter trainable when it is built
     freezer = TowerFreezer(core, cfg.train.freeze) if cfg.train.freeze.towers else None
     ema = build_ema(core, cfg.train.ema)
-    if ema is not None:
-        accelerator.register_for_checkpointing(ema)
     training = Training(session, model, core, optimizer, scheduler, train_set, train_loader, loader_generator, plan,
-                        freezer, ema, NonFiniteGuard(cfg.train.max_nonfinite_updates))
+                        freezer, ema, NonFiniteGuard(cfg.train.max_nonfinite_updates),
+                        parts={"scheduler": scheduler, "ema": ema})
     return training, eval_prepared

@@ -426,7 +426,7 @@ def _split_weights(state: dict[str, torch.Tensor], spec: _Spec) -> tuple[dict[st
 def _load_model(cfg: VisionConfig, spec: _Spec, weights: Path) -> tuple[nn.Module, nn.Linear | None]:
     """The vision model and projection with every tensor from ``weights``, or one ConfigError naming the keys."""
     family = HF_FAMILIES[spec.model_type]
-    state = read_state_dict(weights, KEY)
+    state = read_state_dict(weights, KEY, cfg.trust_torchscript)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     vision_state, projection_weight, unexpected = _split_weights(state, spec)
     model_class = _transformers_class(family.model_class)
@@ -435,7 +435,7 @@ def _load_model(cfg: VisionConfig, spec: _Spec, weights: Path) -> tuple[nn.Modul
         return model_class.from_pretrained(None, config=_vision_config(spec), state_dict=vision_state,
                                            output_loading_info=True, ignore_mismatched_sizes=True,
                                            dtype=torch.float32, attn_implementation=attn, local_files_only=True,
-                                           **_init_kwargs(spec))
+                                           trust_remote_code=False, **_init_kwargs(spec))
 
     try:
         with quiet_transformers_load():

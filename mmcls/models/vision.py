@@ -172,7 +172,7 @@ def build_clip_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = Tr
         raise ConfigError(f"model.vision.overrides: cannot build open_clip {cfg.name} with {cfg.overrides}: "
                           f"{exc}") from None
     if load_weights and source.weights:
-        state = read_state_dict(source.weights, "model.vision.pretrained")
+        state = read_state_dict(source.weights, "model.vision.pretrained", cfg.trust_torchscript)
         if any(k.startswith("visual.") for k in state):
             state = strip_prefix(state, "visual.")
         elif any(k.startswith("backbone.") for k in state):  # saved from a VisionTower
@@ -271,10 +271,10 @@ def _timm_filter(model: nn.Module) -> Callable[[dict, nn.Module], dict] | None:
     return getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
 
 
-def _load_timm_weights(model: nn.Module, path: str) -> None:
+def _load_timm_weights(model: nn.Module, path: str, trust_torchscript: bool = False) -> None:
     """Strictly load a local timm weights file; classifier weights in the file are dropped (the tower has none)."""
     key = "model.vision.pretrained"
-    state = read_state_dict(path, key)
+    state = read_state_dict(path, key, trust_torchscript)
     if any(k.startswith("backbone.") for k in state):  # saved from a VisionTower
         state = strip_prefix(state, "backbone.")
     filter_fn = _timm_filter(model)
@@ -340,7 +340,7 @@ def build_timm_tower(cfg: VisionConfig, frame_size: int, load_weights: bool = Tr
     elif config is not None:
         folder_stats = (tuple(config["mean"]), tuple(config["std"]))
     if load_weights and weights and config is None:
-        _load_timm_weights(model, weights)
+        _load_timm_weights(model, weights, cfg.trust_torchscript)
     out_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
     own = folder_stats or (tuple(model.pretrained_cfg.get("mean", NORMALIZATIONS["imagenet"][0])),
                            tuple(model.pretrained_cfg.get("std", NORMALIZATIONS["imagenet"][1])))

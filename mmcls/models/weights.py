@@ -7,6 +7,7 @@ module it is meant for is a :class:`~mmcls.errors.ConfigError`, raised before an
 from __future__ import annotations
 
 import json
+import shlex
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,10 +24,12 @@ _WRAPPER_KEYS = ("state_dict", "model", "module")
 _SHOWN_KEYS = 3  # example keys quoted in an error message
 
 
-def read_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path, key: str, trust_torchscript: bool = False) -> dict[str, torch.Tensor]:
     """Tensors of a local ``.safetensors`` / ``.pt`` / ``.pth`` / ``.bin`` file (``key`` names the config option).
 
-    Pickled files are read with ``weights_only=True``; TorchScript archives give their module's state dict.
+    Pickled files are read with ``weights_only=True``. A TorchScript archive (OpenAI's CLIP ``.pt`` files) runs the
+    code it holds when loaded, so it is read (its module's state dict) only with ``trust_torchscript``, which only
+    ``model.vision.trust_torchscript=true`` sets; otherwise it is a ConfigError saying how to opt in or convert it.
     Unwraps ``{"state_dict": ...}``-style checkpoints and strips the ``module.`` prefix of DDP-wrapped models.
     """
     path = Path(path)
@@ -36,7 +39,9 @@ def read_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ConfigError(f"{key}: weights file not found: {path}")
     if path.name.endswith(".index.json"):
-        return _read_shards(path, key)
+        return _read_shards(path, key, trust_torchscript)
+    if path.suffix != ".safetensors" and not trust_torchscript and _is_torchscript(path):
+        raise ConfigError(torchscript_refusal(path, key))
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -63,7 +68,7 @@ def read_state_dict(path: str | Path, key: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _read_shards(index: Path, key: str) -> dict[str, torch.Tensor]:
+def _read_shards(index: Path, key: str, trust_torchscript: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a sharded checkpoint (``model.safetensors.index.json`` and the shard files it names)."""
     try:
         weight_map = json.loads(index.read_text())["weight_map"]
@@ -74,7 +79,7 @@ def _read_shards(index: Path, key: str) -> dict[str, torch.Tensor]:
     for shard in shards:
         if Path(shard).name != shard:
             raise ConfigError(f"{key}: {index} names a shard outside its folder: {shard!r}")
-        state.update(read_state_dict(index.parent / shard, key))
+        state.update(read_state_dict(index.parent / shard, key, trust_torchscript))
     return state
 
 
@@ -90,8 +95,23 @@ def weights_in_folder(folder: str | Path, key: str, names: Sequence[str]) -> Pat
                       "*.index.json of one)")
 
 
+TRUST_TORCHSCRIPT_KEY = "model.vision.trust_torchscript"
+
+
+def torchscript_refusal(path: Path, key: str) -> str:
+    """Why a TorchScript archive given to ``key`` is not read, and what to do instead."""
+    convert = ("python -c \"import sys, torch; from safetensors.torch import save_file; "
+               "save_file({k: v.clone().contiguous() for k, v in "
+               "torch.jit.load(sys.argv[1], map_location='cpu').state_dict().items()}, sys.argv[2])\" "
+               f"{shlex.quote(str(path))} {shlex.quote(str(path.with_suffix('.safetensors')))}")
+    opt_in = f"set {TRUST_TORCHSCRIPT_KEY}=true if you trust it, or " if key == "model.vision.pretrained" else ""
+    return (f"{key}: {path} is a TorchScript archive (e.g. OpenAI's CLIP .pt), and loading one runs the code inside "
+            f"it; {opt_in}convert it once to safetensors: {convert}")
+
+
 def _torch_load(path: Path) -> object:
-    """``torch.load`` without unpickling code; TorchScript archives (OpenAI's CLIP ``.pt`` files) via jit.load."""
+    """``torch.load`` without unpickling code; a TorchScript archive (OpenAI's CLIP ``.pt`` files: the caller has
+    opted in, see :func:`read_state_dict`) via jit.load."""
     if _is_torchscript(path):
         with warnings.catch_warnings():  # jit is deprecated, but these files exist and only it reads them
             warnings.simplefilter("ignore", FutureWarning)
@@ -101,10 +121,13 @@ def _torch_load(path: Path) -> object:
 
 def _is_torchscript(path: Path) -> bool:
     """A TorchScript archive is a zip whose records include ``constants.pkl`` (plain checkpoints have none)."""
-    if not zipfile.is_zipfile(path):
+    try:
+        if not zipfile.is_zipfile(path):
+            return False
+        with zipfile.ZipFile(path) as archive:
+            return any(name.rsplit("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):  # a broken zip: torch.load reports it
         return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.rsplit("/", 1)[-1] == "constants.pkl" for name in archive.namelist())
 
 
 def _is_tensor_dict(obj: Mapping) -> bool:

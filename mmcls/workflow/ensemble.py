@@ -18,7 +18,7 @@ import numpy as np
 from mmcls.data.categories import CategorySpace
 from mmcls.data.records import load_records
 from mmcls.errors import ArgumentError, UserError
-from mmcls.logits import load_logits, predicted_classes, predicted_indices, softmax
+from mmcls.logits import check_weights, load_logits, predicted_classes, predicted_indices, softmax
 from mmcls.metrics import mean_f1_from_indices, read_submission
 
 WEIGHT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
@@ -29,7 +29,7 @@ def combine(probs: Sequence[np.ndarray], weights: Sequence[float] | np.ndarray,
             class_bias: np.ndarray | None = None) -> np.ndarray:
     """``log(sum_m w_m p_m / sum w) + bias`` ``[N, C]``: the ensemble's log-probabilities (argmax = its labels)."""
     w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (len(probs),) or (w < 0).any() or w.sum() <= 0:
+    if w.shape != (len(probs),) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"need {len(probs)} non-negative weights with a positive sum, got {list(w)}")
     mean = sum(wi * p for wi, p in zip(w / w.sum(), probs, strict=True))
     out = np.log(np.maximum(mean, 1e-30))
@@ -114,6 +114,8 @@ def fit_ensemble(probs: Sequence[np.ndarray], truth: np.ndarray, lv1_of_lv2: np.
     """
     if not probs:
         raise ValueError("no predictions to ensemble")
+    if weights is not None:
+        weights = check_weights(weights, len(probs))
     truth = np.asarray(truth, dtype=np.int64)
     lv1 = np.asarray(lv1_of_lv2, dtype=np.int64)
     history: list[str] = []
@@ -183,8 +185,8 @@ def ensemble_files(oof: Sequence[str | Path], test: Sequence[str | Path], truth:
         raise ArgumentError(None, "{oof} and {test} must name the same models in the same order "
                             f"({len(oof)} vs {len(test)})")
     n_models = len(oof) or len(test)
-    if weights is not None and (len(weights) != n_models or any(w < 0 for w in weights) or sum(weights) <= 0):
-        raise ArgumentError("weights", f"need {n_models} non-negative weights with a positive sum, got {list(weights)}")
+    if weights is not None:
+        weights = check_weights(weights, n_models)
     oof_bundles = [load_logits(p) for p in oof]
     test_bundles = [load_logits(p) for p in test]
     classes = (oof_bundles or test_bundles)[0].classes

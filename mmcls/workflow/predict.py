@@ -12,6 +12,7 @@ order.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from mmcls.data.splits import load_split
 from mmcls.engine.inference import run_inference
 from mmcls.engine.losses import logit_adjustment
 from mmcls.errors import ArgumentError, UserError
-from mmcls.logits import predicted_classes, save_logits, softmax
+from mmcls.logits import check_weights, predicted_classes, save_logits, softmax, warn_nonfinite
 from mmcls.metrics import write_submission
 from mmcls.model_folder import LoadedModel, check_feature_width, load_portable
 from mmcls.workflow.ensemble import combine
@@ -119,13 +120,13 @@ def predict(models: Sequence[str | Path], split: str = "test", weights: Sequence
     recall and so raises macro-F1 on long-tailed data. ``tta`` predicts several views per video (see
     :class:`TestTimeAugmentation`).
     """
+    if not math.isfinite(logit_adjust):
+        raise ArgumentError("logit_adjust", f"must be a finite number, got {logit_adjust}")
     if logit_adjust < 0:
         raise ArgumentError("logit_adjust", f"must be >= 0, got {logit_adjust}")
     if not models:
         raise ArgumentError(None, "give at least one model folder in {models} (RUN/best)")
-    weights = list(weights) if weights else [1.0] * len(models)
-    if len(weights) != len(models) or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ArgumentError("weights", f"need {len(models)} non-negative weights with a positive sum, got {weights}")
+    weights = check_weights(weights, len(models)) if weights else [1.0] * len(models)
     accelerator = accelerator or inference_accelerator(mixed_precision)
     order: list[str] | None = None
     category_ids: list[str] | None = None
@@ -143,6 +144,7 @@ def predict(models: Sequence[str | Path], split: str = "test", weights: Sequence
         elif ids != order:
             raise UserError(f"{path}: reads a different data.{split} than {models[0]}")
         failures = max(failures, model_failures)
+        warn_nonfinite(logits, str(path))
         single_logits = logits if len(models) == 1 else None
         probs = softmax(logits) * (weight / sum(weights))
         mean_probs = probs if mean_probs is None else mean_probs + probs
