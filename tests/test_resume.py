@@ -78,6 +78,7 @@ def test_killed_run_resumes_to_the_same_weights(synthetic_root, tmp_path):
     assert [(r["step"], r["mean_f1"], r["val_loss"]) for r in read_metrics(killed)] == rows
 
 
+@pytest.mark.slow  # the loop and checkpoint code are the finetuning test's; `make test-all` runs this one
 @pytest.mark.timeout(900)
 def test_killed_pretraining_resumes_to_the_same_weights(synthetic_root, tmp_path):
     """Also the per-batch masking (drawn from the batch's index in the epoch) replays after a resume."""
