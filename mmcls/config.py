@@ -64,6 +64,15 @@ def _check_range(prefix: str, name: str, value: float, low: float, high: float, 
         raise ConfigError(f"{prefix}{name}: must be in [{low}, {high}{bracket}, got {value}")
 
 
+def check_flip_pairs(key: str, pairs: dict[str, str]) -> None:
+    """ConfigError naming ``key`` unless every pair ``a -> b`` of a flip map comes with ``b -> a``."""
+    for a, b in pairs.items():
+        if a != b and pairs.get(b) != a:
+            back = f"{b!r} maps to {pairs[b]!r}" if b in pairs else f"{b!r} is missing"
+            raise ConfigError(f"{key}: not symmetric: {a!r} maps to {b!r} but {back} (a flip swaps pairs: give "
+                              f"{b!r}: {a!r} too)")
+
+
 @dataclass
 class DataConfig:
     """Where the data lives and how samples are built (the README's "Data format")."""
@@ -106,6 +115,15 @@ class DataConfig:
         "random", "Training frame sampling: random sorted subset, or one random offset per equal segment.")
     train_crop_scale: list[float] = option([0.6, 1.0], "Area range of the training random resized crop.")
     hflip: float = option(0.5, "Training horizontal-flip probability (same flip for every frame of a video).")
+    flip_label_map: str | dict[str, str] | None = option(
+        None, "Category pairs a horizontal flip swaps (left/right direction classes such as 'swipe left' / 'swipe "
+        "right'): a JSON file of an object {\"0101\": \"0102\", \"0102\": \"0101\"} or a text file of 'a b' pairs, "
+        "relative to data.root, or that mapping itself (quote the ids in YAML). A flipped training video gets the "
+        "swapped label (level 1 follows; soft targets are permuted too), and predict --tta-hflip swaps the flipped "
+        "view's scores before averaging; unlisted categories, or ones mapped to themselves, keep theirs. The map "
+        "must be symmetric and name only the run's categories; it is saved with the model "
+        "(best/flip_label_map.json). null = flips never change labels: with direction classes set it, or "
+        "data.hflip=0.")
     color_jitter: float = option(0.1, "Training brightness/contrast/saturation jitter strength (0 = off).")
     decode_timeout: float = option(10.0, "Seconds before a hanging video decode is abandoned (0 = no timeout).",
         runtime=True)
@@ -170,6 +188,10 @@ class DataConfig:
             raise ConfigError(f"{prefix}val_fraction: must be in [0, 1), got {self.val_fraction}")
         if not 0.0 <= self.hflip <= 1.0:
             raise ConfigError(f"{prefix}hflip: must be in [0, 1], got {self.hflip}")
+        if isinstance(self.flip_label_map, dict):
+            check_flip_pairs(f"{prefix}flip_label_map", self.flip_label_map)
+        elif self.flip_label_map is not None and not self.flip_label_map.strip():
+            raise ConfigError(f"{prefix}flip_label_map: must not be empty (null = no map)")
         if self.num_workers < 0:
             raise ConfigError(f"{prefix}num_workers: must be >= 0, got {self.num_workers}")
         for name in ("max_video_bytes", "max_video_frames"):
@@ -254,11 +276,39 @@ class TextConfig:
 
 
 @dataclass
+class TemporalConfig:
+    """Time inside the vision tower, which otherwise sees one frame at a time (mmcls/models/temporal.py; docs/RECIPES.md
+    "Time"). Both work within each video's valid frames, need pixel frames (not data.frame_source=feats) and are
+    part of the architecture (a model folder rebuilds them from its config.yaml)."""
+
+    frame_diff: Literal["none", "rgb", "grey"] = option(
+        "none", "Frame differences (TSN's RGB difference): each frame also gets next frame - this frame of the "
+        "normalised pixels (rgb: 3 channels; grey: their channel mean, 1) as extra input channels of the tower's "
+        "stem convolution, widened with zero weights so a pretrained tower starts exactly unchanged; zero for a "
+        "video's last frame. A 3-channel stem weight (model.vision.pretrained, model.init_from) loads with zeros "
+        "padded in.")
+    shift: float = option(
+        0.0, "Temporal shift (TSM): this fraction of the channels per direction (0.125 = TSM's 1/8 from the "
+        "previous frame and 1/8 from the next) of the residual branch of every block of the tower (ViT, ResNet, "
+        "ConvNeXt blocks of open_clip, timm and transformers towers); no weights. 0 = off.")
+
+    def validate(self, prefix: str) -> None:
+        """Value checks; ``prefix`` is this section's dotted path."""
+        _check_range(prefix, "shift", self.shift, 0.0, 0.5)
+
+    @property
+    def enabled(self) -> bool:
+        return self.frame_diff != "none" or self.shift > 0
+
+
+@dataclass
 class ModelConfig:
     """The multimodal classifier: towers, fusion, pooling and heads."""
 
     vision: VisionConfig = field(default_factory=VisionConfig, metadata={"help": "Frame encoder."})
     text: TextConfig = field(default_factory=TextConfig, metadata={"help": "Text encoder and fusion transformer."})
+    temporal: TemporalConfig = field(default_factory=TemporalConfig,
+                                     metadata={"help": "Temporal modelling in the vision tower."})
     mode: Literal["fusion", "text", "video"] = option(
         "fusion", "Inputs used: fusion (text + frames), text only, or video only (same model, for ablations).")
     pooling: Literal["cls", "mean"] = option(
@@ -532,6 +582,10 @@ class PretrainConfig:
         0.0, "Weight of video-text contrastive loss (extra text-only and frames-only passes of the fusion encoder, "
         "batch-normalised projections; 0 = task off).")
     itc_temperature: float = option(0.07, "Temperature of the contrastive loss.")
+    order_weight: float = option(
+        0.0, "Weight of the order task: each video with >= 2 valid frames plays forward, reversed or shuffled "
+        "(equally likely; 2-frame videos never shuffled) for every task, and a head on the pooled fused sequence "
+        "tells which; validated as order_accuracy (0 = task off).")
 
     def validate(self, prefix: str) -> None:
         """Value checks; ``prefix`` is this section's dotted path."""
@@ -540,11 +594,11 @@ class PretrainConfig:
         _check_at_least(prefix, self, ("holdout",), 0)
         for name in ("mlm_prob", "mfm_prob", "itm_prob"):
             _check_range(prefix, name, getattr(self, name), 0.0, 1.0)
-        _check_at_least(prefix, self, ("mlm_weight", "mfm_weight", "itm_weight", "itc_weight"), 0)
+        _check_at_least(prefix, self, ("mlm_weight", "mfm_weight", "itm_weight", "itc_weight", "order_weight"), 0)
         if self.itc_temperature <= 0:
             raise ConfigError(f"{prefix}itc_temperature: must be > 0, got {self.itc_temperature}")
-        if not any(getattr(self, f"{task}_weight") > 0 for task in ("mlm", "mfm", "itm", "itc")):
-            raise ConfigError(f"{prefix}: every task weight is 0; switch on at least one of mlm, mfm, itm, itc")
+        if not any(getattr(self, f"{task}_weight") > 0 for task in ("mlm", "mfm", "itm", "itc", "order")):
+            raise ConfigError(f"{prefix}: every task weight is 0; switch on at least one of mlm, mfm, itm, itc, order")
 
 
 @dataclass

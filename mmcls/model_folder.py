@@ -4,7 +4,8 @@ A folder written by :func:`save_portable` rebuilds the exact model with :func:`l
 without the original pretrained directories: the text tower's architecture comes from ``bert_config.json`` (any
 BERT family), a vision tower's from ``config.yaml`` plus, for kinds whose folder decides it (transformers models,
 open_clip folders), ``vision_config.json``; every weight comes from ``model.safetensors`` (safetensors: loading
-never executes code).
+never executes code). A model trained with ``data.flip_label_map`` also holds ``flip_label_map.json``
+(:class:`mmcls.data.flips.FlipLabelMap`, ``LoadedModel.flip_map``), which ``--tta-hflip`` uses.
 
 Pretraining writes the same kind of folder with :func:`save_pretrained_folder` (encoder weights only, task heads
 apart, a ``pretrained.json`` marker instead of ``categories.json``). Finetuning starts from either kind
@@ -39,6 +40,7 @@ from transformers import PretrainedConfig
 
 from mmcls.config import Config, load_config, parse_override, save_config
 from mmcls.data.categories import CategorySpace
+from mmcls.data.flips import FLIP_MAP_FILE, FlipLabelMap
 from mmcls.data.tokenizer import load_tokenizer
 from mmcls.errors import ConfigError, UserError
 from mmcls.io import atomic_dir
@@ -90,12 +92,16 @@ def _submodules(model: nn.Module, names: tuple[str, ...]) -> nn.ModuleDict:
     return nn.ModuleDict({name: module for name in names if (module := getattr(model, name, None)) is not None})
 
 
-def save_portable(dest: str | Path, model: nn.Module, cfg: Config, categories: CategorySpace, tokenizer: Any) -> None:
-    """Write ``dest`` atomically: build in ``dest.tmp``, then swap it in."""
+def save_portable(dest: str | Path, model: nn.Module, cfg: Config, categories: CategorySpace, tokenizer: Any,
+                  flip_map: FlipLabelMap | None = None) -> None:
+    """Write ``dest`` atomically: build in ``dest.tmp``, then swap it in. ``flip_map`` (``data.flip_label_map``
+    resolved) goes in as ``flip_label_map.json``, for ``--tta-hflip`` without the data folder."""
     with atomic_dir(dest) as tmp:
         save_model(model, str(tmp / MODEL_FILE))
         _save_model_files(tmp, model, cfg, tokenizer)
         categories.save(tmp / "categories.json")
+        if flip_map is not None:
+            flip_map.save(tmp)
 
 
 def save_pretrained_folder(dest: str | Path, model: MultimodalPretrainer, cfg: Config, tokenizer: Any) -> None:
@@ -122,6 +128,7 @@ class LoadedModel:
     categories: CategorySpace
     tokenizer: Any
     path: Path
+    flip_map: FlipLabelMap | None = None  # the category pairs a horizontal flip swaps (best/flip_label_map.json)
 
 
 def load_portable(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedModel:
@@ -181,7 +188,8 @@ def load_portable(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     _check_data_fits(model, saved, cfg, path)
     if model.encoder.frame_embedder is not None:
         model.encoder.set_reads_features(cfg.data.reads_features)
-    return LoadedModel(model, cfg, categories, tokenizer, path)
+    flip_map = _naming(path / FLIP_MAP_FILE, lambda: FlipLabelMap.load(path, categories))
+    return LoadedModel(model, cfg, categories, tokenizer, path, flip_map)
 
 
 def _naming(file: Path, read: Callable[[], T]) -> T:
@@ -316,7 +324,8 @@ def check_feature_width(loaded: LoadedModel, split: str) -> None:
 # What must agree between the folder's model and the new one, per part (quoted when shapes differ).
 _PART_HINTS = {
     "text": "the text tower is built from the folder's bert_config.json and tokenizer",
-    "vision": "model.vision.* and data.frame_size must be those of the folder's config.yaml",
+    "vision": "model.vision.*, model.temporal.frame_diff and data.frame_size must be those of the folder's "
+              "config.yaml",
     "frame_embedder": "data.max_frames and the frame feature width (vision tower or data.feat_dim) must be those "
                       "of the folder's config.yaml",
 }

@@ -14,7 +14,7 @@ from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
 from mmcls.metrics import METRIC_KEYS, per_class_report
 from mmcls.plots import validation_predictions, write_run_plots
-from mmcls.rundir import RESULT_FILE
+from mmcls.rundir import RESULT_FILE, TEMPORAL_FILE
 
 REPORT_FILE = "report.html"
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;color:#222}
@@ -52,6 +52,53 @@ def per_class_rows(run: Path) -> list[dict]:
             for row in per_class_report(truth, pred, categories["lv1_of"])]
 
 
+def temporal_section(run: Path, top: int = 15) -> list[str]:
+    """The HTML of ``RUN/temporal.json`` (tools/time_diagnostic.py): the change share and mean-F1 per perturbation
+    and the classes that change most; nothing when the file is not there, one line when it cannot be read."""
+    path = run / TEMPORAL_FILE
+    if not path.is_file():
+        return []
+    head = "<h2>Does the model use time? (temporal diagnostic)</h2>"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        rows, classes = list(data["rows"]), list(data.get("classes", []))
+        base = rows[0].get("mean_f1")
+        table = [{"perturbation": row["name"],
+                  "changed": None if row["name"] == "original" else f"{row['changed']:.1%}",
+                  "changed (2+ frames)": None if row["name"] == "original" else f"{row['changed_multi_frame']:.1%}",
+                  "mean_f1": row.get("mean_f1"),
+                  "delta": None if row.get("mean_f1") is None or base is None or row["name"] == "original"
+                  else f"{row['mean_f1'] - base:+.4f}",
+                  **({"not the swapped prediction": f"{row['changed_vs_flipped']:.1%}"}
+                     if "changed_vs_flipped" in row else {})} for row in rows]
+        columns = list(dict.fromkeys(key for row in table for key in row))
+        names = [row["name"] for row in rows[1:]]
+        class_rows = [{"class": entry["id"], "videos": entry["videos"],
+                       **{name: f"{entry['changed'][name]:.1%}" for name in names if name in entry["changed"]},
+                       "reversed to": entry.get("reversed_to")} for entry in classes[:top]]
+        intro = (f"<p>{html.escape(str(data.get('model', '')))} on split <code>{html.escape(str(data['split']))}"
+                 f"</code>: {int(data['videos'])} videos, {int(data['multi_frame_videos'])} with 2+ frames, "
+                 f"{int(data['labelled'])} labelled. <i>changed</i>: the share of predictions that differ from the "
+                 "unperturbed ones; an order-blind model changes none under reverse and shuffle.</p>")
+        skipped = "".join(f"<p class='muted'>{html.escape(name)} skipped: {html.escape(str(why))}</p>"
+                          for name, why in data.get("skipped", {}).items())
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        return [head, f"<p class='muted'>{html.escape(TEMPORAL_FILE)} cannot be read: {html.escape(repr(exc))}</p>"]
+    weights = run / "best" / "model.safetensors"
+    if weights.is_file() and weights.stat().st_mtime > path.stat().st_mtime:
+        skipped += (f"<p class='muted'>{TEMPORAL_FILE} is older than best/: rerun tools/time_diagnostic.py "
+                    "--model RUN/best for the current weights.</p>")
+    if data.get("flip_pairs"):
+        skipped += (f"<p class='muted'>hflip is scored against the labels the model's flip map swaps "
+                    f"({int(data['flip_pairs'])} category pairs).</p>")
+    parts = [head, intro, _table(table, columns), skipped]
+    if class_rows:
+        by = html.escape(str(data.get("classes_by", "truth")))
+        parts += [f"<h3>Classes (by {by}) whose predictions change most under {html.escape(names[0])}</h3>",
+                  _table(class_rows, ["class", "videos", *names, "reversed to"])]
+    return parts
+
+
 def build_report(run_dir: str | Path) -> Path:
     """Redraw the plots and write ``RUN/report.html``; returns its path. UserError when ``run_dir`` is not a run."""
     run = Path(run_dir)
@@ -74,6 +121,7 @@ def build_report(run_dir: str | Path) -> Path:
         parts += ["<h2>Level-2 classes on validation (best weights)</h2>",
                   _table(classes, ["id", "lv1", "train_videos", "support", "predicted", "correct", "precision",
                                    "recall", "f1"])]
+    parts += temporal_section(run)
     if (run / "metrics.csv").is_file():
         with (run / "metrics.csv").open(newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)

@@ -34,6 +34,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 VAL_LOGITS = "val_logits.npy"  # logits bundle (mmcls.logits) of the best weights on the validation split
 VAL_TRUTH = "val_truth.csv"  # id,category_id of the labelled validation videos (a truth file for tools/evaluate.py)
 RESULT_FILE = "result.json"  # the best scores, written when a run has finished
+TEMPORAL_FILE = "temporal.json"  # the temporal diagnostic of best/ (tools/time_diagnostic.py), if run
 LOCK_FILE = ".lock"  # held by the training run writing into the folder: its pid, host, start time and command
 
 

@@ -1,11 +1,11 @@
-"""Pretraining masks: MLM token masking, MFM frame masking, ITM video shuffling."""
+"""Pretraining masks: MLM token masking, MFM frame masking, ITM video shuffling, the order task's permutations."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mmcls.engine.masking import IGNORE_INDEX, mask_frames, mask_tokens, shuffle_videos
+from mmcls.engine.masking import IGNORE_INDEX, mask_frames, mask_tokens, order_frames, reverse_frames, shuffle_videos
 
 PAD, CLS, SEP, MASK = 0, 1, 2, 3
 SPECIAL = (PAD, CLS, SEP, MASK)
@@ -163,3 +163,43 @@ def test_shuffle_only_among_eligible_samples():
     one = torch.tensor([True, False, False])
     perm, matched = shuffle_videos(3, 1.0, torch.Generator().manual_seed(0), "cpu", eligible=one)
     assert matched.all()  # a single sample with video has no partner
+
+
+def _shown(perm: torch.Tensor, valid: torch.Tensor) -> list[list[int]]:
+    """The frames each video shows at its valid positions, in order."""
+    return [perm[b][valid[b]].tolist() for b in range(len(perm))]
+
+
+def test_order_permutes_valid_frames_only_and_labels_what_it_shows():
+    g = gen(3)
+    valid = torch.rand(400, 6, generator=g) < 0.7  # holes anywhere, some videos with 0, 1 or 2 valid frames
+    perm, labels = order_frames(valid, gen(5))
+    slots = torch.arange(6).expand(400, 6)
+    assert torch.equal(perm[~valid], slots[~valid])  # invalid positions keep their (empty) frame
+    n = valid.sum(dim=1)
+    for b, shown in enumerate(_shown(perm, valid)):
+        own = slots[b][valid[b]].tolist()
+        assert sorted(shown) == own  # a permutation of the video's own valid frames
+        if labels[b] == 0 or labels[b] == IGNORE_INDEX:
+            assert shown == own
+        elif labels[b] == 1:
+            assert shown == own[::-1]
+        else:  # shuffled: never in order, never reversed
+            assert n[b] >= 3 and shown != own and shown != own[::-1]
+    assert (labels[n < 2] == IGNORE_INDEX).all() and (labels[n >= 2] >= 0).all()
+    assert (labels[n == 2] != 2).all()  # two frames cannot be shuffled apart from a reversal
+    counts = torch.bincount(labels[n >= 3], minlength=3).float()
+    assert (counts / counts.sum() - 1 / 3).abs().max() < 0.08  # the three classes equally likely
+
+
+def test_order_is_deterministic_per_generator_and_a_three_frame_shuffle_is_a_real_one():
+    valid = torch.ones(64, 5, dtype=torch.bool)
+    first, again, other = order_frames(valid, gen(1)), order_frames(valid, gen(1)), order_frames(valid, gen(2))
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    assert not torch.equal(first[1], other[1])
+    three = torch.zeros(3000, 4, dtype=torch.bool)
+    three[:, :3] = True  # 3 frames: only 4 of the 6 orders are a shuffle
+    perm, labels = order_frames(three, gen(0))
+    shuffles = {tuple(row[:3].tolist()) for row in perm[labels == 2]}
+    assert shuffles == {(0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1)}
+    assert torch.equal(reverse_frames(three)[0], torch.tensor([2, 1, 0, 3]))

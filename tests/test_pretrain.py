@@ -22,7 +22,8 @@ def test_pretrain_writes_a_run_that_finetuning_starts_from(synthetic_root, tmp_p
 
     run = tmp_path / "pre"
     assert pretrain_script.main([*CONFIGS, *pretrain_overrides(synthetic_root, run, "pretrain.whole_word=true",
-                                                               "pretrain.itc_weight=0.5")]) == 0
+                                                               "pretrain.itc_weight=0.5",
+                                                               "pretrain.order_weight=0.5")]) == 0
     for name in ("config.yaml", "metrics.csv", "train.log", "checkpoints/last/model.safetensors",
                  "best/model.safetensors", "best/pretrain_heads.safetensors", "best/pretrained.json",
                  "best/bert_config.json", "best/tokenizer.json"):
@@ -30,9 +31,11 @@ def test_pretrain_writes_a_run_that_finetuning_starts_from(synthetic_root, tmp_p
     rows = read_metrics(run)
     assert [int(r["step"]) for r in rows] == [2, 4]
     for row in rows:  # every task's loss and accuracy is logged on the held-out videos
-        for key in ("val_loss", "loss_mlm", "loss_mfm", "loss_itm", "loss_itc", "mlm_accuracy", "itm_accuracy"):
+        for key in ("val_loss", "loss_mlm", "loss_mfm", "loss_itm", "loss_itc", "loss_order", "mlm_accuracy",
+                    "itm_accuracy", "order_accuracy"):
             assert row[key] != "", key
-        assert 0.0 <= float(row["mlm_accuracy"]) <= 1.0
+        assert 0.0 <= float(row["mlm_accuracy"]) <= 1.0 and 0.0 <= float(row["order_accuracy"]) <= 1.0
+    assert "order_head.weight" in load_file(run / "best" / "pretrain_heads.safetensors")
 
     from mmcls.config import build_config
     from mmcls.engine.finetune import finetune
@@ -50,7 +53,8 @@ def test_pretrain_writes_a_run_that_finetuning_starts_from(synthetic_root, tmp_p
 
 def test_two_process_pretraining_keeps_the_replicas_identical(synthetic_root, tmp_path):
     run = tmp_path / "pre2"
-    proc = launch_two_processes("pretrain", [*CONFIGS, *pretrain_overrides(synthetic_root, run)], tmp_path)
+    proc = launch_two_processes("pretrain", [*CONFIGS, *pretrain_overrides(synthetic_root, run,
+                                                                            "pretrain.order_weight=1")], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (run / "train.log").read_text(encoding="utf-8")
     assert "2 process(es)" in log and "weights identical on all 2 processes" in log
@@ -65,7 +69,8 @@ def test_masked_inputs_mask_what_they_label(synthetic_root):
     from mmcls.data.wwm import batch_word_ids
     from mmcls.engine.pretrain import batch_generator, masked_inputs
 
-    cfg = build_config({}, [f"data.root={synthetic_root}", "pretrain.mlm_prob=0.3", "pretrain.whole_word=true"])
+    cfg = build_config({}, [f"data.root={synthetic_root}", "pretrain.mlm_prob=0.3", "pretrain.whole_word=true",
+                            "pretrain.order_weight=1"])
     tokenizer = build_tokenizer(cfg.data, None)
     texts = ["北京大学的学生在看视频 hello world", "自然语言处理 running quickly"] * 8
     encoded = tokenizer(texts, padding=True, return_tensors="pt")
@@ -91,6 +96,14 @@ def test_masked_inputs_mask_what_they_label(synthetic_root):
     assert inputs["mfm_mask"][frame_mask.logical_not()].sum() == 0
     again = masked_inputs(batch, cfg.pretrain, tokenizer, batch_generator(torch.device("cpu"), 0, 1, 2))
     assert torch.equal(again["input_ids"], inputs["input_ids"])  # the same position in the run, the same masks
+    assert torch.equal(again["order_perm"], inputs["order_perm"])
+    assert (inputs["order_labels"][::4] == -100).all() and (inputs["order_labels"][frame_mask.any(1)] >= 0).all()
+    assert inputs["order_perm"].shape == frame_mask.shape and set(inputs["order_labels"].tolist()) == {-100, 0, 1, 2}
+    cfg.pretrain.order_weight = 0.0  # the order draw comes last: the other tasks' masks do not depend on it
+    without = masked_inputs(batch, cfg.pretrain, tokenizer, batch_generator(torch.device("cpu"), 0, 1, 2))
+    assert "order_perm" not in without
+    for key in ("input_ids", "mfm_mask", "itm_perm"):
+        assert torch.equal(without[key], inputs[key]), key
 
 
 def _scalars(run: Path, tag: str) -> list[float]:
@@ -108,11 +121,12 @@ def test_pretraining_takes_the_step_level_tricks_of_finetuning(synthetic_root, t
     run = tmp_path / "run"
     assert main([*CONFIGS, *pretrain_overrides(
         synthetic_root, run, "train.adversarial.method=fgm", "train.sam_rho=0.05", "train.ema.decay=0.5",
-        "train.freeze.towers=[vision]", "train.log_every=1", "pretrain.itc_weight=0")]) == 0
+        "train.freeze.towers=[vision]", "train.log_every=1", "pretrain.itc_weight=0", "pretrain.order_weight=1")]) == 0
     rows = read_metrics(run)
     assert rows and all(row["weights"] == "ema" for row in rows)  # the EMA weights are validated and saved
     adversarial = _scalars(run, "train/loss_adv")
     assert len(adversarial) == 4 and all(value > 0 for value in adversarial)  # an attack pass at every update
+    assert len(_scalars(run, "train/loss_order")) == 4  # each task's loss is logged
     assert "froze" in (run / "train.log").read_text(encoding="utf-8")
 
 

@@ -1,4 +1,4 @@
-"""The pretrainer: MLM (tied decoder), MFM (NCE over the batch's frames), ITM, ITC, all in one forward call.
+"""The pretrainer: MLM (tied decoder), MFM (NCE over the batch's frames), ITM, ITC, order, all in one forward call.
 
 Masks are built by hand here (the masking functions have their own tests); models are tiny and random.
 """
@@ -170,15 +170,16 @@ def test_mfm_zeroes_masked_frames_and_ignores_invalid_ones(tiny_tokenizer):
 
 
 def test_nothing_to_predict_gives_connected_zero_losses(tiny_tokenizer):
-    model = make_pretrainer(tiny_tokenizer).train()
+    model = make_pretrainer(tiny_tokenizer, order_weight=1.0).train()
     inputs = make_inputs(tiny_tokenizer)
     inputs["mlm_labels"] = torch.full_like(inputs["mlm_labels"], -100)
     inputs["mfm_mask"] = torch.zeros_like(inputs["mfm_mask"])
     inputs["frame_mask"] = torch.zeros_like(inputs["frame_mask"])  # no video at all: nothing for ITC
+    inputs["order_perm"], inputs["order_labels"] = torch.arange(FRAMES).expand(BATCH, FRAMES), torch.arange(BATCH) % 3
     out = model(**inputs)
-    for key in ("loss_mlm", "loss_mfm", "loss_itc", "loss_itm"):  # ITM too: no sample has a video to match
+    for key in ("loss_mlm", "loss_mfm", "loss_itc", "loss_itm", "loss_order"):  # ITM, order: no video to judge
         assert out[key] == 0 and out[key].requires_grad, key
-    sum(out[k] for k in LOSSES).backward()
+    sum(out[k] for k in (*LOSSES, "loss_order")).backward()
     for name in PRETRAIN_HEADS:  # DDP needs every parameter in the graph, even with zero gradients
         for pname, param in getattr(model, name).named_parameters():
             assert param.grad is not None, f"{name}.{pname}"
@@ -207,7 +208,7 @@ def test_itc_is_the_symmetric_infonce_of_the_samples_with_frames(tiny_tokenizer)
 
 
 def test_parameter_groups_put_the_task_heads_in_heads(tiny_tokenizer):
-    model = make_pretrainer(tiny_tokenizer, feats=False)
+    model = make_pretrainer(tiny_tokenizer, feats=False, order_weight=1.0)
     groups = parameter_groups(model)
     ids = [id(p) for params in groups.values() for p in params]
     assert len(ids) == len(set(ids)) and set(ids) == {id(p) for p in model.parameters()}
@@ -276,3 +277,60 @@ def test_contrastive_projection_removes_what_the_batch_shares():
     assert cosine[~torch.eye(6, dtype=torch.bool)].abs().mean() < 0.5
     head.eval()
     assert not torch.allclose(head(pooled).mean(dim=0), torch.zeros(8), atol=1e-3)
+
+
+def _order_inputs(tokenizer, videos: int = 2) -> dict:
+    """Each of ``videos`` random 4-frame videos (features) three times, with the same text: forward, reversed and
+    shuffled. The three copies hold the same frames, so only their order tells the labels apart."""
+    batch = make_batch(tokenizer, batch=videos)
+    frames = torch.randn(videos, FRAMES, FEAT_DIM, generator=torch.Generator().manual_seed(1))
+    orders = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2]])
+    return {"input_ids": batch["input_ids"].repeat_interleave(3, 0),
+            "attention_mask": batch["attention_mask"].repeat_interleave(3, 0),
+            "frames": frames.repeat_interleave(3, 0), "frame_mask": torch.ones(3 * videos, FRAMES, dtype=torch.bool),
+            "order_perm": orders.repeat(videos, 1), "order_labels": torch.arange(3).repeat(videos)}
+
+
+def test_the_order_head_learns_what_only_the_frame_order_tells(tiny_tokenizer):
+    """Without the permutation (or blind to order) the three copies are one input with three labels: loss >= ln 3."""
+    model = make_pretrainer(tiny_tokenizer, itc=False, order_weight=1.0)
+    assert model.tasks[-1] == "order" and model.order_head.out_features == 3
+    inputs = _order_inputs(tiny_tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(30):
+        out = model(**inputs)
+        first = float(out["loss_order"].detach()) if first is None else first
+        optimizer.zero_grad()
+        out["loss_order"].backward()
+        optimizer.step()
+    out = model(**inputs)
+    last = float(out["loss_order"].detach())
+    assert first > 0.9 and last < 0.3, (first, last)
+    assert out["order_accuracy"] == 1.0
+
+
+def test_order_permutes_the_pixels_before_the_tower_and_labels_travel_with_itm(tiny_tokenizer):
+    model = make_pretrainer(tiny_tokenizer, feats=False, itc=False, order_weight=1.0)
+    inputs = make_inputs(tiny_tokenizer, feats=False)  # samples 0 and 1 swap videos; video 0 has 2 frames
+    del inputs["itc"]
+    inputs["order_perm"] = torch.tensor([[1, 0, 2, 3], [3, 2, 1, 0], [0, 1, 2, 3], [0, 1, 2, 3]])
+    inputs["order_labels"] = torch.tensor([1, 1, 0, -100])
+    seen = []
+    model.encoder.vision.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    logits = []
+    model.order_head.register_forward_hook(lambda module, args, out: logits.append(out.float()))
+    out = model(**inputs)
+    rows = torch.arange(BATCH).unsqueeze(1)
+    permuted = inputs["frames"][rows, inputs["order_perm"]]
+    direct = model(**dict(inputs, frames=permuted, order_perm=torch.arange(FRAMES).expand(BATCH, FRAMES)))
+    for key in ("loss_mlm", "loss_mfm", "loss_itm", "loss_order"):  # permuting inside = feeding the permuted clips
+        torch.testing.assert_close(out[key], direct[key])
+    model(**{k: v for k, v in inputs.items() if not k.startswith("order")})
+    assert torch.equal(seen[0], seen[1]) and not torch.equal(seen[0], seen[2])  # the tower saw the permuted pixels
+    # sample 0 shows video 1 (label 1, frame 0 masked: 3 visible); sample 1 shows video 0 with its frame 1 masked
+    # (1 visible: no order to see); sample 2 its own (label 0); sample 3 no video
+    expected = F.cross_entropy(logits[0][[0, 2]], torch.tensor([1, 0]))
+    torch.testing.assert_close(out["loss_order"], expected)
+    with pytest.raises(ValueError, match="order_perm and order_labels"):
+        model(**dict(inputs, order_labels=None))

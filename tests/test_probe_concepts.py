@@ -55,7 +55,8 @@ def test_probe_table_has_every_feature_and_concept(pretrained_folder, capsys):
     assert probe_concepts.main(["--model", str(pretrained_folder), "--fit-split", "train", "--fit-sizes", "16",
                                 "48"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
-    assert len(rows) == 1 + len(probe_concepts.FEATURES) * len(probe_concepts.CONCEPTS)
+    assert len(rows) == 1 + len(probe_concepts.FEATURES) * len(probe_concepts.CONCEPTS) + 2  # + direction rows
+    assert [row.split("|")[1:3] for row in rows[-2:]] == [[" video ", " direction "], [" fused ", " direction "]]
     for row in rows[1:]:
         cells = [c.strip() for c in row.strip("|").split("|")]
         for pair in cells[2:]:
@@ -67,3 +68,25 @@ def test_bad_arguments_are_one_line_errors(pretrained_folder, tmp_path):
         probe_concepts.main(["--model", str(pretrained_folder), "--fit-split", "test"])
     with pytest.raises(UserError, match=r"^--model: .*not a model folder"):
         probe_concepts.main(["--model", str(tmp_path)])
+
+
+def test_direction_features_are_the_reversed_clips(pretrained_folder):
+    """The reversed copy differs from the forward one exactly where a video has >= 2 frames to reverse."""
+    model, _, _, tokenizer = probe_concepts.build_models(pretrained_folder, None, seed=0)
+    encoded = tokenizer(["a video", "one frame", "three frames"], padding=True, return_tensors="pt")
+    frame_mask = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 1, 0]], dtype=torch.bool)
+    frames = torch.randint(0, 256, (3, 4, 3, 24, 24), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    batch = {"frames": frames * frame_mask[:, :, None, None, None], "frame_mask": frame_mask, "ids": ["a", "b", "c"],
+             "input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"]}
+    features, ids = probe_concepts.pooled_features(model, [batch])
+    assert ids == ["a", "b", "c"] and features["ordered"].tolist() == [True, False, True]
+    for name in probe_concepts.DIRECTION_FEATURES:
+        forward, backward = features[name], features[f"{name}_reversed"]
+        assert np.allclose(forward[1], backward[1], atol=1e-5)  # one frame: nothing to reverse
+        assert not np.allclose(forward[0], backward[0], atol=1e-4) and not np.allclose(forward[2], backward[2],
+                                                                                        atol=1e-4)
+    x, y = probe_concepts.direction_data(features, "fused")
+    assert y == ["forward", "reversed"] * 2
+    assert np.array_equal(x, np.stack([features["fused"][0], features["fused_reversed"][0], features["fused"][2],
+                                       features["fused_reversed"][2]]))
+    assert len(probe_concepts.direction_data(features, "video", 1)[1]) == 2

@@ -1,4 +1,5 @@
-"""The synthetic dataset generator: layout, determinism, labels, the fusion and order properties, faults, CLI."""
+"""The synthetic dataset generator: layout, determinism, labels, the fusion and order properties, the flip map,
+faults, CLI."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from mmcls.errors import ConfigError, UserError
 from mmcls.synthetic import (
     FAULT_KINDS,
     FAULT_SOURCES,
+    FLIP_MAP_FILE,
+    MIRRORED_CONCEPT,
     REVERSED_CONCEPT,
     SPLITS,
     TEXT_CONCEPTS,
@@ -27,7 +30,9 @@ from mmcls.synthetic import (
     SyntheticSpec,
     active_fault_kinds,
     class_table,
+    flip_label_map,
     load_faults,
+    load_flip_label_map,
     load_oracle,
     load_spec,
     make_synthetic,
@@ -63,7 +68,8 @@ def _mp4_frames(path: Path) -> np.ndarray:
 def _data_files(root: Path) -> dict[str, bytes]:
     """Every file that must be byte-identical for the same seed (all but the mp4s and the README)."""
     paths = [*root.glob("annotations/*"), *root.glob("zip_frames/**/*.zip")]
-    paths += [root / name for name in ("faults.json", "oracle.json", "category_ids.txt", "synthetic_spec.json")]
+    paths += [root / name for name in ("faults.json", "oracle.json", "category_ids.txt", "synthetic_spec.json",
+                                       FLIP_MAP_FILE)]
     return {str(p.relative_to(root)): p.read_bytes() for p in paths}
 
 
@@ -193,7 +199,7 @@ def test_labels_ids_and_truth(tiny):
     root, _ = tiny
     table = class_table(TINY)
     category_ids = (root / "category_ids.txt").read_text().split()
-    assert category_ids == sorted(c.category_id for c in table) and len(category_ids) == 24
+    assert category_ids == sorted(c.category_id for c in table) and len(category_ids) == 27
     assert all(re.fullmatch(r"\d{4}", c) for c in category_ids)
     assert all(c.lv1_id == c.category_id[:2] for c in table) and len({c.lv1_id for c in table}) == 8
     labeled = _records(root, "labeled")
@@ -209,7 +215,7 @@ def test_labels_ids_and_truth(tiny):
 
 def test_default_class_frequencies_are_long_tailed():
     counts = Counter(p.category_id for p in plan_dataset(SyntheticSpec())["labeled"])
-    assert len(counts) == 24 and min(counts.values()) >= 8
+    assert len(counts) == 27 and min(counts.values()) >= 8
     assert max(counts.values()) / min(counts.values()) >= 10
 
 
@@ -226,15 +232,22 @@ def test_text_mixes_chinese_and_english(tiny):
 def test_class_is_a_pair_that_neither_concept_determines():
     table = class_table()
     pairs = [(c.text_concept, c.video_concept) for c in table]
-    assert len(set(pairs)) == len(pairs) == 24
-    for attr, fanout in (("text_concept", 3), ("video_concept", 4)):
+    assert len(set(pairs)) == len(pairs) == 27
+    for attr in ("text_concept", "video_concept"):
         groups: dict[str, set[str]] = {}
         lv1: dict[str, set[str]] = {}
         for c in table:
             groups.setdefault(getattr(c, attr), set()).add(c.category_id)
             lv1.setdefault(getattr(c, attr), set()).add(c.lv1_id)
-        assert all(len(ids) == fanout for ids in groups.values())
-        assert all(len(ids) == fanout for ids in lv1.values())  # lv1 needs both modalities too
+        assert {len(ids) for ids in groups.values()} == {3, 4}
+        assert {len(ids) for ids in lv1.values()} == ({3} if attr == "text_concept" else {3, 4})  # lv1 needs both
+    slides = [c for c in table if c.video_concept in MIRRORED_CONCEPT]
+    assert len(slides) == 6 and {c.video_concept for c in slides} == set(MIRRORED_CONCEPT)
+    # each text concept seen with the slide has both directions, in one level-1 group, at neighbouring frequencies
+    for text in {c.text_concept for c in slides}:
+        pair = sorted((c for c in slides if c.text_concept == text), key=lambda c: c.video_concept)
+        assert [c.video_concept for c in pair] == ["left_to_right", "right_to_left"]
+        assert pair[0].lv1_id == pair[1].lv1_id and 1 < pair[0].frequency / pair[1].frequency < 1.2
 
 
 def test_modalities_are_correlated_so_matching_can_be_learned():
@@ -250,7 +263,7 @@ def test_modalities_are_correlated_so_matching_can_be_learned():
     independent = SyntheticSpec(num_text_concepts=6, num_video_concepts=4, video_concepts_per_text=4)
     assert len({(c.text_concept, c.video_concept) for c in class_table(independent)}) == 24
     with pytest.raises(ConfigError, match="video_concepts_per_text"):
-        plan_dataset(replace(TINY, video_concepts_per_text=7))
+        plan_dataset(replace(TINY, video_concepts_per_text=8))
 
 
 def _filler_concept_accuracy(root: Path) -> float:
@@ -331,28 +344,77 @@ def _foreground(frames: np.ndarray) -> np.ndarray:
     return np.linalg.norm(frames.astype(float) - median, axis=-1) > 100
 
 
-def _trend(frames: np.ndarray, concept: str) -> float:
-    """Change from first to last frame of the object's centre height (rise/fall) or area (grow/shrink)."""
+def _centroids(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The foreground's centre per frame: ``(rows, columns)``, each ``[T]``."""
     fg = _foreground(frames)
+    area = np.maximum(fg.sum(axis=(1, 2)), 1)
+    rows = (fg.sum(axis=2) * np.arange(frames.shape[1])).sum(axis=1) / area
+    cols = (fg.sum(axis=1) * np.arange(frames.shape[2])).sum(axis=1) / area
+    return rows, cols
+
+
+def _trend(frames: np.ndarray, concept: str) -> float:
+    """Change from first to last frame of the object's centre height (rise/fall), area (grow/shrink) or horizontal
+    position (left_to_right/right_to_left)."""
     if concept in ("rise", "fall"):
-        rows = np.arange(frames.shape[1])[None, :]
-        signal = (fg.sum(axis=2) * rows).sum(axis=1) / np.maximum(fg.sum(axis=(1, 2)), 1)
-        signal = -signal  # image rows grow downwards: "up" is a rising signal
+        signal = -_centroids(frames)[0]  # image rows grow downwards: "up" is a rising signal
+    elif concept in MIRRORED_CONCEPT:
+        signal = _centroids(frames)[1]
     else:
-        signal = fg.sum(axis=(1, 2)).astype(float)
+        signal = _foreground(frames).sum(axis=(1, 2)).astype(float)
     return float(signal[-1] - signal[0])
 
 
-@pytest.mark.parametrize("concept", ["rise", "grow"])
+#: The sign of :func:`_trend` of each concept with a direction.
+DIRECTION = {"rise": 1, "fall": -1, "grow": 1, "shrink": -1, "left_to_right": 1, "right_to_left": -1}
+
+
+def _plan(concept: str, index: int, num_frames: int = 10) -> SamplePlan:
+    return SamplePlan("labeled", index, "1" * 19, "0101", "food", concept, num_frames=num_frames)
+
+
+@pytest.mark.parametrize("concept", ["rise", "grow", "left_to_right"])
 def test_direction_pairs_are_time_reversals(concept):
     opposite = REVERSED_CONCEPT[concept]
     for index in range(8):
-        plan = SamplePlan("labeled", index, "1" * 19, "0101", "food", concept, num_frames=10 + index)
+        plan = _plan(concept, index, num_frames=10 + index)
         frames = render_frames(TINY, plan)
         backwards = render_frames(TINY, replace(plan, video_concept=opposite))
         assert np.array_equal(backwards, frames[::-1])  # same frames, opposite order
         assert _trend(frames, concept) > 5 and _trend(backwards, opposite) < -5
         assert _trend(frames[::-1], concept) < -5
+
+
+def test_slides_move_left_to_right_and_right_to_left_only():
+    """The cross's horizontal centre moves steadily in the concept's direction (nearly every step, 15+ px in all)
+    while its height stays put."""
+    for concept, sign in (("left_to_right", 1), ("right_to_left", -1)):
+        for index in range(12):
+            rows, cols = _centroids(render_frames(TINY, _plan(concept, index, num_frames=8 + index)))
+            steps = sign * np.diff(cols)
+            assert sign * (cols[-1] - cols[0]) > 15 and np.mean(steps > -1) == 1 and np.mean(steps > 0) >= 0.75
+            assert np.ptp(rows) < 6, (concept, index, rows)
+
+
+def test_a_flipped_left_to_right_video_is_a_right_to_left_one():
+    """A horizontal flip mirrors the trajectory (x -> size - 1 - x): it turns a left_to_right sample into a
+    right_to_left one, distributed as right_to_left samples are (same start and end columns on average), so a
+    flip must swap the two labels; a flip leaves rise/fall alone."""
+    flipped_ends, reference_ends = [], []
+    for index in range(24):
+        frames = render_frames(TINY, _plan("left_to_right", index))
+        flipped = np.ascontiguousarray(frames[:, :, ::-1])
+        cols, flipped_cols = _centroids(frames)[1], _centroids(flipped)[1]
+        assert np.allclose(flipped_cols, TINY.size - 1 - cols)
+        assert _trend(flipped, "right_to_left") < -15
+        other = render_frames(TINY, _plan("right_to_left", 100 + index))  # an unrelated right_to_left sample
+        flipped_ends.append(flipped_cols[[0, -1]])
+        reference_ends.append(_centroids(other)[1][[0, -1]])
+        rise = render_frames(TINY, _plan("rise", index))
+        assert _trend(rise[:, :, ::-1], "rise") > 5
+    flipped_mean, reference_mean = np.mean(flipped_ends, axis=0), np.mean(reference_ends, axis=0)
+    assert flipped_mean[0] - flipped_mean[1] > 15  # starts on the right, ends on the left
+    assert np.abs(flipped_mean - reference_mean).max() < 4, (flipped_mean, reference_mean)
 
 
 def test_written_videos_move_the_way_their_concept_says(tiny):
@@ -362,12 +424,40 @@ def test_written_videos_move_the_way_their_concept_says(tiny):
     for split in SPLITS:
         for vid, info in oracle[split].items():
             concept = info["video_concept"]
-            if concept not in REVERSED_CONCEPT or "zip" in FAULT_SOURCES.get(faults[split].get(vid, ""), ()):
+            if concept not in DIRECTION or "zip" in FAULT_SOURCES.get(faults[split].get(vid, ""), ()):
                 continue
-            sign = 1 if concept in ("rise", "grow") else -1
-            assert sign * _trend(_zip_frames(zip_path(root, split, vid))[1], concept) > 3, (vid, concept)
+            assert DIRECTION[concept] * _trend(_zip_frames(zip_path(root, split, vid))[1], concept) > 3, (vid, concept)
             seen[concept] += 1
-    assert set(seen) == {"rise", "fall", "grow", "shrink"}
+    assert set(seen) == set(DIRECTION)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# horizontal flips: the flip map
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_flip_map_file_lists_exactly_the_direction_pairs(tiny):
+    root, _ = tiny
+    flips = load_flip_label_map(root)
+    assert flips == json.loads((root / "flip_label_map.json").read_text()) == flip_label_map(TINY)
+    table = {c.category_id: c for c in class_table(TINY)}
+    slides = {cid for cid, c in table.items() if c.video_concept in ("left_to_right", "right_to_left")}
+    assert len(slides) == 6 and set(flips) == slides  # exactly the slide classes, nothing else
+    for source, target in flips.items():
+        assert flips[target] == source != target  # symmetric, no class mapped to itself
+        a, b = table[source], table[target]
+        assert a.text_concept == b.text_concept and a.lv1_id == b.lv1_id == source[:2] == target[:2]
+        assert {a.video_concept, b.video_concept} == {"left_to_right", "right_to_left"}
+    assert set(flips) <= set((root / "category_ids.txt").read_text().split())
+    readme = (root / "README.txt").read_text()
+    assert "flip_label_map.json" in readme and f"{sorted(flips)[0]} " in readme
+    assert list(flips) == sorted(flips)
+
+
+def test_flip_map_is_empty_without_the_slide(tmp_path):
+    spec = replace(TINY, num_video_concepts=6, faults=False, write_zip=False, write_mp4=False)
+    assert {c.video_concept for c in class_table(spec)}.isdisjoint(MIRRORED_CONCEPT)
+    make_synthetic(tmp_path, spec, progress=False)
+    assert load_flip_label_map(tmp_path) == {}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -38,6 +38,10 @@ SWITCHES: dict[str, tuple[tuple[str, ...], str]] = {
     "compile": (("train.compile=true",), "torch.compile (inductor)"),
     "channels_last": (("train.channels_last=true",), "channels_last vision tower"),
     "grad_checkpointing": (("train.grad_checkpointing=true",), "recompute activations (memory for time)"),
+    # not speed switches: what time inside the vision tower costs (docs/PERFORMANCE.md, "Cost of the temporal
+    # switches"; a ratio below 1 is the slowdown)
+    "frame_diff": (("model.temporal.frame_diff=rgb",), "frame differences as 3 more stem channels"),
+    "temporal_shift": (("model.temporal.shift=0.125",), "temporal shift (TSM) in the tower's blocks"),
 }
 
 

@@ -40,7 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--e2e-batches", type=int, default=8, help="Timed end-to-end inference batches (default 8).")
     parser.add_argument("--switches", nargs="*", default=None, metavar="NAME",
                         help="Speed switches to measure (default all: eager_attention bf16 compile channels_last "
-                        "grad_checkpointing; none with an empty list).")
+                        "grad_checkpointing, and the cost of frame_diff and temporal_shift; none with an empty "
+                        "list).")
     parser.add_argument("--peak-seconds", type=float, default=1.0, help="Seconds per matmul-peak window.")
     parser.add_argument("--quick", action="store_true",
                         help="Smoke run: 1 step, 1 batch, no switches unless --switches names some.")

@@ -14,8 +14,10 @@ example:
       --size 128 --max-frames 32 --workers 8
 
 Each level-2 class pairs a text concept with a video concept, so only text+video fusion scores high; frame order
-matters (rise/fall, grow/shrink); a text concept goes with only some video concepts (--video-concepts-per-text), so
-the modalities are correlated as in real videos. Faulty samples are planted in every split unless --no-faults
+matters (rise/fall, grow/shrink, left_to_right/right_to_left); a text concept goes with only some motions
+(--video-concepts-per-text), so the modalities are correlated as in real videos. A horizontal flip turns a
+left_to_right video into a right_to_left one: flip_label_map.json lists the class pairs a flip swaps (use it as
+data.flip_label_map). Faulty samples are planted in every split unless --no-faults
 (see faults.json).
 """
 
@@ -37,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-text-concepts", type=int, default=d.num_text_concepts,
                         help="text concepts = level-1 groups (%(default)s)")
     parser.add_argument("--num-video-concepts", type=int, default=d.num_video_concepts,
-                        help="video concepts (%(default)s)")
+                        help="video motions (%(default)s): rise, fall, grow, shrink, stripes, ring, and a horizontal "
+                        "slide that gives each of its text concepts two classes, left_to_right and right_to_left")
     parser.add_argument("--video-concepts-per-text", type=int, default=d.video_concepts_per_text,
                         help="video concepts each text concept goes with (%(default)s); classes = text concepts x "
                         "this; = --num-video-concepts makes the modalities independent")

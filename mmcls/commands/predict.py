@@ -45,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "inside the sampling stride (n_frames // max_frames), and average (default 1 = the official "
                         "grid only; no effect on videos with fewer than 2 * max_frames frames).")
     parser.add_argument("--tta-hflip", action="store_true",
-                        help="Test-time augmentation: also predict every view with mirrored frames, and average.")
+                        help="Test-time augmentation: also predict every view with mirrored frames, and average "
+                        "(a mirrored view's scores of the category pairs in the model's flip_label_map.json, from "
+                        "data.flip_label_map, are swapped first: left/right direction classes).")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help="Config overrides for every model, e.g. data.root=... data.test=...")
     args = parser.parse_intermixed_args(argv)

@@ -17,6 +17,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from mmcls.config import DataConfig
 from mmcls.data.categories import CategorySpace
+from mmcls.data.flips import FlipLabelMap
 from mmcls.data.frames import FrameLoader
 from mmcls.data.records import VideoRecord
 from mmcls.data.sampling import sampling_mode
@@ -33,9 +34,11 @@ class VideoTextDataset(Dataset):
     def __init__(self, records: Sequence[VideoRecord], text_encoder: TextEncoder | None,
                  frame_loader: FrameLoader | None, transform: Callable | None,
                  categories: CategorySpace | None, train: bool, sampling: str = "uniform",
-                 sampling_offset: int = 0, seed: int = 0, soft_targets: SoftTargets | None = None) -> None:
+                 sampling_offset: int = 0, seed: int = 0, soft_targets: SoftTargets | None = None,
+                 flip_map: FlipLabelMap | None = None) -> None:
         self.records = list(records)
         self.soft_targets = soft_targets
+        self.flip_map = flip_map  # labels a horizontal flip swaps (training; data.flip_label_map)
         self.seed = seed
         # Shared memory, so persistent workers see set_epoch too; a torch tensor (not multiprocessing.Value) so the
         # dataset still pickles and deep-copies, and shares through fork, forkserver and spawn alike.
@@ -69,22 +72,28 @@ class VideoTextDataset(Dataset):
         """
         return int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, dtype=np.uint64)[0])
 
-    def _labels(self, record: VideoRecord) -> tuple[int, int]:
+    def _labels(self, record: VideoRecord, flipped: bool = False) -> tuple[int, int]:
         if self.categories is None or record.category_id is None or record.category_id not in self.categories:
             return IGNORE_INDEX, IGNORE_INDEX
-        return self.categories.lv2_index(record.category_id), self.categories.lv1_index(record.category_id)
+        category = self.flip_map.category(record.category_id) if flipped else record.category_id
+        return self.categories.lv2_index(category), self.categories.lv1_index(category)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         record = self.records[index]
         rng = np.random.default_rng(self.sample_seed(index))
-        frames, error = None, None
+        frames, error, flipped = None, None, False
         if self.frame_loader is not None:
             frames, error = self.frame_loader.load(record.id, self.sampling, rng, offset=self.sampling_offset)
             if frames is not None and self.transform is not None:
-                frames = self.transform(frames, rng)
+                if self.flip_map is not None and hasattr(self.transform, "with_flip"):
+                    frames, flipped = self.transform.with_flip(frames, rng)
+                else:
+                    frames = self.transform(frames, rng)
         input_ids = self.text_encoder.encode(record) if self.text_encoder is not None else []
-        label, label_lv1 = self._labels(record)
+        label, label_lv1 = self._labels(record, flipped)
         soft = self.soft_targets(record) if self.soft_targets is not None and label != IGNORE_INDEX else None
+        if soft is not None and flipped:
+            soft = self.flip_map.permute(soft)
         return {"id": record.id, "input_ids": input_ids, "frames": frames, "video_error": error,
                 "label": label, "label_lv1": label_lv1, "soft_target": soft}
 
@@ -167,15 +176,16 @@ def worker_start_method(cfg: DataConfig) -> str | None:
 
 def build_dataset(cfg: DataConfig, split: AnnotationSet, tokenizer: Any, categories: CategorySpace | None, train: bool,
                   with_frames: bool = True, with_text: bool = True, sampling_offset: int = 0,
-                  seed: int = 0, soft_targets: SoftTargets | None = None) -> VideoTextDataset:
-    """A dataset over ``split`` with the config's text encoder, frame source and transforms (and soft targets for
-    training)."""
+                  seed: int = 0, soft_targets: SoftTargets | None = None,
+                  flip_map: FlipLabelMap | None = None) -> VideoTextDataset:
+    """A dataset over ``split`` with the config's text encoder, frame source and transforms (and soft targets and
+    the labels a flip swaps, ``data.flip_label_map``, for training)."""
     loader = FrameLoader.from_config(cfg, split.folder) if with_frames else None
     transform = build_video_transform(cfg, train) if with_frames else None
     encoder = TextEncoder(tokenizer, cfg) if with_text else None
     return VideoTextDataset(split.records, encoder, loader, transform, categories, train,
                             sampling=sampling_mode(cfg, train), sampling_offset=sampling_offset, seed=seed,
-                            soft_targets=soft_targets)
+                            soft_targets=soft_targets, flip_map=flip_map if train else None)
 
 
 class EpochShuffle(Sampler[int]):

@@ -200,10 +200,16 @@ class TrainVideoTransform:
         return out.contiguous()
 
     def __call__(self, frames: torch.Tensor, rng: Rng = None) -> torch.Tensor:
+        return self.with_flip(frames, rng)[0]
+
+    def with_flip(self, frames: torch.Tensor, rng: Rng = None) -> tuple[torch.Tensor, bool]:
+        """``(transformed frames, whether they were flipped horizontally)``: the same draws as a call, so a
+        dataset can swap the labels of exactly the videos it flipped (``data.flip_label_map``)."""
         if frames.shape[0] == 0:
-            return _empty_like(frames, self.frame_size)
+            return _empty_like(frames, self.frame_size), False
         height, width = frames.shape[-2:]
-        return self.apply(frames, self.sample_params(height, width, rng))
+        params = self.sample_params(height, width, rng)
+        return self.apply(frames, params), params.flip
 
 
 @dataclass

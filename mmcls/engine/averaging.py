@@ -195,9 +195,11 @@ def average_portable(paths: Sequence[str | Path], output: str | Path,
             raise UserError(f"{path}: not the same categories as {paths[0]}")
         if loaded.tokenizer.get_vocab() != first.tokenizer.get_vocab():
             raise UserError(f"{path}: not the same tokenizer vocabulary as {paths[0]}")
+        if (loaded.flip_map and loaded.flip_map.pairs) != (first.flip_map and first.flip_map.pairs):
+            raise UserError(f"{path}: not the same flip_label_map.json as {paths[0]}")
     try:
         averaged = average_state_dicts(states, weights)
     except ValueError as exc:
         raise UserError(f"cannot average {', '.join(map(str, paths))}: {exc}") from None
     first.model.load_state_dict(averaged)
-    save_portable(output, first.model, first.cfg, first.categories, first.tokenizer)
+    save_portable(output, first.model, first.cfg, first.categories, first.tokenizer, first.flip_map)

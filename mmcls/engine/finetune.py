@@ -20,6 +20,7 @@ from accelerate import Accelerator
 from mmcls.config import Config
 from mmcls.data.categories import CategorySpace
 from mmcls.data.dataset import ConcatVideoDataset, VideoTextDataset, build_dataloader, build_dataset
+from mmcls.data.flips import FlipLabelMap
 from mmcls.data.soft_targets import SoftTargets
 from mmcls.data.splits import AnnotationSet, build_tokenizer, load_labelled_splits, load_pseudo_split
 from mmcls.engine.averaging import WeightAverager
@@ -78,20 +79,23 @@ def write_plots(run_dir: str | os.PathLike) -> None:
 
 
 def build_train_set(cfg: Config, train_split: AnnotationSet, val_split: AnnotationSet, categories: CategorySpace,
-                    tokenizer: Any) -> tuple[VideoTextDataset | ConcatVideoDataset, AnnotationSet | None]:
+                    tokenizer: Any, flip_map: FlipLabelMap | None = None
+                    ) -> tuple[VideoTextDataset | ConcatVideoDataset, AnnotationSet | None]:
     """The training dataset: the labelled training split plus the ``data.pseudo`` videos (never any id of the
-    validation split), with the soft targets of ``train.distill`` and of soft pseudo-labels."""
+    validation split), with the soft targets of ``train.distill`` and of soft pseudo-labels, and the labels a
+    horizontal flip swaps (``flip_map``)."""
     with_frames = cfg.model.mode != "text"  # video mode still needs [CLS] [SEP] from the text side
     pseudo_split = load_pseudo_split(cfg.data, categories, {r.id for r in train_split.records + val_split.records},
                                      with_frames)
     training_records = train_split.records + (pseudo_split.records if pseudo_split else [])
     soft_targets = SoftTargets.from_config(cfg.train.distill, categories, training_records)
     train_set = build_dataset(cfg.data, train_split, tokenizer, categories, train=True, with_frames=with_frames,
-                              seed=cfg.seed, soft_targets=soft_targets)
+                              seed=cfg.seed, soft_targets=soft_targets, flip_map=flip_map)
     if pseudo_split is None:
         return train_set, None
     pseudo_set = build_dataset(cfg.data, pseudo_split, tokenizer, categories, train=True, with_frames=with_frames,
-                               seed=cfg.seed + 1, soft_targets=soft_targets)  # its own augmentation stream
+                               seed=cfg.seed + 1, soft_targets=soft_targets,  # its own augmentation stream
+                               flip_map=flip_map)
     return ConcatVideoDataset([train_set, pseudo_set]), pseudo_split
 
 
@@ -101,9 +105,10 @@ class Finetuning:
     figures = FIGURES
 
     def __init__(self, t: Training, criterion: Criterion, val_loader: Any, categories: CategorySpace,
-                 tokenizer: Any) -> None:
+                 tokenizer: Any, flip_map: FlipLabelMap | None = None) -> None:
         cfg, accelerator = t.cfg, t.accelerator
         self.t, self.val_loader, self.categories, self.tokenizer = t, val_loader, categories, tokenizer
+        self.flip_map = flip_map  # saved with every model folder (best/flip_label_map.json)
         self.train_step = classification_step(cfg, t.model, t.core, criterion, accelerator)
         self.averager = (WeightAverager(t.run.checkpoints / "swa", cfg.train.swa.mode, cfg.train.swa.count,
                                         write=accelerator.is_main_process) if cfg.train.swa.mode != "none" else None)
@@ -132,7 +137,7 @@ class Finetuning:
             self.best_scores = {**scores, "update": update}
             if t.accelerator.is_main_process:
                 save_portable(t.run.best, t.accelerator.unwrap_model(weights), t.cfg, self.categories,
-                              self.tokenizer)
+                              self.tokenizer, self.flip_map)
             save_validation_logits(t.run, result, self.categories)
             log.info("new best mean_f1 %.4f -> %s", self.best_score, t.run.best)
         if self.averager is not None and t.cfg.train.swa.mode == "topk" and refused is None:
@@ -164,7 +169,10 @@ def finetune(cfg: Config) -> dict[str, float]:
     pretrained = load_pretrained_encoder(cfg.model.init_from) if cfg.model.init_from else None
     tokenizer = pretrained.tokenizer if pretrained else build_tokenizer(cfg.data, cfg.model.text.pretrained)
     train_split, val_split, categories = load_labelled_splits(cfg.data, cfg.seed)
-    train_set, pseudo_split = build_train_set(cfg, train_split, val_split, categories, tokenizer)
+    flip_map = FlipLabelMap.from_config(cfg.data, categories)
+    if flip_map is not None:
+        log.info("data.flip_label_map: a horizontal flip swaps %d category pairs", len(flip_map))
+    train_set, pseudo_split = build_train_set(cfg, train_split, val_split, categories, tokenizer, flip_map)
     val_set = build_dataset(cfg.data, val_split, tokenizer, categories, train=False,
                             with_frames=cfg.model.mode != "text", seed=cfg.seed)
     loader_generator = torch.Generator().manual_seed(cfg.seed)  # workers' base seeds (the order: EpochShuffle)
@@ -189,7 +197,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     criterion = Criterion.from_config(cfg, categories, across_processes=True).to(session.accelerator.device)
     training, (val_loader,) = prepare_training(session, model, train_set, train_loader, loader_generator,
                                                (val_loader,))
-    recipe = Finetuning(training, criterion, val_loader, categories, tokenizer)
+    recipe = Finetuning(training, criterion, val_loader, categories, tokenizer, flip_map)
     log.info("training: %s", training.describe())
     result = train(training, recipe)
     return finish(training, recipe, result)
@@ -237,9 +245,9 @@ def validate_average(t: Training, recipe: Finetuning, state: LoopState) -> None:
              recipe.best_score)
     wins = scores["mean_f1"] > recipe.best_score
     if accelerator.is_main_process:
-        save_portable(run.path / "swa", swa_model, t.cfg, recipe.categories, recipe.tokenizer)
+        save_portable(run.path / "swa", swa_model, t.cfg, recipe.categories, recipe.tokenizer, recipe.flip_map)
         if wins:
-            save_portable(run.best, swa_model, t.cfg, recipe.categories, recipe.tokenizer)
+            save_portable(run.best, swa_model, t.cfg, recipe.categories, recipe.tokenizer, recipe.flip_map)
             save_validation_logits(run, result, recipe.categories)
     if wins:
         recipe.best_score, recipe.best_update = scores["mean_f1"], state.update

@@ -1,4 +1,5 @@
-"""Pretraining masks: MLM token masking, MFM frame masking and ITM video shuffling.
+"""Pretraining masks: MLM token masking, MFM frame masking, ITM video shuffling and the order task's frame
+permutations.
 
 Every draw comes from a ``torch.Generator`` the caller owns (on the batch's device), so the masks are a pure
 function of the batch and the generator state: a resumed run or a second process with the same state draws the
@@ -13,6 +14,9 @@ import torch
 from torch import Tensor
 
 from mmcls.labels import IGNORE_INDEX
+
+# The order task's classes, in label order: a clip plays forward, reversed or shuffled.
+ORDER_CLASSES = ("forward", "reverse", "shuffle")
 
 
 def _lowest_draw(draws: Tensor, allowed: Tensor) -> Tensor:
@@ -119,3 +123,61 @@ def shuffle_videos(batch_size: int, prob: float, generator: torch.Generator, dev
             cycle = chosen[torch.randperm(len(chosen), generator=generator, device=device)]
             perm[cycle] = cycle.roll(-1)
     return perm, perm == torch.arange(batch_size, device=device)
+
+
+def _valid_ranks(valid: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """For bool ``valid`` ``[B, T]``: ``count [B, 1]`` valid frames per video, ``rank [B, T]`` index of each frame
+    among its video's valid ones, ``valid_at [B, T]`` the valid positions in order then the invalid ones (source rank
+    k -> its position ``valid_at[b, k]``), ``slots [B, T]`` the positions."""
+    batch, length = valid.shape
+    count = valid.sum(dim=1, keepdim=True)
+    rank = (valid.long().cumsum(dim=1) - 1).clamp(min=0)
+    valid_at = torch.argsort((~valid).long(), dim=1, stable=True)
+    slots = torch.arange(length, device=valid.device).expand(batch, length)
+    return count, rank, valid_at, slots
+
+
+def reverse_frames(frame_mask: Tensor) -> Tensor:
+    """``perm [B, T]``: each video's valid frames in reverse order among the valid positions (invalid ones stay);
+    apply with ``frames[arange(B)[:, None], perm]``."""
+    valid = frame_mask.bool()
+    count, rank, valid_at, slots = _valid_ranks(valid)
+    return torch.where(valid, valid_at.gather(1, (count - 1 - rank).clamp(min=0)), slots)
+
+
+def order_frames(frame_mask: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The order task: ``(perm [B, T] long, labels [B] long)``; position ``t`` of video ``b`` shows its frame
+    ``perm[b, t]`` (apply with ``frames[arange(B)[:, None], perm]``), ``labels`` index :data:`ORDER_CLASSES`.
+
+    Only the valid frames of a video (``frame_mask`` ``[B, T]``, need not be a prefix) move, among the valid
+    positions, so the frame mask of the permuted videos is the same. Each video with >= 3 valid frames plays
+    forward, reversed or shuffled with equal probability; a shuffle is never the identity nor the reversal (one that
+    is gets its first two frames swapped), so every label is what the clip shows. A video with 2 valid frames plays
+    forward or reversed (a shuffle of two frames is one of those); one with fewer plays forward and is labelled
+    -100 (ignored: it has no order). The draws (a class per video, shuffle keys per frame) have fixed shapes, so
+    the generator's state after the call depends on the batch shape only.
+    """
+    valid = frame_mask.bool()  # [B, T]
+    batch, length = valid.shape
+    device = valid.device
+    count, rank, valid_at, slots = _valid_ranks(valid)
+
+    choice = torch.rand(batch, generator=generator, device=device)  # [B] the class draw
+    keys = torch.rand(batch, length, generator=generator, device=device)  # [B, T] the shuffle draw
+    n = count.squeeze(1)
+    labels = torch.where(n >= 3, (choice * 3).long().clamp(max=2), (choice * 2).long().clamp(max=1))
+    labels = torch.where(n >= 2, labels, torch.full_like(labels, IGNORE_INDEX))  # [B]
+
+    shuffled = torch.argsort(keys.masked_fill(slots >= count, float("inf")), dim=1)  # [B, T] first n: a permutation
+    reversal = (count - 1 - slots).clamp(min=0)  # [B, T]
+    same = ((shuffled == slots) | (slots >= count)).all(dim=1, keepdim=True)
+    backwards = ((shuffled == reversal) | (slots >= count)).all(dim=1, keepdim=True)
+    swap = (same | backwards) & (count >= 3)  # [B, 1] a shuffle that shows no disorder: swap its first two frames
+    if length >= 2:
+        swapped = torch.cat([shuffled[:, [1, 0]], shuffled[:, 2:]], dim=1)
+        shuffled = torch.where(swap, swapped, shuffled)
+
+    source_rank = torch.where((labels == 1).unsqueeze(1), reversal.gather(1, rank), rank)  # [B, T]
+    source_rank = torch.where((labels == 2).unsqueeze(1), shuffled.gather(1, rank), source_rank)
+    perm = torch.where(valid, valid_at.gather(1, source_rank), slots)  # [B, T]
+    return perm, labels

@@ -1,4 +1,4 @@
-"""Pretraining on unlabelled videos: what the MLM / MFM / ITM / ITC recipe adds to the shared loop
+"""Pretraining on unlabelled videos: what the MLM / MFM / ITM / ITC / order recipe adds to the shared loop
 (:mod:`mmcls.engine.loop`).
 
 Read :func:`pretrain` top to bottom: the videos of ``pretrain.sources`` minus ``pretrain.holdout`` held-out ones,
@@ -31,7 +31,7 @@ from mmcls.data.wwm import batch_word_ids
 from mmcls.engine.guard import no_model_error, unexportable
 from mmcls.engine.last_checkpoint import EpochPosition
 from mmcls.engine.loop import Evaluation, train
-from mmcls.engine.masking import mask_frames, mask_tokens, shuffle_videos
+from mmcls.engine.masking import mask_frames, mask_tokens, order_frames, shuffle_videos
 from mmcls.engine.session import Training, open_session, prepare_training, with_feature_width
 from mmcls.engine.step import StepInputs, TrainStep
 from mmcls.errors import ConfigError
@@ -39,7 +39,7 @@ from mmcls.model_folder import init_from_pretrained, load_pretrained_encoder, sa
 from mmcls.models import PRETRAIN_TASKS, build_pretrainer
 
 TASKS = PRETRAIN_TASKS
-ACCURACIES = ("mlm_accuracy", "mfm_accuracy", "itm_accuracy")
+ACCURACIES = ("mlm_accuracy", "mfm_accuracy", "itm_accuracy", "order_accuracy")
 PRETRAIN_COLUMNS = ("step", "epoch", "train_loss", "lr", "val_loss", *(f"loss_{t}" for t in TASKS), *ACCURACIES,
                     "video_failures", "train_video_failures", "elapsed_s", "weights")
 # what a pretraining step may return (averaged over the epoch)
@@ -79,7 +79,8 @@ def task_weights(cfg: PretrainConfig) -> dict[str, float]:
 
 def masked_inputs(batch: dict[str, Any], cfg: PretrainConfig, tokenizer: Any, generator: torch.Generator
                   ) -> dict[str, Any]:
-    """The pretrainer's forward arguments for one batch: masked text, masked frames, shuffled videos."""
+    """The pretrainer's forward arguments for one batch: masked text, masked frames, shuffled videos, permuted
+    frames (the order task's draw comes last, so switching it on leaves the other tasks' masks as they were)."""
     weights = task_weights(cfg)
     input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
     inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, "frames": batch["frames"],
@@ -96,6 +97,9 @@ def masked_inputs(batch: dict[str, Any], cfg: PretrainConfig, tokenizer: Any, ge
             input_ids.shape[0], cfg.itm_prob, generator, input_ids.device, eligible=batch["frame_mask"].any(dim=1))
     if "itc" in weights:
         inputs["itc"], inputs["itc_temperature"] = True, cfg.itc_temperature
+    if "order" in weights:
+        inputs["order_perm"], inputs["order_labels"] = order_frames(batch["frame_mask"].to(input_ids.device),
+                                                                    generator)
     return inputs
 
 
@@ -123,7 +127,7 @@ def validate(model: torch.nn.Module, loader: Any, accelerator: Accelerator, cfg:
     weights = task_weights(cfg.pretrain)
     was_training = model.training
     model.eval()
-    keys = ["val_loss", *(f"loss_{t}" for t in weights), *(a for a in ACCURACIES if a[:3] in weights)]
+    keys = ["val_loss", *(f"loss_{t}" for t in weights), *(a for a in ACCURACIES if a.split("_")[0] in weights)]
     sums = torch.zeros(len(keys) + 2, dtype=torch.float64, device=accelerator.device)  # + count, video failures
     for index, batch in enumerate(tqdm(loader, desc="validate", leave=False, dynamic_ncols=True,
                                        disable=not accelerator.is_local_main_process)):

@@ -45,6 +45,11 @@ def build_encoder(cfg: Config, tokenizer: Any, text_config: PretrainedConfig | N
     vision, frame_dim = None, None
     if m.mode != "text":
         if d.reads_features:
+            if m.temporal.enabled:
+                key = "frame_diff" if m.temporal.frame_diff != "none" else "shift"
+                raise ConfigError(f"model.temporal.{key}: works inside the vision tower on pixel frames, but "
+                                  "data.frame_source=feats has no tower (features extracted with a temporal "
+                                  "model's own tower already hold it); switch it off or read pixels")
             frame_dim = d.feat_dim or feat_dim
             if frame_dim is None:
                 raise ConfigError("data.feat_dim: the feature width is needed to build the model for "
@@ -52,6 +57,7 @@ def build_encoder(cfg: Config, tokenizer: Any, text_config: PretrainedConfig | N
         else:
             vision = build_vision_tower(m.vision, d.frame_size, load_weights=load_pretrained,
                                         config=vision_config)
+            vision.set_temporal(m.temporal.frame_diff, m.temporal.shift)  # after the pretrained weights
     return MultimodalEncoder(text, vision, mode=m.mode, max_frames=d.max_frames, frame_dim=frame_dim,
                              cls_id=_token_id(tokenizer, "cls"), sep_id=_token_id(tokenizer, "sep"))
 

@@ -11,7 +11,9 @@ One module, composed by the classifier (:class:`mmcls.models.classifier.Multimod
 pretrainer (:class:`mmcls.models.pretrainer.MultimodalPretrainer`, adds the task heads) and used alone to extract
 frame features (:mod:`mmcls.workflow.features`). Its parts: ``text`` (a :class:`~mmcls.models.towers.TextTower`),
 ``vision`` (a :class:`~mmcls.models.towers.VisionTower`; None in text mode and when it reads cached features) and
-``frame_embedder`` (None in text mode).
+``frame_embedder`` (None in text mode). Time reaches the tower through ``model.temporal`` (frame differences as
+extra stem channels, a temporal shift inside its blocks: :mod:`mmcls.models.temporal`), computed on the flat batch
+of valid frames, within each video.
 
 ``mode`` selects the inputs of the same architecture: ``fusion`` (both), ``text`` (frames ignored; no vision tower,
 no frame layers) or ``video`` (the text is reduced to ``[CLS] [SEP]``). ``reads_features`` says what ``frames``
@@ -33,6 +35,7 @@ from torch import nn
 
 from mmcls.models.fusion import FRAME_TOKEN_TYPE, FrameEmbedder
 from mmcls.models.pixels import normalize_frames
+from mmcls.models.temporal import FrameLayout
 from mmcls.models.towers import TextTower, VisionTower
 
 MODES = ("fusion", "text", "video")
@@ -125,7 +128,9 @@ class MultimodalEncoder(nn.Module):
 
         Reading pixels, ``frames`` ``[B, T, 3, S, S]`` (uint8, normalised here on their device with the tower's
         statistics; float = already normalised) go through the vision tower as one flat batch of the valid frames
-        only. Reading features, ``frames`` ``[B, T, D]`` are used as they are.
+        only; a temporal tower (``model.temporal``) is told which of them are neighbouring frames of one video
+        (:class:`~mmcls.models.temporal.FrameLayout`). Reading features, ``frames`` ``[B, T, D]`` are used as they
+        are.
         """
         if self.frame_embedder is None:
             raise ValueError("a text-mode encoder has no frame layers")
@@ -143,7 +148,8 @@ class MultimodalEncoder(nn.Module):
         pixels = flat.index_select(0, index)  # [n, 3, S, S]
         if pixels.dtype == torch.uint8:
             pixels = normalize_frames(pixels, vision.mean, vision.std)
-        embedded = vision(pixels)  # [n, D]
+        layout = FrameLayout.of_positions(index, t) if vision.temporal else None  # neighbours among the n
+        embedded = vision(pixels, layout) if layout is not None else vision(pixels)  # [n, D]
         out = embedded.new_zeros((b * t, embedded.shape[-1])).index_copy(0, index, embedded)  # [B*T, D]
         return out.view(b, t, -1)  # [B, T, D]
 

@@ -3,11 +3,13 @@ forward call.
 
 ::
 
-    frames ─► frame_features (once) ─┬─► [itm_perm] ─► zero MFM-masked frames ─┐
-                                     │                                         ├─► encode ─┬─► text positions ─► MLM
-    masked text ─────────────────────┼─────────────────────────────────────────┘           ├─► frame positions ─► MFM
-                                     │                                                     └─► pooled ─► ITM
-                                     └─► frames-only encode ─► ITC ◄─ text-only encode (optional)
+    frames ─► [order_perm] ─► frame_features (once) ─┬─► [itm_perm] ─► zero MFM-masked frames ─┐
+                                                     │                                         ├─► encode ─┐
+    masked text ─────────────────────────────────────┼─────────────────────────────────────────┘           │
+                                                     │          text positions ─► MLM ◄────────────────────┤
+                                                     │          frame positions ─► MFM ◄───────────────────┤
+                                                     │          pooled ─► ITM, order ◄─────────────────────┘
+                                                     └─► frames-only encode ─► ITC ◄─ text-only encode (optional)
 
 Tasks (switched on by their weights in ``cfg.pretrain``; a head exists only for a switched-on task):
 
@@ -15,7 +17,17 @@ Tasks (switched on by their weights in ``cfg.pretrain``; a head exists only for 
 - ``mfm``: masked frame modelling: each masked frame's output must pick its own (clean) input feature among all
   valid frames of the batch (NCE);
 - ``itm``: video-text matching: some samples get another sample's video; a binary head on the pooled fused sequence;
-- ``itc``: video-text contrastive: a text-only and a frames-only pass of the fusion encoder, symmetric InfoNCE.
+- ``itc``: video-text contrastive: a text-only and a frames-only pass of the fusion encoder, symmetric InfoNCE;
+- ``order``: does the clip play forward, reversed or shuffled (:func:`mmcls.engine.masking.order_frames`): a 3-way
+  head on the pooled fused sequence (the vector the classifier's heads read, so finetuning starts from features that
+  say direction; with the text beside the frames, a text that names a direction can be checked against the motion).
+
+The order task permutes the input ``frames`` (pixels or cached features) before the vision tower, the one tensor
+every task sees: no second vision pass, and temporal modelling inside the tower (frame differences, temporal shift)
+sees the clip as it is played, not features computed in the true order and moved afterwards (which would leak the
+answer). So MLM, MFM, ITM and ITC see the permuted clips too: MFM's targets are the features of the frames where
+they are shown, ITM's swap carries each clip's order label with it, ITC contrasts the text with the clip as shown.
+A clip counts only with >= 2 valid frames that MFM left visible.
 
 The module is what DDP wraps, so every task runs inside :meth:`MultimodalPretrainer.forward`, and a task whose
 batch has nothing to predict still returns a zero loss connected to its head: every process builds the same graph.
@@ -33,16 +45,18 @@ from mmcls.labels import IGNORE_INDEX
 from mmcls.models.encoder import MultimodalEncoder, parameter_groups
 from mmcls.models.fusion import POOLERS, masked_mean
 
-PRETRAIN_TASKS = ("mlm", "mfm", "itm", "itc")
+PRETRAIN_TASKS = ("mlm", "mfm", "itm", "itc", "order")
 # Submodules of each task (outside the encoder, so in the ``heads`` parameter group; saved apart from the encoder).
 TASK_HEADS: dict[str, tuple[str, ...]] = {
     "mlm": ("mlm_head",),
     "mfm": ("mfm_head",),
     "itm": ("itm_head",),
     "itc": ("itc_text", "itc_video"),
+    "order": ("order_head",),
 }
 PRETRAIN_HEADS = tuple(name for names in TASK_HEADS.values() for name in names)
 MFM_TEMPERATURE = 0.1  # MFM scores are cosine similarities / this: bounded, so no fp16 overflow
+NUM_ORDER_CLASSES = 3  # forward, reverse, shuffle (mmcls.engine.masking.ORDER_CLASSES)
 
 
 class MLMHead(nn.Module):
@@ -120,6 +134,7 @@ class MultimodalPretrainer(nn.Module):
         self.itm_head = nn.Linear(hidden, 1) if "itm" in tasks else None
         self.itc_text = ContrastiveProjection(hidden, hidden) if "itc" in tasks else None
         self.itc_video = ContrastiveProjection(hidden, hidden) if "itc" in tasks else None
+        self.order_head = nn.Linear(hidden, NUM_ORDER_CLASSES) if "order" in tasks else None
 
     @property
     def mode(self) -> str:
@@ -140,7 +155,8 @@ class MultimodalPretrainer(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, frames: torch.Tensor,
                 frame_mask: torch.Tensor, mlm_labels: torch.Tensor | None = None, mfm_mask: torch.Tensor | None = None,
                 itm_perm: torch.Tensor | None = None, itm_matched: torch.Tensor | None = None, itc: bool = False,
-                itc_temperature: float = 0.07) -> dict[str, torch.Tensor]:
+                itc_temperature: float = 0.07, order_perm: torch.Tensor | None = None,
+                order_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Losses (and accuracies) of the tasks whose inputs are given, from one fused pass.
 
         - ``input_ids`` ``[B, L]``: the text with MLM masking applied; ``mlm_labels`` ``[B, L]``: original ids at
@@ -151,21 +167,34 @@ class MultimodalPretrainer(nn.Module):
         - ``itm_perm`` long ``[B]``: sample i is fused with video ``itm_perm[i]``, ``itm_matched`` bool ``[B]``
           whether that is its own -> ``loss_itm``, ``itm_accuracy``;
         - ``itc``: contrast the (masked) text alone with the clean videos, samples without frames left out ->
-          ``loss_itc``.
+          ``loss_itc``;
+        - ``order_perm`` long ``[B, T]``: position t of video b shows its frame ``order_perm[b, t]`` (applied to
+          ``frames`` first, so every task sees the permuted clips), ``order_labels`` long ``[B]``: forward 0,
+          reverse 1, shuffle 2, -100 ignored; a label travels with its video under ``itm_perm`` -> ``loss_order``,
+          ``order_accuracy``.
         """
         if (itm_perm is None) != (itm_matched is None):
             raise ValueError("itm_perm and itm_matched go together")
-        for task, given in (("mlm", mlm_labels), ("mfm", mfm_mask), ("itm", itm_perm), ("itc", itc or None)):
+        if (order_perm is None) != (order_labels is None):
+            raise ValueError("order_perm and order_labels go together")
+        for task, given in (("mlm", mlm_labels), ("mfm", mfm_mask), ("itm", itm_perm), ("itc", itc or None),
+                            ("order", order_perm)):
             if given is not None:
                 self._needs(task)
         frame_mask = frame_mask.to(device=input_ids.device, dtype=torch.bool)
+        if order_perm is not None:  # before the tower: one vision pass, and the tower sees the clip as played
+            order_perm = order_perm.to(device=frames.device, dtype=torch.long)
+            frames = frames[torch.arange(frames.shape[0], device=frames.device).unsqueeze(1), order_perm]
         feats = self.encoder.frame_features(frames, frame_mask)  # [B, T, D], zeros at invalid frames
         # index of each frame among the batch's valid frames (the MFM targets), -1 at invalid ones
         target_index = (frame_mask.reshape(-1).cumsum(0) - 1).view(frame_mask.shape)  # [B, T]
         fused_feats, fused_mask, masked = feats, frame_mask, mfm_mask
+        if order_labels is not None:
+            order_labels = order_labels.to(device=input_ids.device, dtype=torch.long)
         if itm_perm is not None:
             fused_feats, fused_mask, target_index = feats[itm_perm], frame_mask[itm_perm], target_index[itm_perm]
             masked = mfm_mask[itm_perm] if mfm_mask is not None else None
+            order_labels = order_labels[itm_perm] if order_labels is not None else None
         if masked is not None:
             masked = masked.to(device=fused_mask.device, dtype=torch.bool) & fused_mask  # [B, T]
             fused_feats = fused_feats.masked_fill(masked.unsqueeze(-1), 0.0)
@@ -179,10 +208,14 @@ class MultimodalPretrainer(nn.Module):
             # samples is still one set of candidates
             targets = feats[frame_mask].detach()
             out.update(self._mfm(fused.hidden[:, fused.num_text:], masked, targets, target_index))
+        needs_pooled = itm_perm is not None or order_labels is not None
+        pooled = POOLERS[self.pooling](fused.hidden, fused.mask) if needs_pooled else None
         if itm_perm is not None:
             has_video = frame_mask.any(dim=1)  # [B]
-            out.update(self._itm(POOLERS[self.pooling](fused.hidden, fused.mask), itm_matched,
-                                 has_video & has_video[itm_perm]))
+            out.update(self._itm(pooled, itm_matched, has_video & has_video[itm_perm]))
+        if order_labels is not None:
+            visible = fused_mask & ~masked if masked is not None else fused_mask  # [B, T] frames the fusion sees
+            out.update(self._order(pooled, order_labels, visible.sum(dim=1) >= 2))
         if itc:
             out["loss_itc"] = self._itc(input_ids, attention_mask, feats, frame_mask, itc_temperature)
         return out
@@ -216,6 +249,14 @@ class MultimodalPretrainer(nn.Module):
         loss = _mean_loss(F.binary_cross_entropy_with_logits(logits[valid], target[valid], reduction="sum"),
                           int(valid.sum()))
         return {"loss_itm": loss, "itm_accuracy": _accuracy(((logits > 0) == target.bool())[valid])}
+
+    def _order(self, pooled: torch.Tensor, labels: torch.Tensor, countable: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Cross-entropy of forward / reverse / shuffle on the pooled fused sequence, over the labelled samples
+        with >= 2 visible frames (``countable``; with fewer there is no order to see)."""
+        logits = self.order_head(pooled).float()  # [B, 3]
+        valid = (labels != IGNORE_INDEX) & countable.to(labels.device)  # [B]
+        loss = _mean_loss(F.cross_entropy(logits[valid], labels[valid], reduction="sum"), int(valid.sum()))
+        return {"loss_order": loss, "order_accuracy": _accuracy((logits.argmax(-1) == labels)[valid])}
 
     def _itc(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, feats: torch.Tensor,
              frame_mask: torch.Tensor, temperature: float) -> torch.Tensor:

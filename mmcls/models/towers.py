@@ -12,6 +12,8 @@ depths            ``layer_depths()``: ``{parameter name: depth}``     the same
                   (0 = stem .. ``top_depth``), for layer-wise
                   learning-rate decay and ``train.freeze.layers``
 memory / speed    ``set_grad_checkpointing``, ``set_channels_last``   ``set_grad_checkpointing``
+time              ``set_temporal`` (``model.temporal``), then        --
+                  ``forward(pixels, layout)``
 ================  =================================================  =============================================
 
 Parameter names in a depth map are relative to the tower (``backbone.blocks.0.mlp.fc1.weight``) and must cover
@@ -27,6 +29,10 @@ Adding a vision tower kind (two files)
    (``VisionTower(backbone, out_dim, mean, std, kind, name, depths=...)``, or a subclass overriding
    :meth:`VisionTower.layer_depths`), registered in ``VISION_BUILDERS`` under the kind's name;
 2. ``mmcls/config.py``: the kind in ``VisionConfig.kind``'s choices.
+
+Time (``model.temporal``) needs nothing from a kind: :meth:`VisionTower.set_temporal` widens the backbone's first
+3-channel convolution and hooks the shift into blocks it recognises by their layers' names (see
+:mod:`mmcls.models.temporal`); a kind without either gets a ConfigError naming the key.
 
 A text tower kind implements :class:`TextTower` (see :class:`mmcls.models.text.BertTower`) and is built in
 ``mmcls/models/text.py``.
@@ -44,6 +50,14 @@ from torch import nn
 from mmcls.config import VisionConfig
 from mmcls.errors import ConfigError
 from mmcls.models.pixels import Stats
+from mmcls.models.temporal import (
+    FRAME_DIFF_CHANNELS,
+    FrameLayout,
+    TemporalShift,
+    check_shift_width,
+    frame_differences,
+    widen_stem,
+)
 
 
 def top_of(depths: Mapping[str, int]) -> int:
@@ -72,9 +86,45 @@ class VisionTower(nn.Module):
         #: JSON-able architecture the kind needs, besides the ``model.vision`` keys, to rebuild this tower without
         #: its original files (a model folder stores it as ``vision_config.json``); None when the keys suffice
         self.config = None if config is None else dict(config)
+        #: ``model.temporal`` (:meth:`set_temporal`): frame differences as extra stem channels, the shift's hooks
+        self.frame_diff = "none"
+        self.shift: TemporalShift | None = None
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Normalised pixels ``[N, 3, H, W]`` -> frame embeddings ``[N, out_dim]``."""
+    @property
+    def temporal(self) -> bool:
+        """Whether the tower looks across frames (it then wants each frame's :class:`FrameLayout`)."""
+        return self.frame_diff != "none" or self.shift is not None
+
+    def set_temporal(self, frame_diff: str = "none", shift: float = 0.0) -> None:
+        """Switch on ``model.temporal`` once, at build time (see :mod:`mmcls.models.temporal`): widen the stem by
+        the difference channels (zero weights: the tower computes what it did) and hook the shift into its blocks.
+        ConfigError naming the key when the tower cannot."""
+        if self.temporal:
+            raise ValueError("the temporal switches of a vision tower are set once")
+        what = f"{self.kind} vision tower {self.name}"
+        if frame_diff != "none":
+            with torch.random.fork_rng(devices=[]):  # the layers built next initialise as without the switch
+                widen_stem(self.backbone, FRAME_DIFF_CHANNELS[frame_diff], what)
+            self.frame_diff = frame_diff
+        if shift > 0:
+            self.shift = TemporalShift(self.backbone, shift, what)
+            check_shift_width(self, shift)
+
+    def forward(self, pixels: torch.Tensor, layout: FrameLayout | None = None) -> torch.Tensor:
+        """Normalised pixels ``[N, 3, H, W]`` -> frame embeddings ``[N, out_dim]``.
+
+        ``layout``: which rows are neighbouring frames of one video (the encoder's flat batch of valid frames);
+        only a :attr:`temporal` tower reads it, and without it every row is a one-frame video.
+        """
+        if self.temporal:
+            if layout is None:
+                layout = FrameLayout.single(pixels.shape[0], pixels.device)
+            if layout.size != pixels.shape[0]:
+                raise ValueError(f"a layout of {layout.size} frames for {pixels.shape[0]} frames")
+            if self.frame_diff != "none":
+                pixels = torch.cat([pixels, frame_differences(pixels, layout, self.frame_diff)], dim=1)
+            if self.shift is not None:
+                self.shift.layout = layout  # kept: checkpointed blocks recompute with it in the backward pass
         if self.channels_last:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         return self.backbone(pixels)
@@ -100,11 +150,17 @@ class VisionTower(nn.Module):
             self.backbone.set_grad_checkpointing(enable)
 
     def extra_repr(self) -> str:
-        return f"kind={self.kind}, name={self.name}, out_dim={self.out_dim}"
+        temporal = ""
+        if self.temporal:
+            temporal = f", frame_diff={self.frame_diff}, shift={self.shift.fraction if self.shift else 0}"
+        return f"kind={self.kind}, name={self.name}, out_dim={self.out_dim}{temporal}"
 
     def fingerprint(self) -> str:
         """SHA-256 of the tower's weights (names, shapes, float32 values): which tower made a feature cache."""
         digest = hashlib.sha256()
+        if self.temporal:  # the shift has no weights: the switches themselves decide the features too
+            digest.update(f"temporal frame_diff={self.frame_diff} shift={self.shift.fraction if self.shift else 0}"
+                          .encode())
         for name, tensor in sorted(self.state_dict().items()):
             digest.update(f"{name}{tuple(tensor.shape)}".encode())
             digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from mmcls.errors import ConfigError
+from mmcls.models.temporal import pad_widened_stems
 
 # Checkpoint wrappers written by common trainers (open_clip, timm, accelerate ...): the weights sit under one key.
 _WRAPPER_KEYS = ("state_dict", "model", "module")
@@ -143,8 +144,10 @@ def load_exact(module: nn.Module, state: Mapping[str, torch.Tensor], key: str, p
     """Load ``state`` into ``module``; every parameter and buffer must be present with its exact shape.
 
     Raises ConfigError quoting a few missing, unexpected or mis-shaped keys, so a checkpoint of another model (or
-    of another size) never loads silently into random weights.
+    of another size) never loads silently into random weights. The 3-channel weight of a stem widened for frame
+    differences (``model.temporal.frame_diff``) loads with zeros for the new channels.
     """
+    state = pad_widened_stems(module, dict(state))
     expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]

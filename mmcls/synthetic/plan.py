@@ -15,6 +15,7 @@ SPLIT_CODE = {name: code for code, name in enumerate(SPLITS)}
 SPEC_FILE = "synthetic_spec.json"
 FAULTS_FILE = "faults.json"
 ORACLE_FILE = "oracle.json"
+FLIP_MAP_FILE = "flip_label_map.json"
 ID_DIGITS = 19
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -28,11 +29,21 @@ TEXT_CONCEPTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tech", ("数码", "手机", "gadget", "unboxing")),
     ("fashion", ("穿搭", "时尚", "outfit", "makeup")),
 )
-VIDEO_CONCEPTS: tuple[str, ...] = ("rise", "fall", "grow", "shrink", "stripes", "ring")
+VIDEO_CONCEPTS: tuple[str, ...] = ("rise", "fall", "grow", "shrink", "stripes", "ring", "left_to_right",
+                                   "right_to_left")
+#: What classes pair text concepts with (``num_video_concepts`` counts these): one video concept each, except the
+#: horizontal slide, which gives a text concept seen with it one class per direction (so the two classes differ only
+#: by left vs right, and a horizontal flip maps each onto the other).
+VIDEO_MOTIONS: tuple[tuple[str, ...], ...] = (("rise",), ("fall",), ("grow",), ("shrink",), ("stripes",), ("ring",),
+                                              ("left_to_right", "right_to_left"))
 #: Video concepts that are exact time reversals of each other (same frames, opposite order).
-REVERSED_CONCEPT = {"rise": "fall", "fall": "rise", "grow": "shrink", "shrink": "grow"}
+REVERSED_CONCEPT = {"rise": "fall", "fall": "rise", "grow": "shrink", "shrink": "grow",
+                    "left_to_right": "right_to_left", "right_to_left": "left_to_right"}
 #: Concepts rendered as the time reversal of another: sample i of "fall" is sample i of "rise", played backwards.
-PLAYED_BACKWARDS = {"fall": "rise", "shrink": "grow"}
+PLAYED_BACKWARDS = {"fall": "rise", "shrink": "grow", "right_to_left": "left_to_right"}
+#: Video concepts that a horizontal flip turns into each other: a mirrored left_to_right video is distributed exactly
+#: as a right_to_left one (and vice versa); every other concept is its own mirror image in distribution.
+MIRRORED_CONCEPT = {"left_to_right": "right_to_left", "right_to_left": "left_to_right"}
 
 FILLER_ZH = ("今天", "我们", "一起", "看看", "这个", "视频", "真的", "非常", "喜欢", "分享", "大家", "时候", "开始",
              "最后", "朋友", "生活", "一下", "感觉", "知道", "觉得", "记得", "关注", "点赞", "哈哈", "好看", "简单",
@@ -73,7 +84,7 @@ class SyntheticSpec:
     max_frames: int = 24
     seed: int = 0
     num_text_concepts: int = 8
-    num_video_concepts: int = 6
+    num_video_concepts: int = 7  # motions (VIDEO_MOTIONS): the 7th, the horizontal slide, gives 2 classes per text
     video_concepts_per_text: int = 3
     zipf_exponent: float = 1.0
     faults: bool = True
@@ -105,8 +116,8 @@ class SyntheticSpec:
             ("max_frames", self.max_frames >= self.min_frames, "must be >= min_frames"),
             ("num_text_concepts", 2 <= self.num_text_concepts <= len(TEXT_CONCEPTS),
              f"must be in 2..{len(TEXT_CONCEPTS)}"),
-            ("num_video_concepts", 2 <= self.num_video_concepts <= min(len(VIDEO_CONCEPTS), self.num_text_concepts),
-             f"must be in 2..{len(VIDEO_CONCEPTS)} and <= num_text_concepts"),
+            ("num_video_concepts", 2 <= self.num_video_concepts <= min(len(VIDEO_MOTIONS), self.num_text_concepts),
+             f"must be in 2..{len(VIDEO_MOTIONS)} and <= num_text_concepts"),
             ("video_concepts_per_text", 1 <= self.video_concepts_per_text <= self.num_video_concepts,
              "must be in 1..num_video_concepts"),
             ("zipf_exponent", self.zipf_exponent >= 0, "must be >= 0"),
@@ -185,18 +196,38 @@ def _pairs_by_rank(num_text: int, num_video: int, per_text: int) -> list[tuple[i
 
 
 def class_table(spec: SyntheticSpec | None = None) -> list[ClassInfo]:
-    """All level-2 classes sorted by category id. The level-1 group is ``(t + v) mod num_text_concepts``."""
+    """All level-2 classes sorted by category id.
+
+    Text concept ``t`` and motion ``m`` (:data:`VIDEO_MOTIONS`) give the level-1 group ``(t + m) mod
+    num_text_concepts`` and one class per video concept of the motion, ``GGVV`` with ``VV`` the concept's position
+    in :data:`VIDEO_CONCEPTS`: the two directions of the horizontal slide share the level-1 group and take
+    consecutive frequency ranks.
+    """
     spec = spec or SyntheticSpec()
     pairs = _pairs_by_rank(spec.num_text_concepts, spec.num_video_concepts, spec.video_concepts_per_text)
-    weights = np.array([(rank + 1.0) ** -spec.zipf_exponent for rank in range(len(pairs))])
+    ranked = [(t, m, concept) for t, m in pairs for concept in VIDEO_MOTIONS[m]]
+    weights = np.array([(rank + 1.0) ** -spec.zipf_exponent for rank in range(len(ranked))])
     weights /= weights.sum()
     table = []
-    for (t, v), share in zip(pairs, weights, strict=True):
-        group = (t + v) % spec.num_text_concepts
+    for (t, m, concept), share in zip(ranked, weights, strict=True):
+        group = (t + m) % spec.num_text_concepts
+        v = VIDEO_CONCEPTS.index(concept)
         table.append(ClassInfo(category_id=f"{group + 1:02d}{v + 1:02d}", lv1_id=f"{group + 1:02d}",
-                               text_concept=TEXT_CONCEPTS[t][0], video_concept=VIDEO_CONCEPTS[v],
-                               frequency=float(share)))
+                               text_concept=TEXT_CONCEPTS[t][0], video_concept=concept, frequency=float(share)))
     return sorted(table, key=lambda c: c.category_id)
+
+
+def flip_label_map(spec: SyntheticSpec | None = None) -> dict[str, str]:
+    """``{category_id: category_id}`` of the classes a horizontal flip swaps (both ways; sorted by key): the pairs
+    with the same text concept whose video concepts are mirror images (:data:`MIRRORED_CONCEPT`). Classes that a
+    flip leaves alone are not listed. Empty when ``num_video_concepts`` leaves the horizontal slide out."""
+    table = class_table(spec)
+    by_pair = {(c.text_concept, c.video_concept): c.category_id for c in table}
+    pairs = {}
+    for c in table:
+        if c.video_concept in MIRRORED_CONCEPT:
+            pairs[c.category_id] = by_pair[(c.text_concept, MIRRORED_CONCEPT[c.video_concept])]
+    return dict(sorted(pairs.items()))
 
 
 def _class_counts(n: int, shares: Sequence[float]) -> list[int]:

@@ -22,6 +22,7 @@ from mmcls.io import atomic_write_text
 from mmcls.synthetic.plan import (
     FAULT_SOURCES,
     FAULTS_FILE,
+    FLIP_MAP_FILE,
     ORACLE_FILE,
     SPEC_FILE,
     ZIP_DATE,
@@ -29,6 +30,7 @@ from mmcls.synthetic.plan import (
     SamplePlan,
     SyntheticSpec,
     class_table,
+    flip_label_map,
     plan_dataset,
 )
 from mmcls.synthetic.render import render_frames
@@ -196,12 +198,13 @@ def _prepare_out_dir(root: Path) -> None:
                             "choose another output folder")
         for name in ("annotations", "zip_frames", "videos"):
             shutil.rmtree(root / name, ignore_errors=True)
-        for name in (SPEC_FILE, FAULTS_FILE, ORACLE_FILE, "category_ids.txt", "README.txt"):
+        for name in (SPEC_FILE, FAULTS_FILE, ORACLE_FILE, FLIP_MAP_FILE, "category_ids.txt", "README.txt"):
             (root / name).unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
 
 
-def _readme(spec: SyntheticSpec, table: list[ClassInfo], faults: dict[str, dict[str, str]]) -> str:
+def _readme(spec: SyntheticSpec, table: list[ClassInfo], faults: dict[str, dict[str, str]],
+            flips: dict[str, str]) -> str:
     """The text of ``README.txt``."""
     lines = [
         "mmcls synthetic short-video dataset (WBDC 2022 layout)",
@@ -211,23 +214,31 @@ def _readme(spec: SyntheticSpec, table: list[ClassInfo], faults: dict[str, dict[
         f"frames: {spec.min_frames}..{spec.max_frames} per video, {spec.size}x{spec.size} px, JPEG quality "
         f"{spec.jpeg_quality}; zip={spec.write_zip} mp4={spec.write_mp4} ({mp4_codec() if spec.write_mp4 else '-'})",
         "",
-        f"{len(table)} level-2 classes = (text concept, video concept) pairs, {spec.video_concepts_per_text} video "
-        "concept(s) per text concept;",
-        "level-1 = first two digits = (text + video) mod #text concepts, so neither modality alone determines",
+        f"{len(table)} level-2 classes = (text concept, video concept) pairs: each text concept is seen with "
+        f"{spec.video_concepts_per_text} of {spec.num_video_concepts} motions;",
+        "level-1 = first two digits = (text + motion) mod #text concepts, so neither modality alone determines",
         "either level.",
         "Text concepts are Chinese/English keyword sets that appear in title/asr/ocr only with some probability.",
-        "Video concepts rise/fall and grow/shrink are time reversals of each other: frame order matters.",
+        "Video concepts rise/fall, grow/shrink and left_to_right/right_to_left are time reversals of each other:",
+        "frame order matters.",
+        "The horizontal slide (a cross moving left_to_right or right_to_left) is one motion with two classes per text",
+        "concept, one per direction, in the same level-1 group. They are mirror images too: a horizontally flipped",
+        "left_to_right video is a right_to_left one, so a flip must swap those labels. The pairs are in",
+        f"{FLIP_MAP_FILE} ({{\"category_id\": \"category_id of the mirror class\"}}, listed both ways; a flip leaves",
+        "every other class alone): use it as data.flip_label_map, or train without flips (data.hflip=0).",
         f"Class frequencies: Zipf with exponent {spec.zipf_exponent}.",
         "",
-        "category_id lv1 text_concept video_concept share",
+        "category_id lv1 text_concept video_concept share hflip_to",
     ]
-    lines += [f"{c.category_id} {c.lv1_id} {c.text_concept} {c.video_concept} {c.frequency:.4f}" for c in table]
+    lines += [f"{c.category_id} {c.lv1_id} {c.text_concept} {c.video_concept} {c.frequency:.4f} "
+              f"{flips.get(c.category_id, '-')}" for c in table]
     lines += ["", "Faulty samples (also in faults.json; video faults break the sources named there):"]
     for split, items in faults.items():
         lines += [f"  {split} {vid} {kind}" for vid, kind in items.items()]
     if not any(faults.values()):
         lines.append("  none")
-    lines += ["", "oracle.json holds each sample's category, text concept, video concept and frame count."]
+    lines += ["", "oracle.json holds each sample's category, text concept, video concept and frame count",
+              "(the video concept says the direction of motion)."]
     return "\n".join(lines) + "\n"
 
 
@@ -260,8 +271,10 @@ def make_synthetic(out_dir: str | Path, spec: SyntheticSpec | None = None, progr
     video_bytes = _run_jobs(root, spec, [p for items in plans.values() for p in items], progress)
     faults = {split: {p.id: p.fault for p in items if p.fault} for split, items in plans.items()}
     table = class_table(spec)
+    flips = flip_label_map(spec)
     atomic_write_text(root / FAULTS_FILE, json.dumps(faults, indent=1) + "\n")
-    atomic_write_text(root / "README.txt", _readme(spec, table, faults))
+    atomic_write_text(root / FLIP_MAP_FILE, json.dumps(flips, indent=1) + "\n")
+    atomic_write_text(root / "README.txt", _readme(spec, table, faults, flips))
     content_spec = {k: v for k, v in asdict(spec).items() if k != "workers"}  # workers do not change the output
     atomic_write_text(root / SPEC_FILE, json.dumps(content_spec, indent=1) + "\n")
     labeled_counts: dict[str, int] = {c.category_id: 0 for c in table}
@@ -272,6 +285,7 @@ def make_synthetic(out_dir: str | Path, spec: SyntheticSpec | None = None, progr
         "splits": {split: len(items) for split, items in plans.items()},
         "num_classes": len(table),
         "num_lv1": len({c.lv1_id for c in table}),
+        "flip_label_map": flips,
         "labeled_class_counts": labeled_counts,
         "num_frames": sum(p.num_frames for items in plans.values() for p in items),
         "faults": faults,
@@ -288,6 +302,11 @@ def make_synthetic(out_dir: str | Path, spec: SyntheticSpec | None = None, progr
 def load_faults(root: str | Path) -> dict[str, dict[str, str]]:
     """``faults.json`` of a generated dataset: ``{split: {id: kind}}``."""
     return json.loads((Path(root) / FAULTS_FILE).read_text(encoding="utf-8"))
+
+
+def load_flip_label_map(root: str | Path) -> dict[str, str]:
+    """``flip_label_map.json``: ``{category_id: category_id}`` of the classes a horizontal flip swaps, both ways."""
+    return json.loads((Path(root) / FLIP_MAP_FILE).read_text(encoding="utf-8"))
 
 
 def load_oracle(root: str | Path) -> dict[str, dict[str, dict[str, Any]]]:

@@ -3,7 +3,8 @@
 
 Each model reads the data through its own saved preprocessing (frame size, tokenizer, text budgets). Test-time
 augmentation runs every model over several views of each video (frame-sampling grids shifted inside the stride,
-horizontally flipped frames) and averages their class probabilities; the ensemble then averages the models'
+horizontally flipped frames, whose scores of the category pairs in the model's flip map are swapped back first:
+``data.flip_label_map``) and averages their class probabilities; the ensemble then averages the models'
 probabilities with the given weights. Under ``accelerate launch`` every process predicts a shard, the results are
 gathered without the sampler's padding duplicates, and the main process writes each id exactly once, in annotation
 order.
@@ -74,7 +75,9 @@ def predict_model(loaded: LoadedModel, split: str, accelerator: Accelerator, bat
                   tta: TestTimeAugmentation | None = None) -> tuple[list[str], np.ndarray, int]:
     """``(ids in annotation order, logits [N, C], unreadable videos)`` of one model over ``data.<split>``.
 
-    With more than one view the logits are the log of the views' mean probabilities.
+    With more than one view the logits are the log of the views' mean probabilities. A flipped view's columns are
+    first permuted by the model's flip map (``best/flip_label_map.json``, from ``data.flip_label_map``), so the
+    probability a mirrored video gives "left" counts for "right".
     """
     cfg = loaded.cfg
     records = load_split(cfg.data, split)
@@ -102,6 +105,8 @@ def predict_model(loaded: LoadedModel, split: str, accelerator: Accelerator, bat
         if len(position) != len(order) or set(position) != set(order):
             raise RuntimeError(f"inference returned {len(position)} distinct ids for {len(order)} records")
         logits = result.logits[[position[i] for i in order]]
+        if flip and loaded.flip_map is not None:  # a mirrored "swipe left" scores as "swipe right": swap back
+            logits = loaded.flip_map.permute(logits)
         view_probs.append(softmax(logits))
     assert logits is not None
     if len(views) > 1:
