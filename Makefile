@@ -30,10 +30,11 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@rm -f $(VENV)/.mmcls-req-* && touch $(STAMP)
 
-$(DEMO_DATA)/annotations/labeled.json: | $(STAMP)
+# flip_label_map.json is the generator's newest file: a data folder written by an older generator is made again
+$(DEMO_DATA)/flip_label_map.json: | $(STAMP)
 	$(RUN) tools/make_synthetic.py --out $(DEMO_DATA)
 
-$(DEMO_DATA)/tokenizer/tokenizer.json: $(DEMO_DATA)/annotations/labeled.json
+$(DEMO_DATA)/tokenizer/tokenizer.json: $(DEMO_DATA)/flip_label_map.json
 	$(RUN) tools/build_tokenizer.py --root $(DEMO_DATA) --out $(DEMO_DATA)/tokenizer
 
 DEMO_RUN ?= runs/demo
