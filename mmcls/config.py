@@ -885,31 +885,36 @@ def _replaced(tree: dict[str, Any], path: list[str], value: Any) -> dict[str, An
     return {**tree, head: _replaced(tree.get(head, {}), rest, value) if rest else value}
 
 
+def _stale_vision_overrides(tree: dict[str, Any], new_kind: Any) -> list[str]:
+    """The ``model.vision.overrides`` keys of ``tree`` that a switch to ``model.vision.kind=new_kind`` makes stale
+    (they were written for the other kind: open_clip keys mean nothing to timm); empty when the kind stays."""
+    model = tree.get("model")
+    vision = model.get("vision") if isinstance(model, dict) else None
+    if new_kind is None or not isinstance(vision, dict) or not vision.get("overrides"):
+        return []
+    return [] if vision.get("kind", VisionConfig.kind) == new_kind else list(vision["overrides"])
+
+
 def _drop_overrides_of_another_kind(tree: dict[str, Any], parsed: list[tuple[list[str], Any]]) -> None:
-    """``model.vision.kind`` switched on the command line: the config files' ``model.vision.overrides`` were written
-    for the other kind (open_clip keys mean nothing to timm), so they are dropped, with a warning; overrides given
-    on the command line apply to the new kind (an emptying of the mapping goes in front of ``parsed``)."""
-    vision = tree.get("model", {}).get("vision")
-    if not isinstance(vision, dict) or not vision.get("overrides"):
-        return
+    """``model.vision.kind`` switched on the command line: the config files' stale overrides are dropped, with a
+    warning; overrides given on the command line apply to the new kind (an emptying of the mapping goes in front
+    of ``parsed``)."""
     kinds = [value for path, value in parsed if path == ["model", "vision", "kind"]]
-    if kinds and kinds[-1] != vision.get("kind"):
+    stale = _stale_vision_overrides(tree, kinds[-1] if kinds else None)
+    if stale:
         logging.getLogger("mmcls").warning(
             "model.vision.kind=%s: dropping the %s overrides of the config files (%s); set model.vision.overrides "
-            "on the command line for the new kind", kinds[-1], vision.get("kind"), ", ".join(vision["overrides"]))
+            "on the command line for the new kind", kinds[-1], tree["model"]["vision"].get("kind"), ", ".join(stale))
         parsed.insert(0, (["model", "vision", "overrides"], EMPTY_MAPPING))
 
 
 def _without_other_kind_overrides(values: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
     """``values`` without its ``model.vision.overrides`` when the next file ``layer`` switches ``model.vision.kind``
-    (a tower family's config over ``base.yaml``: the earlier overrides were written for the other kind)."""
-    def vision_of(tree: dict[str, Any]) -> dict[str, Any]:
-        model = tree.get("model")
-        vision = model.get("vision") if isinstance(model, dict) else None
-        return vision if isinstance(vision, dict) else {}
-
-    new_kind, vision = vision_of(layer).get("kind"), vision_of(values)
-    if new_kind is None or not vision.get("overrides") or vision.get("kind", VisionConfig.kind) == new_kind:
+    (a tower family's config over ``base.yaml``)."""
+    model = layer.get("model")
+    vision = model.get("vision") if isinstance(model, dict) else None
+    new_kind = vision.get("kind") if isinstance(vision, dict) else None
+    if not _stale_vision_overrides(values, new_kind):
         return values
     return _replaced(values, ["model", "vision", "overrides"], {})
 
