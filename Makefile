@@ -30,11 +30,11 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@rm -f $(VENV)/.mmcls-req-* && touch $(STAMP)
 
-# flip_label_map.json is the generator's newest file: a data folder written by an older generator is made again
-$(DEMO_DATA)/flip_label_map.json: | $(STAMP)
+# reverse_label_map.json is the generator's newest file: a data folder written by an older generator is made again
+$(DEMO_DATA)/reverse_label_map.json: | $(STAMP)
 	$(RUN) tools/make_synthetic.py --out $(DEMO_DATA)
 
-$(DEMO_DATA)/tokenizer/tokenizer.json: $(DEMO_DATA)/flip_label_map.json
+$(DEMO_DATA)/tokenizer/tokenizer.json: $(DEMO_DATA)/reverse_label_map.json
 	$(RUN) tools/build_tokenizer.py --root $(DEMO_DATA) --out $(DEMO_DATA)/tokenizer
 
 DEMO_RUN ?= runs/demo
@@ -46,6 +46,8 @@ demo: $(STAMP) $(DEMO_DATA)/tokenizer/tokenizer.json
 	$(RUN) finetune/train.py --config configs/demo.yaml data.root=$(DEMO_DATA) output_dir=$(DEMO_RUN) \
 		model.init_from=$(DEMO_RUN)_pretrain/best "model.init_parts=[vision,frame_embedder]"
 	$(RUN) tools/predict.py --model $(DEMO_RUN)/best --output $(DEMO_RUN)/result.csv data.root=$(DEMO_DATA)
+	$(RUN) tools/time_diagnostic.py --model $(DEMO_RUN)/best --split test --truth $(DEMO_DATA)/annotations/test_truth.csv \
+		--reverse-map $(DEMO_DATA)/reverse_label_map.json --top 0 data.root=$(DEMO_DATA)
 	$(RUN) tools/evaluate.py --pred $(DEMO_RUN)/result.csv --truth $(DEMO_DATA)/annotations/test_truth.csv
 
 test: $(STAMP)

@@ -55,6 +55,8 @@ def per_class_rows(run: Path) -> list[dict]:
 def temporal_section(run: Path, top: int = 15) -> list[str]:
     """The HTML of ``RUN/temporal.json`` (tools/time_diagnostic.py): the change share and mean-F1 per perturbation
     and the classes that change most; nothing when the file is not there, one line when it cannot be read."""
+    from mmcls.workflow.temporal import format_direction
+
     path = run / TEMPORAL_FILE
     if not path.is_file():
         return []
@@ -82,6 +84,8 @@ def temporal_section(run: Path, top: int = 15) -> list[str]:
                  "unperturbed ones; an order-blind model changes none under reverse and shuffle.</p>")
         skipped = "".join(f"<p class='muted'>{html.escape(name)} skipped: {html.escape(str(why))}</p>"
                           for name, why in data.get("skipped", {}).items())
+        direction = "".join(f"<p>{html.escape(line.strip())}</p>"
+                            for line in format_direction(data.get("direction") or {}))
     except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         return [head, f"<p class='muted'>{html.escape(TEMPORAL_FILE)} cannot be read: {html.escape(repr(exc))}</p>"]
     weights = run / "best" / "model.safetensors"
@@ -91,6 +95,7 @@ def temporal_section(run: Path, top: int = 15) -> list[str]:
     if data.get("flip_pairs"):
         skipped += (f"<p class='muted'>hflip is scored against the labels the model's flip map swaps "
                     f"({int(data['flip_pairs'])} category pairs).</p>")
+        skipped += direction
     parts = [head, intro, _table(table, columns), skipped]
     if class_rows:
         by = html.escape(str(data.get("classes_by", "truth")))

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mmcls.commands import ablate, benchmark_step, few_label
+from mmcls.commands import ablate, benchmark_step, few_label, time_study
 from mmcls.config import load_config
+from mmcls.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,3 +56,31 @@ def test_few_label_table_averages_seeds_and_compares_with_scratch():
     assert rows["pretrained_vision"][1:] == ["0.450", "0.450", "**0.450**", "+0.100"]
     assert rows["pretrained"][1:] == ["0.200", "-", "**0.200**", "-0.150"]
     assert list(rows) == ["scratch", "pretrained", "pretrained_vision"]
+
+
+@pytest.mark.parametrize("name", time_study.VARIANT_NAMES)
+def test_every_time_study_variant_is_a_valid_pretraining_and_finetuning_config(name):
+    switch, order = time_study.split_variant(name)
+    configs = [ROOT / "configs" / "demo.yaml", ROOT / "configs" / "pretrain_demo.yaml"]
+    pre = load_config(configs, [*switch.overrides, f"pretrain.order_weight={1.0 if order else 0.0}"])
+    fine = load_config(configs[:1], list(switch.overrides))
+    assert pre.model.temporal == fine.model.temporal and (pre.pretrain.order_weight > 0) == order
+    assert fine.model.temporal.enabled == (switch.name != "none")
+
+
+def test_time_study_table_averages_seeds_and_reports_direction():
+    def result(name: str, seed: int, f1: float, right: float) -> few_label.Result:
+        scores = {"mean_f1": f1, "lv2_macro_f1": f1 - 0.1, "right_direction": right,
+                  "reverse_changed_directional": right, "reverse_changed_others": 0.02}
+        return few_label.Result(name, seed, f1, scores)
+
+    results = [result("grey+order", 42, 0.9, 0.98), result("none", 42, 0.6, 0.5), result("none", 43, 0.7, 0.6),
+               result("grey+order", 43, 0.8, 0.96)]
+    lines = time_study.markdown_table(results).splitlines()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]}
+    assert list(rows) == ["none", "grey+order"]  # the order of the switches, without then with the order task
+    assert rows["none"][2:] == ["no", "0.6500 ±0.050", "0.5500", "55.0%", "55.0% / 2.0%", "2"]
+    assert rows["grey+order"][1].startswith("frame differences, 1 channel (`model.temporal.frame_diff=grey`)")
+    assert rows["grey+order"][2:5] == ["yes", "0.8500 ±0.050", "0.7500"]
+    with pytest.raises(UserError, match="unknown variant 'sideways'"):
+        time_study.split_variant("sideways")

@@ -23,6 +23,7 @@ from mmcls.synthetic import (
     FAULT_SOURCES,
     FLIP_MAP_FILE,
     MIRRORED_CONCEPT,
+    REVERSE_MAP_FILE,
     REVERSED_CONCEPT,
     SPLITS,
     TEXT_CONCEPTS,
@@ -39,6 +40,7 @@ from mmcls.synthetic import (
     mp4_path,
     plan_dataset,
     render_frames,
+    reverse_label_map,
     text_concept_scores,
     zip_path,
 )
@@ -451,6 +453,27 @@ def test_flip_map_file_lists_exactly_the_direction_pairs(tiny):
     readme = (root / "README.txt").read_text()
     assert "flip_label_map.json" in readme and f"{sorted(flips)[0]} " in readme
     assert list(flips) == sorted(flips)
+
+
+def test_reverse_map_file_lists_every_class_that_plays_backwards_as_another(tiny):
+    """Every rise/fall, grow/shrink and slide class is listed, with the class of the same text concept and the
+    reversed concept where the dataset has it (both ways), else null; stripes and ring are not listed."""
+    root, _ = tiny
+    reverse = json.loads((root / REVERSE_MAP_FILE).read_text())
+    assert reverse == reverse_label_map(TINY)
+    table = {c.category_id: c for c in class_table(TINY)}
+    assert set(reverse) == {cid for cid, c in table.items() if c.video_concept in REVERSED_CONCEPT}
+    assert any(target is None for target in reverse.values()) and any(reverse.values())
+    for source, target in reverse.items():
+        a = table[source]
+        if target is None:
+            assert (a.text_concept, REVERSED_CONCEPT[a.video_concept]) not in {
+                (c.text_concept, c.video_concept) for c in table.values()}
+            continue
+        b = table[target]
+        assert reverse[target] == source and a.text_concept == b.text_concept
+        assert REVERSED_CONCEPT[a.video_concept] == b.video_concept
+    assert REVERSE_MAP_FILE in (root / "README.txt").read_text()
 
 
 def test_flip_map_is_empty_without_the_slide(tmp_path):

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from mmcls.cli import run_main
+from mmcls.errors import UserError
 from mmcls.workflow.temporal import (
     ORIGINAL,
     PERTURBATIONS,
@@ -190,6 +191,68 @@ def test_with_a_flip_map_hflip_is_scored_against_the_swapped_labels():
     assert report.flip_pairs == 1 and "flip map (1 pair)" in format_report(report)
 
 
+def test_the_direction_summary_counts_right_directions_among_right_shapes_and_who_reverses():
+    """Classes: 0 still, 1/2 a left/right pair (the flip map). Of the five labelled videos of the pair, four have the
+    right shape and three of those the right direction; under reverse the three pair predictions of 2+ frames move
+    to the partner, the one-frame video does not count, and one of the three other videos changes."""
+    import numpy as np
+
+    from mmcls.workflow.temporal import TemporalPredictions, format_report
+
+    swap = np.array([0, 2, 1])
+    labels = np.array([1, 1, 2, 2, 0, 0, 1])
+    original = np.array([1, 2, 2, 0, 0, 0, 1])
+    reverse = np.array([2, 1, 1, 0, 1, 0, 1])
+    frames = np.array([4, 4, 4, 4, 4, 4, 1])
+    result = TemporalPredictions([f"v{i}" for i in range(7)], {ORIGINAL: original, "reverse": reverse}, labels,
+                                 frames)
+    report = summarize(result, ["still", "left", "right"], [0, 1, 1], flip_lv2=swap)
+    direction = report.direction
+    assert direction["pair_videos"] == 5 and direction["pairs"] == 1 and direction["source"] == "flip map"
+    assert direction["right_shape"] == 4 and direction["right_direction"] == pytest.approx(3 / 4)
+    assert direction["reverse_changed_directional"] == 1.0 and direction["reverse_to_pair"] == 1.0
+    assert direction["reverse_changed_others"] == pytest.approx(1 / 3)
+    text = format_report(report)
+    assert "right direction for 75.0% of the 4 videos of a pair with the right shape (of 5 labelled)" in text
+    assert "100.0% of the videos predicted as a directional class change (100.0% of the paired ones to the " \
+           "partner), 33.3% of the others" in text
+    assert summarize(result, ["still", "left", "right"], [0, 1, 1]).direction == {}  # no map, no pairs
+
+
+def test_a_reverse_map_names_the_directional_classes_and_a_bad_one_is_refused(tmp_path):
+    """Classes: still, rise, fall (a pair), spin (directional, no partner). A reverse map counts spin as
+    directional, so its change under reverse is expected; the flip map alone would count it among the others."""
+    import numpy as np
+
+    from mmcls.data.categories import CategorySpace
+    from mmcls.workflow.temporal import TemporalPredictions, read_reverse_map
+
+    categories = CategorySpace.build(["0101", "0102", "0103", "0204"])
+    path = tmp_path / "reverse.json"
+    path.write_text(json.dumps({"0102": "0103", "0103": "0102", "0204": None}), encoding="utf-8")
+    classes = read_reverse_map(path, categories)
+    assert classes.partner.tolist() == [-1, 2, 1, -1] and classes.directional.tolist() == [False, True, True, True]
+    original = np.array([0, 1, 2, 3, 3])
+    reverse = np.array([0, 2, 1, 0, 3])
+    result = TemporalPredictions([f"v{i}" for i in range(5)], {ORIGINAL: original, "reverse": reverse},
+                                 np.array([0, 1, 2, 3, 3]), np.full(5, 4))
+    direction = summarize(result, categories.lv2_ids, [0, 0, 0, 1], direction_classes=classes).direction
+    assert direction["source"] == "reverse map" and direction["directional_classes"] == 3
+    assert direction["right_direction"] == 1.0 and direction["pair_videos"] == 2
+    assert direction["reverse_changed_directional"] == pytest.approx(3 / 4)
+    assert direction["reverse_to_pair"] == 1.0 and direction["reverse_changed_others"] == 0.0
+    for bad, message in (({"0102": "0999", "0999": "0102"}, "unknown category '0999'"),
+                         ({"0102": "0103"}, "'0103', which is not listed"),
+                         ({"0102": "0103", "0103": "0101", "0101": "0103"}, "'0102' plays backwards as '0103', but"),
+                         ([1, 2], "expected a JSON object")):
+        path.write_text(json.dumps(bad), encoding="utf-8")
+        with pytest.raises(UserError, match=message):
+            read_reverse_map(path, categories)
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(UserError, match="cannot read it"):
+        read_reverse_map(path, categories)
+
+
 @pytest.fixture(scope="module")
 def tiny_run(synthetic_root, tmp_path_factory):
     from mmcls.config import build_config
@@ -222,10 +285,15 @@ def test_the_command_writes_the_json_and_the_report_shows_it(tiny_run, synthetic
     out_json = tiny_run / "temporal_test.json"
     argv = ["--model", str(tiny_run / "best"), "--split", "test", "--truth", str(truth), "--out", str(out_json),
             "--perturbations", "reverse", "--precision", "no"]
-    assert run_main(time_diagnostic.main, argv) == 0
+    reverse_map = synthetic_root / "reverse_label_map.json"
+    assert run_main(time_diagnostic.main, [*argv, "--reverse-map", str(reverse_map), "--top", "0"]) == 0
+    assert "direction (reverse map: " in capsys.readouterr().out
     test = json.loads(out_json.read_text(encoding="utf-8"))
     assert [row["name"] for row in test["rows"]] == [ORIGINAL, "reverse"]
     assert test["labelled"] == test["videos"] and test["rows"][0]["mean_f1"] is not None
+    listed = json.loads(reverse_map.read_text(encoding="utf-8"))
+    assert test["direction"]["source"] == "reverse map" and test["direction"]["directional_classes"] == len(listed)
+    assert "reverse_changed_others" in test["direction"]
 
     capsys.readouterr()
     bad = tiny_run / "bad_truth.csv"

@@ -83,7 +83,8 @@ class Result:
     seconds: float = 0.0
 
 
-def _run(cmd: list[str], log_path: Path) -> None:
+def run_step(cmd: list[str], log_path: Path) -> None:
+    """Run one step of a study (a training run, a prediction) in its own process, its output into ``log_path``."""
     env = child_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     with log_path.open("w", encoding="utf-8") as log:
         code = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
@@ -91,7 +92,13 @@ def _run(cmd: list[str], log_path: Path) -> None:
         raise UserError(f"{' '.join(cmd[:4])} failed with exit code {code}; see {log_path}")
 
 
-def _train_speed(run: Path) -> float | None:
+def finished(run: Path) -> bool:
+    """Whether the training run in ``run`` ran to its end (its log's last word, ``done in ...``)."""
+    log = run / "train.log"
+    return log.is_file() and any(" mmcls: done in " in line for line in log.read_text(encoding="utf-8").splitlines())
+
+
+def train_speed(run: Path) -> float | None:
     """Training videos/s from the run's log line ``done in ... (training X videos/s)``."""
     log = run / "train.log"
     for line in reversed(log.read_text(encoding="utf-8").splitlines() if log.is_file() else []):
@@ -107,12 +114,12 @@ def run_variant(variant: Variant, seed: int, args: argparse.Namespace) -> Result
     run = out / (f"{variant.reuse}-s{seed}" if variant.reuse else tag)
     start = time.perf_counter()
     if not variant.reuse:
-        _run([sys.executable, *command_argv("finetune"), "--config", args.config, f"data.root={args.data}",
+        run_step([sys.executable, *command_argv("finetune"), "--config", args.config, f"data.root={args.data}",
               f"output_dir={run}", f"seed={seed}", *variant.overrides], out / f"{tag}.train.log")
     elif not (run / "best").is_dir():
         raise UserError(f"variant {variant.name} needs the model of {variant.reuse}; run that one first")
     scores = predict_and_score(run / "best", Path(args.data), out / tag, variant.predict_args)
-    return Result(variant.name, seed, scores["mean_f1"], scores, _train_speed(run), time.perf_counter() - start)
+    return Result(variant.name, seed, scores["mean_f1"], scores, train_speed(run), time.perf_counter() - start)
 
 
 def predict_and_score(model: Path, data: Path, stem: Path, predict_args: Sequence[str] = ()) -> dict[str, float]:
@@ -120,8 +127,8 @@ def predict_and_score(model: Path, data: Path, stem: Path, predict_args: Sequenc
     from mmcls.metrics import mean_f1_from_ids, read_submission
 
     pred = stem.with_suffix(".csv")
-    _run([sys.executable, *command_argv("predict"), "--model", str(model), "--output", str(pred), f"data.root={data}",
-          *predict_args], stem.with_suffix(".predict.log"))
+    run_step([sys.executable, *command_argv("predict"), "--model", str(model), "--output", str(pred),
+              f"data.root={data}", *predict_args], stem.with_suffix(".predict.log"))
     truth = read_submission(data / "annotations" / "test_truth.csv")
     predicted = read_submission(pred, expected_ids=list(truth))
     ids = list(truth)

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmcls.cli import command_argv
-from mmcls.commands.ablate import Result, _run, _train_speed, predict_and_score, run_resumable
+from mmcls.commands.ablate import Result, predict_and_score, run_resumable, run_step, train_speed
 from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
 
@@ -46,11 +46,11 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace) -> Result:
     tag = f"{arm}-s{seed}"
     overrides = [o.format(pretrained=args.pretrained) for o in ARMS[arm]]
     start = time.perf_counter()
-    _run([sys.executable, *command_argv("finetune"), "--config", args.config, "--config", args.few_label,
-          f"data.root={data}", f"output_dir={out / tag}", f"seed={seed}", *overrides, *args.overrides],
+    run_step([sys.executable, *command_argv("finetune"), "--config", args.config, "--config", args.few_label,
+              f"data.root={data}", f"output_dir={out / tag}", f"seed={seed}", *overrides, *args.overrides],
          out / f"{tag}.train.log")
     scores = predict_and_score(out / tag / "best", data, out / tag)
-    return Result(arm, seed, scores["mean_f1"], scores, _train_speed(out / tag), time.perf_counter() - start)
+    return Result(arm, seed, scores["mean_f1"], scores, train_speed(out / tag), time.perf_counter() - start)
 
 
 def markdown_table(results: Sequence[Result], seeds: Sequence[int]) -> str:

@@ -34,7 +34,8 @@ Everything is deterministic by seed: annotations and zips are byte-identical acr
 Files written under the output root (see the README's "Data format"): ``annotations/{labeled,unlabeled,test}.json``,
 ``annotations/test_truth.csv``, ``category_ids.txt``, ``zip_frames/<split>/<id[-3:]>/<id>.zip``,
 ``videos/<split>/<id>.mp4``, ``faults.json``, ``oracle.json`` (per-sample concepts), ``flip_label_map.json``
-(``{category_id: mirror category_id}``, both ways), ``synthetic_spec.json`` and ``README.txt``.
+(``{category_id: mirror category_id}``, both ways), ``reverse_label_map.json`` (``{category_id: the class it plays
+backwards as, or null}``, :func:`reverse_label_map`), ``synthetic_spec.json`` and ``README.txt``.
 """
 
 from mmcls.synthetic.plan import (
@@ -42,6 +43,7 @@ from mmcls.synthetic.plan import (
     FAULT_SOURCES,
     FLIP_MAP_FILE,
     MIRRORED_CONCEPT,
+    REVERSE_MAP_FILE,
     REVERSED_CONCEPT,
     SPLITS,
     TEXT_CONCEPTS,
@@ -54,6 +56,7 @@ from mmcls.synthetic.plan import (
     class_table,
     flip_label_map,
     plan_dataset,
+    reverse_label_map,
 )
 from mmcls.synthetic.render import render_frames
 from mmcls.synthetic.text import FILLERS, make_record, text_concept_scores
@@ -75,6 +78,7 @@ __all__ = [
     "FLIP_MAP_FILE",
     "MIRRORED_CONCEPT",
     "REVERSED_CONCEPT",
+    "REVERSE_MAP_FILE",
     "SPLITS",
     "TEXT_CONCEPTS",
     "VIDEO_CONCEPTS",
@@ -94,6 +98,7 @@ __all__ = [
     "mp4_path",
     "plan_dataset",
     "render_frames",
+    "reverse_label_map",
     "text_concept_scores",
     "write_mp4",
     "zip_path",

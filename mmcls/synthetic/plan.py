@@ -16,6 +16,7 @@ SPEC_FILE = "synthetic_spec.json"
 FAULTS_FILE = "faults.json"
 ORACLE_FILE = "oracle.json"
 FLIP_MAP_FILE = "flip_label_map.json"
+REVERSE_MAP_FILE = "reverse_label_map.json"
 ID_DIGITS = 19
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -228,6 +229,17 @@ def flip_label_map(spec: SyntheticSpec | None = None) -> dict[str, str]:
         if c.video_concept in MIRRORED_CONCEPT:
             pairs[c.category_id] = by_pair[(c.text_concept, MIRRORED_CONCEPT[c.video_concept])]
     return dict(sorted(pairs.items()))
+
+
+def reverse_label_map(spec: SyntheticSpec | None = None) -> dict[str, str | None]:
+    """``{category_id: category_id or None}`` of the classes whose video concept plays backwards as another concept
+    (:data:`REVERSED_CONCEPT`): the class with the same text concept and the reversed concept, or None when the
+    dataset has no such class (a text concept seen with ``rise`` but not ``fall``). Classes that a reversal leaves
+    alone (``stripes``, ``ring``) are not listed. The temporal diagnostic's ``--reverse-map``."""
+    table = class_table(spec)
+    by_pair = {(c.text_concept, c.video_concept): c.category_id for c in table}
+    return {c.category_id: by_pair.get((c.text_concept, REVERSED_CONCEPT[c.video_concept]))
+            for c in table if c.video_concept in REVERSED_CONCEPT}
 
 
 def _class_counts(n: int, shares: Sequence[float]) -> list[int]:

@@ -24,6 +24,7 @@ from mmcls.synthetic.plan import (
     FAULTS_FILE,
     FLIP_MAP_FILE,
     ORACLE_FILE,
+    REVERSE_MAP_FILE,
     SPEC_FILE,
     ZIP_DATE,
     ClassInfo,
@@ -32,6 +33,7 @@ from mmcls.synthetic.plan import (
     class_table,
     flip_label_map,
     plan_dataset,
+    reverse_label_map,
 )
 from mmcls.synthetic.render import render_frames
 from mmcls.synthetic.text import make_record
@@ -198,7 +200,8 @@ def _prepare_out_dir(root: Path) -> None:
                             "choose another output folder")
         for name in ("annotations", "zip_frames", "videos"):
             shutil.rmtree(root / name, ignore_errors=True)
-        for name in (SPEC_FILE, FAULTS_FILE, ORACLE_FILE, FLIP_MAP_FILE, "category_ids.txt", "README.txt"):
+        for name in (SPEC_FILE, FAULTS_FILE, ORACLE_FILE, FLIP_MAP_FILE, REVERSE_MAP_FILE, "category_ids.txt",
+                     "README.txt"):
             (root / name).unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
 
@@ -226,6 +229,9 @@ def _readme(spec: SyntheticSpec, table: list[ClassInfo], faults: dict[str, dict[
         "left_to_right video is a right_to_left one, so a flip must swap those labels. The pairs are in",
         f"{FLIP_MAP_FILE} ({{\"category_id\": \"category_id of the mirror class\"}}, listed both ways; a flip leaves",
         "every other class alone): use it as data.flip_label_map, or train without flips (data.hflip=0).",
+        f"{REVERSE_MAP_FILE} lists every class that plays backwards as another ({{\"category_id\": \"category_id",
+        "of the reversed class\"}, or null where the reversal is no class here): tools/time_diagnostic.py",
+        "--reverse-map.",
         f"Class frequencies: Zipf with exponent {spec.zipf_exponent}.",
         "",
         "category_id lv1 text_concept video_concept share hflip_to",
@@ -274,6 +280,7 @@ def make_synthetic(out_dir: str | Path, spec: SyntheticSpec | None = None, progr
     flips = flip_label_map(spec)
     atomic_write_text(root / FAULTS_FILE, json.dumps(faults, indent=1) + "\n")
     atomic_write_text(root / FLIP_MAP_FILE, json.dumps(flips, indent=1) + "\n")
+    atomic_write_text(root / REVERSE_MAP_FILE, json.dumps(reverse_label_map(spec), indent=1) + "\n")
     atomic_write_text(root / "README.txt", _readme(spec, table, faults, flips))
     content_spec = {k: v for k, v in asdict(spec).items() if k != "workers"}  # workers do not change the output
     atomic_write_text(root / SPEC_FILE, json.dumps(content_spec, indent=1) + "\n")

@@ -210,6 +210,7 @@ class TemporalReport:
     classes_by: str = "truth"  # "truth" or "prediction": what a class row groups by
     skipped: dict[str, str] = field(default_factory=dict)  # perturbation -> why it was not run
     flip_pairs: int = 0  # category pairs of the model's flip map (hflip scored against swapped labels), 0: none
+    direction: dict[str, Any] = field(default_factory=dict)  # :func:`direction_summary`; empty without a map
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,14 +222,16 @@ class TemporalReport:
 
 def summarize(result: TemporalPredictions, classes: Sequence[str], lv1_of_lv2: Sequence[int], model: str = "",
               split: str = "", seed: int = 0, skipped: Mapping[str, str] | None = None,
-              flip_lv2: Sequence[int] | None = None) -> TemporalReport:
+              flip_lv2: Sequence[int] | None = None,
+              direction_classes: DirectionClasses | None = None) -> TemporalReport:
     """Change shares against the unperturbed predictions, mean-F1 over the labelled videos, per-class change shares.
 
     ``classes``: the level-2 category ids of the logits' columns; ``lv1_of_lv2``: the level-1 index of each.
     ``flip_lv2``: the class each class becomes when its video is mirrored (a model's ``data.flip_label_map``, as
     a permutation of the level-2 indices): the ``hflip`` row is then scored against the swapped labels, and
     ``changed_vs_flipped`` is the share of mirrored predictions that are not the swapped unperturbed prediction
-    (0 for a model that mirrors its direction classes exactly).
+    (0 for a model that mirrors its direction classes exactly). ``direction_classes`` (else the flip map's pairs):
+    the classes whose label depends on the direction of motion, for :func:`direction_summary`.
     """
     flip = None if flip_lv2 is None else np.asarray(flip_lv2, dtype=np.int64)
     original = result.predictions[ORIGINAL]
@@ -269,13 +272,127 @@ def summarize(result: TemporalPredictions, classes: Sequence[str], lv1_of_lv2: S
             moved = reversed_preds[members & (reversed_preds != original)]
             entry["reversed_to"] = classes[Counter(moved.tolist()).most_common(1)[0][0]] if moved.size else None
         per_class.append(entry)
+    if direction_classes is None and flip is not None:
+        direction_classes = DirectionClasses.from_flip(flip)
+    direction = {} if direction_classes is None else direction_summary(result, direction_classes)
     first = next((name for name in result.predictions if name != ORIGINAL), None)  # what the table heads with
     if first is not None:
         per_class.sort(key=lambda e: (-e["changed"][first], -e["videos"], e["id"]))
     return TemporalReport(model=model, split=split, videos=n, multi_frame_videos=int(multi.sum()),
                           labelled=int(labelled.sum()), seed=seed, rows=rows, classes=per_class, classes_by=by,
                           skipped=dict(skipped or {}),
-                          flip_pairs=0 if flip is None else int((flip != np.arange(flip.size)).sum()) // 2)
+                          flip_pairs=0 if flip is None else int((flip != np.arange(flip.size)).sum()) // 2,
+                          direction=direction)
+
+
+@dataclass(frozen=True)
+class DirectionClasses:
+    """Which classes tell a direction of motion, and the class each becomes when the motion runs the other way.
+
+    From a reverse map (:func:`read_reverse_map`: every class that plays backwards as another) or, without one,
+    from the model's flip map (the left/right pairs only).
+    """
+
+    partner: np.ndarray  # int64 [C]: the level-2 index a class becomes when its motion runs the other way, -1: none
+    directional: np.ndarray  # bool [C]: classes whose label depends on the direction of time
+    source: str  # "reverse map" or "flip map"
+
+    @classmethod
+    def from_flip(cls, flip: np.ndarray) -> DirectionClasses:
+        paired = flip != np.arange(flip.size)
+        return cls(np.where(paired, flip, -1), paired, "flip map")
+
+    @property
+    def pairs(self) -> int:
+        return int((self.partner >= 0).sum()) // 2
+
+
+def read_reverse_map(path: str | Path, categories: Any) -> DirectionClasses:
+    """A reverse map: a JSON object ``{category_id: category_id or null}`` listing every class that frame reversal
+    changes, with the class it plays backwards as (null: no class of the dataset; listed both ways where both
+    exist). Classes not listed are the same played backwards (``stripes``, ``ring``). The synthetic dataset writes
+    one (``reverse_label_map.json``). UserError naming the file for anything else."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise UserError(f"--reverse-map {path}: cannot read it: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--reverse-map {path}: expected a JSON object of category ids, got {type(data).__name__}")
+    known = set(categories.lv2_ids)
+    for key, value in data.items():
+        for category in (key, value):
+            if category is not None and category not in known:
+                raise UserError(f"--reverse-map {path}: unknown category {category!r} (not among the model's "
+                                f"{len(known)} categories)")
+        if value is not None and data.get(value, key) != key:
+            raise UserError(f"--reverse-map {path}: {key!r} plays backwards as {value!r}, but {value!r} as "
+                            f"{data[value]!r}")
+        if value is not None and value not in data:
+            raise UserError(f"--reverse-map {path}: {key!r} plays backwards as {value!r}, which is not listed")
+    index = categories.lv2_index
+    partner = np.full(len(categories.lv2_ids), -1, dtype=np.int64)
+    directional = np.zeros(len(categories.lv2_ids), dtype=bool)
+    for key, value in data.items():
+        directional[index(key)] = True
+        if value is not None and value != key:
+            partner[index(key)] = index(value)
+    return DirectionClasses(partner, directional, "reverse map")
+
+
+def direction_summary(result: TemporalPredictions, classes: DirectionClasses) -> dict[str, Any]:
+    """How well the model tells the direction of motion.
+
+    ``right_direction``: of the labelled videos of a paired class (two classes that differ only in the direction)
+    whose prediction is either class of the pair (the right shape), the share predicted as the right one (0.5 for a
+    model that guesses). Under ``reverse``, by the unperturbed prediction over the videos with 2+ frames: the share
+    that changes among those predicted as a directional class (``reverse_changed_directional``; ideally all), the
+    share of those predicted as a paired class that move to its partner (``reverse_to_pair``), and the share that
+    changes among the others (``reverse_changed_others``; ideally none). ``None`` where no video qualifies.
+    """
+    def share(mask: np.ndarray, of: np.ndarray) -> float | None:
+        return float(mask[of].mean()) if of.any() else None
+
+    original = result.predictions[ORIGINAL]
+    partner, directional = classes.partner, classes.directional
+    paired = partner >= 0
+    labelled = result.labels != IGNORE_INDEX
+    truth = np.where(labelled, result.labels, 0)
+    of_pair = labelled & paired[truth]
+    right_shape = of_pair & ((original == truth) | (original == partner[truth]))
+    summary: dict[str, Any] = {
+        "source": classes.source, "pairs": classes.pairs, "directional_classes": int(directional.sum()),
+        "pair_videos": int(of_pair.sum()), "right_shape": int(right_shape.sum()),
+        "right_direction": share(original == truth, right_shape),
+    }
+    reversed_preds = result.predictions.get("reverse")
+    if reversed_preds is not None:
+        multi = result.frames >= 2
+        changed = reversed_preds != original
+        summary["reverse_changed_directional"] = share(changed, multi & directional[original])
+        summary["reverse_to_pair"] = share(reversed_preds == partner[original], multi & paired[original])
+        summary["reverse_changed_others"] = share(changed, multi & ~directional[original])
+    return summary
+
+
+def format_direction(direction: Mapping[str, Any]) -> list[str]:
+    """The direction lines of the report (nothing without a reverse or flip map)."""
+    if not direction:
+        return []
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    pairs = direction["pairs"]
+    lines = [f"direction ({direction['source']}: {direction['directional_classes']} directional classes, {pairs} "
+             f"pair{'' if pairs == 1 else 's'}): right direction for {pct(direction['right_direction'])} of the "
+             f"{direction['right_shape']} videos of a pair with the right shape (of {direction['pair_videos']} "
+             "labelled)"]
+    if "reverse_changed_directional" in direction:
+        lines.append(f"  under reverse: {pct(direction['reverse_changed_directional'])} of the videos predicted as a "
+                     f"directional class change ({pct(direction['reverse_to_pair'])} of the paired ones to the "
+                     f"partner), {pct(direction['reverse_changed_others'])} of the others")
+    return lines
 
 
 def format_report(report: TemporalReport, top: int = 10) -> str:
@@ -299,8 +416,9 @@ def format_report(report: TemporalReport, top: int = 10) -> str:
         lines.append(f"  hflip with the model's flip map ({pairs}): mean-F1 against the swapped labels; "
                      f"{flipped['changed_vs_flipped']:.1%} of the mirrored predictions are not the swapped "
                      "unperturbed ones")
+    lines += format_direction(report.direction)
     names = [row["name"] for row in report.rows[1:]]
-    if report.classes and names:
+    if report.classes and names and top > 0:
         lines.append(f"classes (by {report.classes_by}) whose predictions change most under {names[0]}:")
         header = "".join(f"{name:>14}" for name in names)
         lines.append(f"  {'class':<12}{'videos':>7}{header}  {'reversed to' if 'reverse' in names else ''}")
@@ -349,13 +467,14 @@ def _read_truth(path: str | Path, ids: Sequence[str], categories: Any) -> dict[s
 def temporal_diagnostic(model: str | Path, split: str = "val", overrides: Sequence[str] = (),
                         batch_size: int | None = None, perturbations: Sequence[str] = PERTURBATIONS, seed: int = 0,
                         truth: str | Path | None = None, accelerator: Any = None,
-                        mixed_precision: str = "auto") -> TemporalReport:
+                        mixed_precision: str = "auto", reverse_map: str | Path | None = None) -> TemporalReport:
     """The diagnostic of the model folder ``model`` (RUN/best) over ``data.<split>``.
 
     ``split="val"`` without a ``data.val`` file is the run's own validation hold-out (``data.val_fraction`` of
     ``data.train`` with the run's seed, or its fold). ``truth``: an ``id,category_id`` CSV with the labels of a split
     whose annotations have none (e.g. the synthetic ``annotations/test_truth.csv``). A model that reads cached
-    frame features cannot be flipped: ``hflip`` is skipped, and said so.
+    frame features cannot be flipped: ``hflip`` is skipped, and said so. ``reverse_map``: which classes play
+    backwards as which (:func:`read_reverse_map`), for the direction figures; else the model's flip map gives them.
     """
     from mmcls.accelerators import inference_accelerator
     from mmcls.data.dataset import build_dataloader, build_dataset
@@ -375,6 +494,7 @@ def temporal_diagnostic(model: str | Path, split: str = "val", overrides: Sequen
         raise UserError(f"data.{split}: no videos to diagnose")
     check_feature_width(loaded, records.folder)
     labels = _read_truth(truth, [r.id for r in records.records], loaded.categories) if truth is not None else None
+    direction = None if reverse_map is None else read_reverse_map(reverse_map, loaded.categories)
     skipped: dict[str, str] = {}
     if "hflip" in perturbations and loaded.model.encoder.reads_features:
         skipped["hflip"] = "the model reads cached frame features (data.frame_source=feats), which cannot be flipped"
@@ -390,4 +510,4 @@ def temporal_diagnostic(model: str | Path, split: str = "val", overrides: Sequen
     flip_map = getattr(loaded, "flip_map", None)  # best/flip_label_map.json of a model trained with data.flip_label_map
     flip_lv2 = None if flip_map is None else [flip_map.lv2_index(i) for i in range(loaded.categories.num_lv2)]
     return summarize(result, loaded.categories.lv2_ids, loaded.categories.lv1_index_of_lv2(), model=str(model),
-                     split=split, seed=seed, skipped=skipped, flip_lv2=flip_lv2)
+                     split=split, seed=seed, skipped=skipped, flip_lv2=flip_lv2, direction_classes=direction)
