@@ -45,11 +45,13 @@ class Switch:
     overrides: tuple[str, ...] = ()
 
 
+OFF = ("model.temporal.frame_diff=none", "model.temporal.shift=0")  # every switch sets both: the config may set one
+
 SWITCHES: tuple[Switch, ...] = (
-    Switch("none", "no temporal switch"),
-    Switch("rgb", "frame differences, 3 channels", ("model.temporal.frame_diff=rgb",)),
-    Switch("grey", "frame differences, 1 channel", ("model.temporal.frame_diff=grey",)),
-    Switch("shift", "temporal shift 1/8", ("model.temporal.shift=0.125",)),
+    Switch("none", "no temporal switch", OFF),
+    Switch("rgb", "frame differences, 3 channels", ("model.temporal.frame_diff=rgb", OFF[1])),
+    Switch("grey", "frame differences, 1 channel", ("model.temporal.frame_diff=grey", OFF[1])),
+    Switch("shift", "temporal shift 1/8", (OFF[0], "model.temporal.shift=0.125")),
     Switch("grey_shift", "grey differences and shift 1/8",
            ("model.temporal.frame_diff=grey", "model.temporal.shift=0.125")),
 )
@@ -116,7 +118,7 @@ def markdown_table(results: Sequence[Result]) -> str:
         spread = f" ±{(max(f1) - min(f1)) / 2:.3f}" if len(rows) > 1 else ""
         figure = {key: mean([r.scores[key] for r in rows if key in r.scores])
                   for key in ("lv2_macro_f1", *DIRECTION_KEYS)}
-        config = " ".join(f"`{o}`" for o in switch.overrides) or "-"
+        config = " ".join(f"`{o}`" for o in switch.overrides if o not in OFF) or "both off"
         lines.append(f"| {name} | {switch.what} ({config}) | {'yes' if order else 'no'} | {mean(f1):.4f}{spread} | "
                      f"{figure['lv2_macro_f1'] or 0:.4f} | {pct(figure['right_direction'])} | "
                      f"{pct(figure['reverse_changed_directional'])} / {pct(figure['reverse_changed_others'])} | "
