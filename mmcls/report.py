@@ -95,7 +95,7 @@ def temporal_section(run: Path, top: int = 15) -> list[str]:
     if data.get("flip_pairs"):
         skipped += (f"<p class='muted'>hflip is scored against the labels the model's flip map swaps "
                     f"({int(data['flip_pairs'])} category pairs).</p>")
-        skipped += direction
+    skipped += direction
     parts = [head, intro, _table(table, columns), skipped]
     if class_rows:
         by = html.escape(str(data.get("classes_by", "truth")))

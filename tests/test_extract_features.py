@@ -145,3 +145,29 @@ def test_cli_writes_the_zip_and_rejects_a_model_without_a_vision_tower(trained, 
     config = ["--config", str(ROOT / "configs" / "demo.yaml"), f"data.root={synthetic_root}"]
     assert run_main(main, [*config, "data.frame_source=feats", "--out", str(tmp_path / "f.zip")]) != 0
     assert "extraction reads pixel frames" in capsys.readouterr().err
+
+
+def test_a_temporal_tower_caches_its_own_frames_and_predicts_the_same_from_them(trained, synthetic_root, tmp_path):
+    """With frame differences a frame's features depend on its neighbour, so the cache holds exactly the frames the
+    model reads (data.max_frames): predictions from it match live ones; another frame count is refused."""
+    from mmcls.workflow.features import extract_features, frames_to_cache, load_tower
+    from mmcls.workflow.predict import predict
+
+    model = _finetune(synthetic_root, tmp_path / "run", "model.temporal.frame_diff=rgb")
+    tower = load_tower(model=model)
+    frames = tower.cfg.data.max_frames
+    plain = load_tower(model=trained)
+    assert frames_to_cache(plain.model, plain.cfg.data) == 32 and frames_to_cache(tower.model, tower.cfg.data, 8) == 8
+    assert frames_to_cache(tower.model, tower.cfg.data) == frames < 32
+    with pytest.raises(UserError, match=rf"--max-frames 16: the tower looks across frames .* data.max_frames={frames};"):
+        extract_features(tower.model, tower.cfg.data, "test", tmp_path / "feats" / "x.zip", max_frames=16,
+                         mixed_precision="no", progress=False)
+    out = tmp_path / "feats" / "test.zip"
+    extract_features(tower.model, tower.cfg.data, "test", out, max_frames=frames, batch_size=8,
+                     mixed_precision="no", progress=False)
+    assert max(array.shape[0] for array in _members(out).values()) == frames
+    live = predict([model], "test", mixed_precision="no")
+    cached = predict([model], "test", mixed_precision="no",
+                     overrides=["data.frame_source=feats", f"data.frame_dir={out.parent}"])
+    np.testing.assert_allclose(cached.logits, live.logits, atol=1e-3, rtol=0)
+

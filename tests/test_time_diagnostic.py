@@ -192,9 +192,10 @@ def test_with_a_flip_map_hflip_is_scored_against_the_swapped_labels():
 
 
 def test_the_direction_summary_counts_right_directions_among_right_shapes_and_who_reverses():
-    """Classes: 0 still, 1/2 a left/right pair (the flip map). Of the five labelled videos of the pair, four have the
-    right shape and three of those the right direction; under reverse the three pair predictions of 2+ frames move
-    to the partner, the one-frame video does not count, and one of the three other videos changes."""
+    """Classes: 0 still, 1/2 a left/right pair (the flip map). Of the four labelled videos of the pair with 2+ frames
+    (a one-frame video shows no direction and does not count), three have the right shape and two of those the right
+    direction; under reverse the three pair predictions of 2+ frames move to the partner, and one of the three other
+    videos changes."""
     import numpy as np
 
     from mmcls.workflow.temporal import TemporalPredictions, format_report
@@ -208,12 +209,13 @@ def test_the_direction_summary_counts_right_directions_among_right_shapes_and_wh
                                  frames)
     report = summarize(result, ["still", "left", "right"], [0, 1, 1], flip_lv2=swap)
     direction = report.direction
-    assert direction["pair_videos"] == 5 and direction["pairs"] == 1 and direction["source"] == "flip map"
-    assert direction["right_shape"] == 4 and direction["right_direction"] == pytest.approx(3 / 4)
+    assert direction["pair_videos"] == 4 and direction["pairs"] == 1 and direction["source"] == "flip map"
+    assert direction["right_shape"] == 3 and direction["right_direction"] == pytest.approx(2 / 3)
     assert direction["reverse_changed_directional"] == 1.0 and direction["reverse_to_pair"] == 1.0
     assert direction["reverse_changed_others"] == pytest.approx(1 / 3)
     text = format_report(report)
-    assert "right direction for 75.0% of the 4 videos of a pair with the right shape (of 5 labelled)" in text
+    assert "right direction for 66.7% of the 3 videos of a pair with the right shape (of 4 labelled, 2+ frames)" in text
+    assert "the flip map names only the left/right pairs" in text
     assert "100.0% of the videos predicted as a directional class change (100.0% of the paired ones to the " \
            "partner), 33.3% of the others" in text
     assert summarize(result, ["still", "left", "right"], [0, 1, 1]).direction == {}  # no map, no pairs
@@ -244,6 +246,9 @@ def test_a_reverse_map_names_the_directional_classes_and_a_bad_one_is_refused(tm
     for bad, message in (({"0102": "0999", "0999": "0102"}, "unknown category '0999'"),
                          ({"0102": "0103"}, "'0103', which is not listed"),
                          ({"0102": "0103", "0103": "0101", "0101": "0103"}, "'0102' plays backwards as '0103', but"),
+                         ({"0102": "0103", "0103": None}, "but '0103' as null"),
+                         ({"0102": ["0103"]}, "must map to a category id or null, got"),
+                         ({"0102": "0102"}, "plays backwards as itself"),
                          ([1, 2], "expected a JSON object")):
         path.write_text(json.dumps(bad), encoding="utf-8")
         with pytest.raises(UserError, match=message):
@@ -304,8 +309,10 @@ def test_the_command_writes_the_json_and_the_report_shows_it(tiny_run, synthetic
 
 
 def test_the_report_section_reads_the_json_and_survives_a_broken_one(tmp_path):
+    import numpy as np
+
     from mmcls.report import temporal_section
-    from mmcls.workflow.temporal import write_report
+    from mmcls.workflow.temporal import DirectionClasses, write_report
 
     assert temporal_section(tmp_path) == []  # no diagnostic, no section
     result = predict_perturbed(Direction(), ramp_batches())
@@ -313,5 +320,10 @@ def test_the_report_section_reads_the_json_and_survives_a_broken_one(tmp_path):
     write_report(report, tmp_path / "temporal.json")
     page = "".join(temporal_section(tmp_path))
     assert "<td>reverse</td>" in page and "100.0%" in page and "<td>right</td>" in page  # left is reversed to right
+    assert "right direction for" not in page  # no map: no direction figures
+    classes = DirectionClasses(np.array([1, 0]), np.array([True, True]), "reverse map")
+    write_report(summarize(result, ["left", "right"], [0, 1], direction_classes=classes), tmp_path / "temporal.json")
+    page = "".join(temporal_section(tmp_path))  # a reverse map and no flip map: the direction lines are there
+    assert "direction (reverse map: 2 directional classes, 1 pair)" in page and "under reverse: 100.0%" in page
     (tmp_path / "temporal.json").write_text("{not json", encoding="utf-8")
     assert "cannot be read" in "".join(temporal_section(tmp_path))

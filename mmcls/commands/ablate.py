@@ -93,9 +93,10 @@ def run_step(cmd: list[str], log_path: Path) -> None:
 
 
 def finished(run: Path) -> bool:
-    """Whether the training run in ``run`` ran to its end (its log's last word, ``done in ...``)."""
-    log = run / "train.log"
-    return log.is_file() and any(" mmcls: done in " in line for line in log.read_text(encoding="utf-8").splitlines())
+    """Whether the training run (finetuning or pretraining) in ``run`` ran to its end: its ``result.json``."""
+    from mmcls.rundir import RESULT_FILE
+
+    return (run / RESULT_FILE).is_file()
 
 
 def train_speed(run: Path) -> float | None:
@@ -115,7 +116,7 @@ def run_variant(variant: Variant, seed: int, args: argparse.Namespace) -> Result
     start = time.perf_counter()
     if not variant.reuse:
         run_step([sys.executable, *command_argv("finetune"), "--config", args.config, f"data.root={args.data}",
-              f"output_dir={run}", f"seed={seed}", *variant.overrides], out / f"{tag}.train.log")
+                  f"output_dir={run}", f"seed={seed}", *variant.overrides], out / f"{tag}.train.log")
     elif not (run / "best").is_dir():
         raise UserError(f"variant {variant.name} needs the model of {variant.reuse}; run that one first")
     scores = predict_and_score(run / "best", Path(args.data), out / tag, variant.predict_args)

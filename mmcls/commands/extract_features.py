@@ -36,8 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Which annotation file of the config to extract (default test = data.test).")
     parser.add_argument("--out", help="Zip to write (atomically); default <data.root>/feats/<split name>.zip, where "
                         "the split name is the annotation file's stem (e.g. labeled for data.train).")
-    parser.add_argument("--max-frames", type=int, default=32,
-                        help="Frames stored per video at most (uniform sampling; default 32, the WBDC frame count).")
+    parser.add_argument("--max-frames", type=int,
+                        help="Frames stored per video at most (uniform sampling; default 32, the WBDC frame count; "
+                        "a tower with model.temporal extracts exactly its data.max_frames).")
     parser.add_argument("--batch-size", type=int, default=16, help="Videos per tower pass per process (default 16).")
     add_precision_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
@@ -45,10 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Config overrides, e.g. data.root=... data.test=... data.num_workers=8")
     args = parser.parse_intermixed_args(argv)
     accelerator = inference_accelerator(args.precision)
-    from mmcls.workflow.features import extract_features, load_tower
+    from mmcls.workflow.features import extract_features, frames_to_cache, load_tower
 
     tower = load_tower(args.model, args.config, args.overrides)
-    summary = extract_features(tower.model, tower.cfg.data, args.split, args.out, max_frames=args.max_frames,
+    max_frames = frames_to_cache(tower.model, tower.cfg.data, args.max_frames)
+    summary = extract_features(tower.model, tower.cfg.data, args.split, args.out, max_frames=max_frames,
                                batch_size=args.batch_size, accelerator=accelerator, progress=not args.no_progress,
                                source=str(args.model or " + ".join(args.config)))
     if accelerator.is_main_process:

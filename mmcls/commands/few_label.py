@@ -48,7 +48,7 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace) -> Result:
     start = time.perf_counter()
     run_step([sys.executable, *command_argv("finetune"), "--config", args.config, "--config", args.few_label,
               f"data.root={data}", f"output_dir={out / tag}", f"seed={seed}", *overrides, *args.overrides],
-         out / f"{tag}.train.log")
+             out / f"{tag}.train.log")
     scores = predict_and_score(out / tag / "best", data, out / tag)
     return Result(arm, seed, scores["mean_f1"], scores, train_speed(out / tag), time.perf_counter() - start)
 

@@ -7,15 +7,16 @@ Every variant and seed is the pipeline of ``make demo``, each step a real run in
 of the model on the test split with its truth. Writes ``time_study.json`` and ``time_study.md`` (the table of
 README "Results") into --out and skips what is already there (rerun after an interruption to finish).
 
-The table's direction figures are the diagnostic's (mmcls/workflow/temporal.py, ``direction_summary``): of the test
-videos of a left/right class pair predicted with the right shape, the share with the right direction; and under
-frame reversal, the share of predictions that change among videos predicted as a pair's class (ideally all) and
-among the others (ideally none).
+The table's direction figures are the diagnostic's with the data's ``reverse_label_map.json`` (mmcls/workflow/
+temporal.py, ``direction_summary``): of the test videos of a class pair told apart only by the direction of motion
+(rise/fall, grow/shrink, left/right) predicted with the right shape, the share with the right direction; and under
+frame reversal, the share of predictions that change among videos predicted as a directional class (ideally all)
+and among the others (stripes, ring: ideally none).
 
 Examples:
     python tools/time_study.py                                    # every variant, seeds 42 43 44
     python tools/time_study.py --only none grey grey+order --seeds 42
-    python tools/time_study.py --out runs/time_study_10 train.epochs=10   # a shorter finetuning
+    python tools/time_study.py --out runs/time_study_10 train.epochs=10   # shorter finetunings (--pretrain-epochs)
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from mmcls.cli import command_argv
 from mmcls.commands.ablate import Result, finished, predict_and_score, run_resumable, run_step, train_speed
 from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
+from mmcls.synthetic.plan import REVERSE_MAP_FILE
 
 ORDER = "+order"
 DIRECTION_KEYS = ("right_direction", "reverse_changed_directional", "reverse_changed_others")
@@ -70,18 +72,18 @@ def split_variant(name: str) -> tuple[Switch, bool]:
 
 def run_variant(name: str, seed: int, args: argparse.Namespace) -> Result:
     """Pretrain, finetune from it, predict and score the test split, and diagnose the model's use of time."""
-    from mmcls.synthetic.plan import REVERSE_MAP_FILE
     from mmcls.workflow.temporal import temporal_diagnostic, write_report
 
     switch, order = split_variant(name)
     out = Path(args.out)
     tag = f"{name}-s{seed}"
     pretrained, run = out / tag / "pretrain", out / tag / "finetune"
-    common = [f"data.root={args.data}", f"seed={seed}", *switch.overrides, *args.overrides]
+    # the user's overrides first: the study's own keys (switch, epochs, order weight) must win
+    common = [*args.overrides, f"data.root={args.data}", f"seed={seed}", *switch.overrides]
     start = time.perf_counter()
     if not finished(pretrained):  # a study restarted after an interruption keeps the runs that had finished
         run_step([sys.executable, *command_argv("pretrain"), "--config", args.config, "--config",
-                  args.pretrain_config, f"train.epochs={args.pretrain_epochs}", f"output_dir={pretrained}", *common,
+                  args.pretrain_config, f"output_dir={pretrained}", *common, f"train.epochs={args.pretrain_epochs}",
                   f"pretrain.order_weight={args.order_weight if order else 0.0}"], out / f"{tag}.pretrain.log")
     if not finished(run):
         run_step([sys.executable, *command_argv("finetune"), "--config", args.config, f"output_dir={run}", *common,
@@ -89,9 +91,8 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> Result:
                  out / f"{tag}.train.log")
     scores = predict_and_score(run / "best", Path(args.data), out / tag)
     truth = Path(args.data) / "annotations" / "test_truth.csv"
-    reverse_map = Path(args.data) / REVERSE_MAP_FILE
     report = temporal_diagnostic(run / "best", split="test", overrides=[f"data.root={args.data}"], truth=truth,
-                                 mixed_precision="no", reverse_map=reverse_map if reverse_map.is_file() else None)
+                                 mixed_precision="no", reverse_map=Path(args.data) / REVERSE_MAP_FILE)
     write_report(report, run / "temporal.json")
     scores.update({key: report.direction[key] for key in DIRECTION_KEYS if report.direction.get(key) is not None})
     return Result(name, seed, scores["mean_f1"], scores, train_speed(run), time.perf_counter() - start)
@@ -109,8 +110,11 @@ def markdown_table(results: Sequence[Result]) -> str:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:.1%}"
 
+    def score(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
     lines = ["| variant | temporal switch | order task | test mean-F1 | lv2 macro-F1 | right direction | "
-             "reverse changes: pair classes / others | seeds |", "|---|---|---|---:|---:|---:|---:|---:|"]
+             "reverse changes: directional / others | seeds |", "|---|---|---|---:|---:|---:|---:|---:|"]
     for name in (n for n in VARIANT_NAMES if n in by_name):
         rows = by_name[name]
         switch, order = split_variant(name)
@@ -120,7 +124,7 @@ def markdown_table(results: Sequence[Result]) -> str:
                   for key in ("lv2_macro_f1", *DIRECTION_KEYS)}
         config = " ".join(f"`{o}`" for o in switch.overrides if o not in OFF) or "both off"
         lines.append(f"| {name} | {switch.what} ({config}) | {'yes' if order else 'no'} | {mean(f1):.4f}{spread} | "
-                     f"{figure['lv2_macro_f1'] or 0:.4f} | {pct(figure['right_direction'])} | "
+                     f"{score(figure['lv2_macro_f1'])} | {pct(figure['right_direction'])} | "
                      f"{pct(figure['reverse_changed_directional'])} / {pct(figure['reverse_changed_others'])} | "
                      f"{len(rows)} |")
     return "\n".join(lines) + "\n"
@@ -140,12 +144,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"Variants to run (default all): {', '.join(VARIANT_NAMES)}.")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44], help="Seeds (default 42 43 44).")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
-                        help="Config overrides of every pretraining and finetuning run (e.g. train.epochs=10).")
+                        help="Config overrides of every pretraining and finetuning run, under the study's own "
+                        "keys (train.epochs sets the finetunings' epochs; --pretrain-epochs the pretrainings').")
     args = parser.parse_args(argv)
     if args.pretrain_epochs < 1:
         raise UserError(f"--pretrain-epochs: must be at least 1, got {args.pretrain_epochs}")
     if not (Path(args.data) / "annotations" / "test_truth.csv").is_file():
         raise UserError(f"{args.data}: no annotations/test_truth.csv; build the synthetic dataset first (make demo)")
+    if not (Path(args.data) / REVERSE_MAP_FILE).is_file():
+        raise UserError(f"{args.data}: no {REVERSE_MAP_FILE} (a dataset from an older generator); make it again "
+                        "(tools/make_synthetic.py, or make demo)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = [name for name in VARIANT_NAMES if not args.only or name in args.only]

@@ -265,6 +265,8 @@ def pretrain(cfg: Config) -> dict[str, float]:
         raise no_model_error(reason, update)
     log.info("done in %.1f s (pretraining %.1f videos/s): best loss %.4f at update %d -> %s", result.seconds,
              result.videos_per_s, recipe.best_loss, recipe.best_update, training.run.best)
+    summary = {**recipe.best, "seconds": result.seconds, "train_videos_per_s": result.videos_per_s,
+               "skipped_updates": result.skipped_updates}
+    training.run.save_result(summary)  # marks the run finished, as finetuning's does
     session.close()
-    return {**recipe.best, "seconds": result.seconds, "train_videos_per_s": result.videos_per_s,
-            "skipped_updates": result.skipped_updates}
+    return summary

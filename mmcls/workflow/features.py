@@ -205,6 +205,16 @@ def _batch_features(model: MultimodalEncoder, batch: dict[str, Any], accelerator
     return out
 
 
+def frames_to_cache(model: torch.nn.Module, data: DataConfig, requested: int | None = None) -> int:
+    """Frames per video to extract: ``requested``, else :data:`DEFAULT_MAX_FRAMES`; a tower with ``model.temporal``
+    (whose features of a frame depend on its neighbours) extracts ``data.max_frames``, the frames it was trained
+    on, so a model reading the cache sees the features it would compute from pixels."""
+    vision = getattr(model, "encoder", model).vision
+    if vision is not None and vision.temporal and requested is None:
+        return data.max_frames
+    return DEFAULT_MAX_FRAMES if requested is None else requested
+
+
 def extract_features(model: MultimodalEncoder, data: DataConfig, split: str = "test",
                      output: str | Path | None = None, max_frames: int = DEFAULT_MAX_FRAMES,
                      batch_size: int = 16, mixed_precision: str = "auto", accelerator: Accelerator | None = None,
@@ -233,6 +243,9 @@ def extract_features(model: MultimodalEncoder, data: DataConfig, split: str = "t
         raise UserError("extract_features: the model has no vision tower")
     if data.reads_features:
         raise UserError("data.frame_source=feats: extraction reads pixel frames (zip, mp4 or jpeg)")
+    if vision.temporal and max_frames != data.max_frames:
+        raise UserError(f"--max-frames {max_frames}: the tower looks across frames (model.temporal), so its features "
+                        f"hold only for the frames it reads, data.max_frames={data.max_frames}; extract with that")
     accelerator = accelerator or inference_accelerator(mixed_precision)
     start = time.perf_counter()
     data = dataclasses.replace(data, max_frames=max_frames)

@@ -321,21 +321,25 @@ def read_reverse_map(path: str | Path, categories: Any) -> DirectionClasses:
         raise UserError(f"--reverse-map {path}: expected a JSON object of category ids, got {type(data).__name__}")
     known = set(categories.lv2_ids)
     for key, value in data.items():
+        if value is not None and not isinstance(value, str):
+            raise UserError(f"--reverse-map {path}: {key!r} must map to a category id or null, got {value!r}")
         for category in (key, value):
             if category is not None and category not in known:
                 raise UserError(f"--reverse-map {path}: unknown category {category!r} (not among the model's "
                                 f"{len(known)} categories)")
-        if value is not None and data.get(value, key) != key:
-            raise UserError(f"--reverse-map {path}: {key!r} plays backwards as {value!r}, but {value!r} as "
-                            f"{data[value]!r}")
+        if value == key:
+            raise UserError(f"--reverse-map {path}: {key!r} plays backwards as itself: leave such classes out")
         if value is not None and value not in data:
             raise UserError(f"--reverse-map {path}: {key!r} plays backwards as {value!r}, which is not listed")
+        if value is not None and data[value] != key:
+            other = "null" if data[value] is None else repr(data[value])
+            raise UserError(f"--reverse-map {path}: {key!r} plays backwards as {value!r}, but {value!r} as {other}")
     index = categories.lv2_index
     partner = np.full(len(categories.lv2_ids), -1, dtype=np.int64)
     directional = np.zeros(len(categories.lv2_ids), dtype=bool)
     for key, value in data.items():
         directional[index(key)] = True
-        if value is not None and value != key:
+        if value is not None:
             partner[index(key)] = index(value)
     return DirectionClasses(partner, directional, "reverse map")
 
@@ -343,9 +347,10 @@ def read_reverse_map(path: str | Path, categories: Any) -> DirectionClasses:
 def direction_summary(result: TemporalPredictions, classes: DirectionClasses) -> dict[str, Any]:
     """How well the model tells the direction of motion.
 
-    ``right_direction``: of the labelled videos of a paired class (two classes that differ only in the direction)
-    whose prediction is either class of the pair (the right shape), the share predicted as the right one (0.5 for a
-    model that guesses). Under ``reverse``, by the unperturbed prediction over the videos with 2+ frames: the share
+    ``right_direction``: of the labelled videos with 2+ frames (one frame shows no direction) of a paired class (two
+    classes that differ only in the direction) whose prediction is either class of the pair (the right shape), the
+    share predicted as the right one (0.5 for a model that guesses, more with unequal class frequencies). Under
+    ``reverse``, by the unperturbed prediction over the videos with 2+ frames: the share
     that changes among those predicted as a directional class (``reverse_changed_directional``; ideally all), the
     share of those predicted as a paired class that move to its partner (``reverse_to_pair``), and the share that
     changes among the others (``reverse_changed_others``; ideally none). ``None`` where no video qualifies.
@@ -357,8 +362,9 @@ def direction_summary(result: TemporalPredictions, classes: DirectionClasses) ->
     partner, directional = classes.partner, classes.directional
     paired = partner >= 0
     labelled = result.labels != IGNORE_INDEX
+    multi = result.frames >= 2
     truth = np.where(labelled, result.labels, 0)
-    of_pair = labelled & paired[truth]
+    of_pair = labelled & multi & paired[truth]
     right_shape = of_pair & ((original == truth) | (original == partner[truth]))
     summary: dict[str, Any] = {
         "source": classes.source, "pairs": classes.pairs, "directional_classes": int(directional.sum()),
@@ -367,7 +373,6 @@ def direction_summary(result: TemporalPredictions, classes: DirectionClasses) ->
     }
     reversed_preds = result.predictions.get("reverse")
     if reversed_preds is not None:
-        multi = result.frames >= 2
         changed = reversed_preds != original
         summary["reverse_changed_directional"] = share(changed, multi & directional[original])
         summary["reverse_to_pair"] = share(reversed_preds == partner[original], multi & paired[original])
@@ -387,7 +392,10 @@ def format_direction(direction: Mapping[str, Any]) -> list[str]:
     lines = [f"direction ({direction['source']}: {direction['directional_classes']} directional classes, {pairs} "
              f"pair{'' if pairs == 1 else 's'}): right direction for {pct(direction['right_direction'])} of the "
              f"{direction['right_shape']} videos of a pair with the right shape (of {direction['pair_videos']} "
-             "labelled)"]
+             "labelled, 2+ frames)"]
+    if direction["source"] == "flip map":
+        lines.append("  (the flip map names only the left/right pairs: other classes that play backwards as another "
+                     "count among the others; --reverse-map lists them all)")
     if "reverse_changed_directional" in direction:
         lines.append(f"  under reverse: {pct(direction['reverse_changed_directional'])} of the videos predicted as a "
                      f"directional class change ({pct(direction['reverse_to_pair'])} of the paired ones to the "
