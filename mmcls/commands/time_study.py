@@ -17,11 +17,13 @@ Examples:
     python tools/time_study.py                                    # every variant, seeds 42 43 44
     python tools/time_study.py --only none grey grey+order --seeds 42
     python tools/time_study.py --out runs/time_study_10 train.epochs=10   # shorter finetunings (--pretrain-epochs)
+    python tools/time_study.py --rescore                          # the direction figures again, no training
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -70,10 +72,33 @@ def split_variant(name: str) -> tuple[Switch, bool]:
     return switch, order
 
 
-def run_variant(name: str, seed: int, args: argparse.Namespace) -> Result:
-    """Pretrain, finetune from it, predict and score the test split, and diagnose the model's use of time."""
+def diagnose(run: Path, data: Path) -> dict[str, float]:
+    """The temporal diagnostic of ``run``/best on the test split (written to ``run``/temporal.json): its direction
+    figures."""
     from mmcls.workflow.temporal import temporal_diagnostic, write_report
 
+    report = temporal_diagnostic(run / "best", split="test", overrides=[f"data.root={data}"],
+                                 truth=data / "annotations" / "test_truth.csv", mixed_precision="no",
+                                 reverse_map=data / REVERSE_MAP_FILE)
+    write_report(report, run / "temporal.json")
+    return {key: report.direction[key] for key in DIRECTION_KEYS if report.direction.get(key) is not None}
+
+
+def rescore(store: Path, args: argparse.Namespace) -> list[Result]:
+    """The stored results with the direction figures measured again on their models (after the diagnostic
+    changed), without training; a result whose model is gone keeps its figures."""
+    results = [Result(**r) for r in json.loads(store.read_text(encoding="utf-8"))] if store.is_file() else []
+    for result in results:
+        run = Path(args.out) / f"{result.name}-s{result.seed}" / "finetune"
+        if (run / "best").is_dir():
+            print(f"[time study] rescoring {result.name} seed {result.seed} ...", flush=True)
+            result.scores.update(diagnose(run, Path(args.data)))
+    atomic_write_text(store, json.dumps([vars(r) for r in results], indent=1) + "\n")
+    return results
+
+
+def run_variant(name: str, seed: int, args: argparse.Namespace) -> Result:
+    """Pretrain, finetune from it, predict and score the test split, and diagnose the model's use of time."""
     switch, order = split_variant(name)
     out = Path(args.out)
     tag = f"{name}-s{seed}"
@@ -90,11 +115,7 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> Result:
                   f"model.init_from={pretrained / 'best'}", "model.init_parts=[vision,frame_embedder]"],
                  out / f"{tag}.train.log")
     scores = predict_and_score(run / "best", Path(args.data), out / tag)
-    truth = Path(args.data) / "annotations" / "test_truth.csv"
-    report = temporal_diagnostic(run / "best", split="test", overrides=[f"data.root={args.data}"], truth=truth,
-                                 mixed_precision="no", reverse_map=Path(args.data) / REVERSE_MAP_FILE)
-    write_report(report, run / "temporal.json")
-    scores.update({key: report.direction[key] for key in DIRECTION_KEYS if report.direction.get(key) is not None})
+    scores.update(diagnose(run, Path(args.data)))
     return Result(name, seed, scores["mean_f1"], scores, train_speed(run), time.perf_counter() - start)
 
 
@@ -143,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=VARIANT_NAMES, metavar="NAME",
                         help=f"Variants to run (default all): {', '.join(VARIANT_NAMES)}.")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42, 43, 44], help="Seeds (default 42 43 44).")
+    parser.add_argument("--rescore", action="store_true",
+                        help="Measure the direction figures of the stored results again on their models (no "
+                        "training), then print the table.")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help="Config overrides of every pretraining and finetuning run, under the study's own "
                         "keys (train.epochs sets the finetunings' epochs; --pretrain-epochs the pretrainings').")
@@ -157,9 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = [name for name in VARIANT_NAMES if not args.only or name in args.only]
-    # seed by seed, so an interrupted study has every variant at the same number of seeds
-    done = run_resumable(out / "time_study.json", [(name, seed) for seed in args.seeds for name in names],
-                         lambda name, seed: run_variant(name, seed, args), "time study")
+    if args.rescore:
+        done = rescore(out / "time_study.json", args)
+    else:  # seed by seed, so an interrupted study has every variant at the same number of seeds
+        done = run_resumable(out / "time_study.json", [(name, seed) for seed in args.seeds for name in names],
+                             lambda name, seed: run_variant(name, seed, args), "time study")
     table = markdown_table(done)
     atomic_write_text(out / "time_study.md", table)
     print(table)
