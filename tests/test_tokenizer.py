@@ -21,6 +21,28 @@ def test_chinese_by_character_english_by_word(tiny_tokenizer):
         assert getattr(tiny_tokenizer, name) is not None
 
 
+def test_wordpiece_vocabulary_is_the_same_for_the_same_texts_and_ranks_words_by_count(tmp_path):
+    """Two trainings give byte-identical files (the tokenizers trainer did not: ties in hash order); the vocabulary
+    is the specials, every character as a start and a ##continuation, then the frequent words, most frequent first,
+    cut at vocab_size; a word seen once is spelled."""
+    from mmcls.data.tokenizer import SPECIAL_TOKENS, train_wordpiece
+
+    texts = ["美食 cooking cooking recipe", "cooking 美食 recipe", "unboxing 手机 gadget", "gadget review"] * 3
+    texts.append("onceonly")
+    for out in ("a", "b"):
+        train_wordpiece(texts, vocab_size=100).save_pretrained(tmp_path / out)
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (tmp_path / "b" / "tokenizer.json").read_bytes()
+    ids = json.loads((tmp_path / "a" / "tokenizer.json").read_text(encoding="utf-8"))["model"]["vocab"]
+    vocab = sorted(ids, key=ids.get)
+    assert vocab[:len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS)
+    words = [token for token in vocab if len(token) > 1 and not token.startswith(("##", "["))]
+    assert words == ["cooking", "gadget", "recipe", "review", "unboxing"]  # 9, 6, 6, 3, 3 times; ties by name
+    tokenizer = load_tokenizer(tmp_path / "a")
+    assert tokenizer.tokenize("onceonly cooking") == ["o", *[f"##{c}" for c in "nceonly"], "cooking"]
+    small = train_wordpiece(texts, vocab_size=len(vocab) - 2)
+    assert "unboxing" not in small.get_vocab() and "cooking" in small.get_vocab()  # the rarest words go first
+
+
 def test_missing_directory_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="tokenizer directory not found"):
         load_tokenizer(tmp_path / "nothing")

@@ -4,9 +4,9 @@ Real runs load the tokenizer that ships with the text tower (e.g. chinese-macber
 ``save_pretrained``; an XLM-R style folder may hold only its ``sentencepiece.bpe.model``, which transformers converts
 with the ``sentencepiece`` package). The demo and the tests train a small vocabulary on the dataset's own text:
 :func:`train_wordpiece` with the BERT normaliser, which splits Chinese into single characters and English into words
-(then word pieces), or :func:`train_unigram`, a SentencePiece unigram model saved as an XLM-RoBERTa tokenizer
-(``<s>`` / ``</s>`` / ``<pad>`` / ``<unk>`` / ``<mask>``; words start with ``▁``, Chinese runs become multi-character
-pieces).
+(rare ones into character pieces), or :func:`train_unigram`, a SentencePiece unigram model saved as an XLM-RoBERTa
+tokenizer (``<s>`` / ``</s>`` / ``<pad>`` / ``<unk>`` / ``<mask>``; words start with ``▁``, Chinese runs become
+multi-character pieces).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import os
 import re
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -144,18 +145,39 @@ def _check_own_tokenizer(tokenizer, path: Path) -> None:
 
 
 def train_wordpiece(texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2):
-    """Train a lower-cased BERT WordPiece tokenizer (Chinese per character, English per word piece)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+    """A lower-cased BERT WordPiece vocabulary of ``texts`` (Chinese per character, English per word, else per
+    character piece), the same for the same texts, ids included.
+
+    The vocabulary is the special tokens, then every character the texts hold, as a word start and as a
+    continuation ``##c`` (so no word becomes ``[UNK]``), then the words seen at least ``min_frequency`` times, most
+    frequent first, up to ``vocab_size`` tokens; ties go by the token itself. The BERT tokenizer's greedy longest
+    match then keeps frequent words whole and spells the rest. (The ``tokenizers`` WordPiece trainer breaks ties in
+    hash order: two trainings on the same texts gave different vocabularies, and so different models.)
+    """
+    from tokenizers import normalizers, pre_tokenizers
     from transformers import BertTokenizer
 
-    backend = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    backend.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
-                                                    lowercase=True)
-    backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                        special_tokens=list(SPECIAL_TOKENS), show_progress=False)
-    backend.train_from_iterator(texts, trainer)
-    return BertTokenizer(vocab=backend.get_vocab(), do_lower_case=True, tokenize_chinese_chars=True)
+    normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
+                                            lowercase=True)
+    pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words: Counter[str] = Counter()
+    for text in texts:
+        words.update(word for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    pieces: Counter[str] = Counter()
+    for word, count in words.items():
+        pieces[word[0]] += count
+        for char in word[1:]:
+            pieces["##" + char] += count
+
+    def by_count(counts: Counter[str]) -> list[str]:
+        return sorted(counts, key=lambda token: (-counts[token], token))
+
+    vocab = list(SPECIAL_TOKENS) + [piece for piece in by_count(pieces) if piece not in SPECIAL_TOKENS]
+    known = set(vocab)
+    frequent = [word for word in by_count(words) if words[word] >= min_frequency and word not in known]
+    vocab += frequent[: max(0, vocab_size - len(vocab))]
+    return BertTokenizer(vocab={token: i for i, token in enumerate(vocab)}, do_lower_case=True,
+                         tokenize_chinese_chars=True)
 
 
 def _chunks(texts: Iterable[str], size: int = UNIGRAM_CHUNK_CHARS) -> Iterator[str]:
