@@ -37,13 +37,15 @@ def test_pretrain_writes_a_run_that_finetuning_starts_from(synthetic_root, tmp_p
         assert 0.0 <= float(row["mlm_accuracy"]) <= 1.0 and 0.0 <= float(row["order_accuracy"]) <= 1.0
     assert "order_head.weight" in load_file(run / "best" / "pretrain_heads.safetensors")
 
-    from mmcls.config import build_config
+    from mmcls.config import build_config, load_config
     from mmcls.engine.finetune import finetune
 
     fine = tmp_path / "fine"
+    frame_diff = load_config(run / "config.yaml").model.temporal.frame_diff  # the demo's: the stems must match
     finetune(build_config({}, tiny_overrides(synthetic_root, fine, "train.max_steps=1", "train.lr=0",
                                              "train.lr_text=0", "train.lr_vision=0",
-                                             f"model.init_from={run / 'best'}")))
+                                             f"model.init_from={run / 'best'}",
+                                             f"model.temporal.frame_diff={frame_diff}")))
     encoder, finetuned = load_file(run / "best" / "model.safetensors"), load_file(fine / "best" / "model.safetensors")
     assert set(encoder) < set(finetuned)  # the finetuned model adds its heads
     for key, tensor in encoder.items():  # with a zero learning rate the encoder is exactly the pretrained one

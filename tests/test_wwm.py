@@ -16,9 +16,9 @@ SP_SPECIAL = {"<s>", "</s>", "<pad>", "<unk>", "<mask>"}
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    """A tiny WordPiece vocabulary: Chinese characters, and English words only as pieces (``play`` + ``##ing``)."""
+    """A tiny WordPiece vocabulary: Chinese characters, and English words only as pieces (each is seen once)."""
     corpus = ["北京大学 我爱自然语言处理 清华大学", "playing played player plays play", "hello world 你好世界"]
-    return train_wordpiece(corpus, vocab_size=60, min_frequency=1)
+    return train_wordpiece(corpus, vocab_size=60, min_frequency=2)
 
 
 def groups(ids: list[int]) -> list[list[int]]:
