@@ -136,11 +136,20 @@ def predict_and_score(model: Path, data: Path, stem: Path, predict_args: Sequenc
     return mean_f1_from_ids([truth[i] for i in ids], [predicted[i] for i in ids])
 
 
+def load_results(store: Path) -> list[Result]:
+    """The results a study saved in ``store`` (a JSON list), none when it is not there yet."""
+    return [Result(**r) for r in json.loads(store.read_text(encoding="utf-8"))] if store.is_file() else []
+
+
+def save_results(store: Path, results: Sequence[Result]) -> None:
+    atomic_write_text(store, json.dumps([vars(r) for r in results], indent=1) + "\n")
+
+
 def run_resumable(store: Path, jobs: Sequence[tuple[str, int]], run_one: Callable[[str, int], Result],
                   label: str) -> list[Result]:
     """Run the (name, seed) ``jobs`` that ``store`` (a JSON list of results) does not hold yet, saving it after
     each one, so an interrupted run finishes where it stopped; returns every result in the store."""
-    done = {(r["name"], r["seed"]): Result(**r) for r in json.loads(store.read_text())} if store.is_file() else {}
+    done = {(r.name, r.seed): r for r in load_results(store)}
     for name, seed in jobs:
         if (name, seed) in done:
             continue
@@ -149,7 +158,7 @@ def run_resumable(store: Path, jobs: Sequence[tuple[str, int]], run_one: Callabl
         print(f"[{label}] {name} seed {seed}: test mean_f1 {result.mean_f1:.4f} ({result.seconds:.0f} s)",
               flush=True)
         done[(name, seed)] = result
-        atomic_write_text(store, json.dumps([vars(r) for r in done.values()], indent=1) + "\n")
+        save_results(store, list(done.values()))
     return list(done.values())
 
 

@@ -23,7 +23,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Sequence
@@ -31,7 +30,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmcls.cli import command_argv
-from mmcls.commands.ablate import Result, finished, predict_and_score, run_resumable, run_step, train_speed
+from mmcls.commands.ablate import (
+    Result,
+    finished,
+    load_results,
+    predict_and_score,
+    run_resumable,
+    run_step,
+    save_results,
+    train_speed,
+)
 from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
 from mmcls.synthetic.plan import REVERSE_MAP_FILE
@@ -87,13 +95,13 @@ def diagnose(run: Path, data: Path) -> dict[str, float]:
 def rescore(store: Path, args: argparse.Namespace) -> list[Result]:
     """The stored results with the direction figures measured again on their models (after the diagnostic
     changed), without training; a result whose model is gone keeps its figures."""
-    results = [Result(**r) for r in json.loads(store.read_text(encoding="utf-8"))] if store.is_file() else []
+    results = load_results(store)
     for result in results:
         run = Path(args.out) / f"{result.name}-s{result.seed}" / "finetune"
         if (run / "best").is_dir():
             print(f"[time study] rescoring {result.name} seed {result.seed} ...", flush=True)
             result.scores.update(diagnose(run, Path(args.data)))
-    atomic_write_text(store, json.dumps([vars(r) for r in results], indent=1) + "\n")
+    save_results(store, results)
     return results
 
 
