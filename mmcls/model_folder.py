@@ -119,9 +119,37 @@ def save_pretrained_folder(dest: str | Path, model: MultimodalPretrainer, cfg: C
         (tmp / PRETRAINED_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
 
 
+@dataclass(frozen=True)
+class FrameSpec:
+    """What a model takes as frames: pixels for its own vision tower, or cached features of ``width``.
+
+    ``width`` is None without frames (text mode); ``tower`` (``kind name``) and ``fingerprint``
+    (:meth:`~mmcls.models.towers.VisionTower.fingerprint`) name the vision tower that makes the features (None
+    without one), so a feature cache made by another tower is refused.
+    """
+
+    reads_features: bool
+    width: int | None
+    tower: str | None = None
+    fingerprint: str | None = None
+
+    @classmethod
+    def of_encoder(cls, encoder: nn.Module) -> FrameSpec:
+        """The spec of a :class:`~mmcls.models.encoder.MultimodalEncoder` as it is switched now."""
+        vision = encoder.vision
+        return cls(bool(encoder.reads_features), encoder.frame_dim,
+                   f"{vision.kind} {vision.name}" if vision is not None else None,
+                   vision.fingerprint() if vision is not None else None)
+
+
 @dataclass
 class LoadedModel:
-    """A trained model with everything needed to feed it."""
+    """A trained model with everything needed to feed it.
+
+    ``model`` takes the collated batch (``input_ids``, ``attention_mask``, ``frames``, ``frame_mask``) and returns
+    ``{"logits": ...}``: a torch classifier, or an exported graph (:mod:`mmcls.deploy`, ``exported`` True), which
+    runs outside torch and is not prepared by accelerate.
+    """
 
     model: nn.Module
     cfg: Config
@@ -129,6 +157,20 @@ class LoadedModel:
     tokenizer: Any
     path: Path
     flip_map: FlipLabelMap | None = None  # the category pairs a horizontal flip swaps (best/flip_label_map.json)
+    frame_spec: FrameSpec | None = None  # None: read from the model's encoder when asked
+    exported: bool = False
+
+    def prepared(self, accelerator: Any) -> nn.Module:
+        """The model ready to run under ``accelerator``: prepared by it, or as it is when exported (a graph
+        that ONNX Runtime runs has no torch parameters to place or wrap)."""
+        return self.model if self.exported else accelerator.prepare(self.model)
+
+    @property
+    def frames(self) -> FrameSpec:
+        """What the model takes as frames (:class:`FrameSpec`)."""
+        if self.frame_spec is None:
+            self.frame_spec = FrameSpec.of_encoder(self.model.encoder)
+        return self.frame_spec
 
 
 def load_portable(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedModel:
@@ -190,6 +232,18 @@ def load_portable(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
         model.encoder.set_reads_features(cfg.data.reads_features)
     flip_map = _naming(path / FLIP_MAP_FILE, lambda: FlipLabelMap.load(path, categories))
     return LoadedModel(model, cfg, categories, tokenizer, path, flip_map)
+
+
+def load_for_inference(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> LoadedModel:
+    """A model folder to predict with: an export folder (``export.json``, run by ONNX Runtime:
+    :func:`mmcls.deploy.onnx_runtime.load_export`) or a trained ``RUN/best`` (:func:`load_portable`)."""
+    from mmcls.deploy.spec import is_export_folder
+
+    if is_export_folder(path):
+        from mmcls.deploy.onnx_runtime import load_export
+
+        return load_export(path, overrides)
+    return load_portable(path, overrides)
 
 
 def _naming(file: Path, read: Callable[[], T]) -> T:
@@ -300,19 +354,21 @@ def check_feature_width(loaded: LoadedModel, split: str) -> None:
     manifest fingerprint). Cheap: reads a few members; a missing zip is left to the usual per-video reporting."""
     from mmcls.data.feature_source import FeatsFrameSource
 
-    width = frame_feature_width(loaded.model)
-    if not loaded.cfg.data.reads_features or width is None:
+    if not loaded.cfg.data.reads_features:
+        return
+    spec = loaded.frames  # hashes the tower's weights: only here, where it is needed
+    width = spec.width
+    if width is None:
         return
     source = FeatsFrameSource.from_config(dataclasses.replace(loaded.cfg.data, feat_dim=None), split)
     found = source.feature_dim()
-    vision = loaded.model.encoder.vision
     if found is not None and found != width:
-        why = (f"the output width of its vision tower {vision.kind} {vision.name}" if vision is not None
+        why = (f"the output width of its vision tower {spec.tower}" if spec.tower is not None
                else "the width of the features it was trained on")
         raise UserError(f"{source.location}: frame features of width {found}, but {loaded.path} takes {width} "
                         f"({why}); extract matching ones with tools/extract_features.py --model {loaded.path}")
     manifest = source.manifest() or {}
-    if vision is not None and manifest.get("vision_sha256") not in (None, vision.fingerprint()):
+    if spec.fingerprint is not None and manifest.get("vision_sha256") not in (None, spec.fingerprint):
         raise UserError(f"{source.location}: made by another vision tower ({manifest.get('source', '?')}) than "
                         f"{loaded.path}'s; extract its own with tools/extract_features.py --model {loaded.path}, "
                         "or share one cache among models trained on it (data.frame_source=feats)")

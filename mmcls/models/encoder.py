@@ -143,13 +143,23 @@ class MultimodalEncoder(nn.Module):
         b, t = frame_mask.shape
         flat = frames.reshape(b * t, *frames.shape[2:])  # [B*T, 3, S, S]
         index = frame_mask.reshape(-1).nonzero().squeeze(1)  # [n] positions of the valid frames
-        if index.numel() == 0:  # no valid frame in the whole batch: nothing to encode
+        # A traced graph (ONNX export) runs without this Python: it must take a batch without any valid frame too,
+        # which a tower's reshapes of zero rows cannot. It encodes one blank frame more, a video of its own, and
+        # drops it: every other row is computed exactly as here.
+        blank = torch.jit.is_tracing()
+        if index.numel() == 0 and not blank:  # no valid frame in the whole batch: nothing to encode
             return self._zeros((b, t, vision.out_dim))
         pixels = flat.index_select(0, index)  # [n, 3, S, S]
+        if blank:
+            pixels = torch.cat([pixels, torch.zeros_like(flat[:1])])  # [n + 1, 3, S, S]
         if pixels.dtype == torch.uint8:
-            pixels = normalize_frames(pixels, vision.mean, vision.std)
-        layout = FrameLayout.of_positions(index, t) if vision.temporal else None  # neighbours among the n
+            pixels = normalize_frames(pixels, vision.mean, vision.std, self.frame_embedder.proj.weight.dtype)
+        layout = None
+        if vision.temporal:  # neighbours among the n (the blank frame has none)
+            layout = FrameLayout.of_positions(index, t, blank_tail=blank)
         embedded = vision(pixels, layout) if layout is not None else vision(pixels)  # [n, D]
+        if blank:
+            embedded = embedded[:-1]
         out = embedded.new_zeros((b * t, embedded.shape[-1])).index_copy(0, index, embedded)  # [B*T, D]
         return out.view(b, t, -1)  # [B, T, D]
 

@@ -61,10 +61,14 @@ class FrameLayout:
         return int(self.has_prev.shape[0])
 
     @classmethod
-    def of_positions(cls, positions: torch.Tensor, frames: int) -> FrameLayout:
-        """The layout of the valid frames at flat ``positions`` (ascending, in ``[0, B * T)``) of ``[B, T]``."""
-        video = torch.div(positions, frames, rounding_mode="floor")
-        same = video[1:] == video[:-1]  # [n - 1]: row i + 1 is the next frame of row i's video
+    def of_positions(cls, positions: torch.Tensor, frames: int, blank_tail: bool = False) -> FrameLayout:
+        """The layout of the valid frames at flat ``positions`` (ascending, in ``[0, B * T)``) of ``[B, T]``; with
+        ``blank_tail``, one more row after them, a one-frame video of its own (no branch on ``n``: a traced graph
+        gets it right for ``n = 0`` too)."""
+        video = torch.div(positions, frames, rounding_mode="floor")  # [n]
+        if blank_tail:
+            video = torch.cat([video, video.new_full((1,), -1)])  # [n + 1]: -1 is nobody's video
+        same = video[1:] == video[:-1]  # [rows - 1]: row i + 1 is the next frame of row i's video
         no = torch.zeros(1, dtype=torch.bool, device=positions.device)
         return cls(torch.cat([no, same]), torch.cat([same, no]))
 
@@ -101,7 +105,9 @@ def shift_channels(x: torch.Tensor, fold: int, layout: FrameLayout, channel_dim:
                    ) -> torch.Tensor:
     """TSM's shift: channels ``[0, fold)`` of each frame from the previous frame of its video, ``[fold, 2 fold)``
     from the next one (zeros where there is none), the others unchanged."""
-    moved = x.movedim((batch_dim, channel_dim), (0, -1))  # [n, ..., C]
+    last = x.ndim - 1  # dims as non-negative numbers: an exported Transpose takes no negative ones
+    batch_dim, channel_dim = batch_dim % x.ndim, channel_dim % x.ndim
+    moved = x.movedim((batch_dim, channel_dim), (0, last))  # [n, ..., C]
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     head = moved[..., :2 * fold]
     pad = torch.zeros_like(head[:1])
@@ -110,7 +116,7 @@ def shift_channels(x: torch.Tensor, fold: int, layout: FrameLayout, channel_dim:
     from_prev = torch.where(_rows(layout.has_prev, from_prev), from_prev, zero)
     from_next = torch.where(_rows(layout.has_next, from_next), from_next, zero)
     out = torch.cat([from_prev, from_next, moved[..., 2 * fold:]], dim=-1)
-    return out.movedim((0, -1), (batch_dim, channel_dim))
+    return out.movedim((0, last), (batch_dim, channel_dim))
 
 
 # ----------------------------------------------------------------------------------------------------------------

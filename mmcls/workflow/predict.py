@@ -29,7 +29,7 @@ from mmcls.engine.losses import logit_adjustment
 from mmcls.errors import ArgumentError, UserError
 from mmcls.logits import check_weights, predicted_classes, save_logits, softmax, warn_nonfinite
 from mmcls.metrics import write_submission
-from mmcls.model_folder import LoadedModel, check_feature_width, load_portable
+from mmcls.model_folder import LoadedModel, check_feature_width, load_for_inference
 from mmcls.workflow.ensemble import combine
 
 logger = logging.getLogger("mmcls")
@@ -87,10 +87,10 @@ def predict_model(loaded: LoadedModel, split: str, accelerator: Accelerator, bat
     if cfg.model.mode == "text" and len(views) > 1:
         logger.info("%s: a text-only model sees no frames; test-time augmentation skipped", loaded.path)
         views = views[:1]
-    if any(flip for _, flip in views) and loaded.model.encoder.reads_features:
+    if any(flip for _, flip in views) and loaded.frames.reads_features:
         raise ArgumentError("hflip", f"{loaded.path} reads frame features (data.frame_source=feats), which cannot "
                         "be flipped")
-    model = accelerator.prepare(loaded.model)
+    model = loaded.prepared(accelerator)
     view_probs, logits, failures = [], None, 0
     for offset, flip in views:
         dataset = build_dataset(cfg.data, records, loaded.tokenizer, None, train=False,
@@ -138,7 +138,7 @@ def predict(models: Sequence[str | Path], split: str = "test", weights: Sequence
     counts: list[int] = []
     mean_probs, single_logits, failures = None, None, 0
     for path, weight in zip(models, weights, strict=True):
-        loaded = load_portable(path, list(overrides))
+        loaded = load_for_inference(path, list(overrides))
         if category_ids is None:
             category_ids, counts = loaded.categories.lv2_ids, loaded.categories.count_list()
         elif loaded.categories.lv2_ids != category_ids:

@@ -487,12 +487,12 @@ def temporal_diagnostic(model: str | Path, split: str = "val", overrides: Sequen
     from mmcls.accelerators import inference_accelerator
     from mmcls.data.dataset import build_dataloader, build_dataset
     from mmcls.data.splits import ANNOTATION_KEYS, load_labelled_splits, load_split
-    from mmcls.model_folder import check_feature_width, load_portable
+    from mmcls.model_folder import check_feature_width, load_for_inference
 
     if split not in ANNOTATION_KEYS:
         raise ArgumentError("split", f"expected one of {list(ANNOTATION_KEYS)}, got {split!r}")
     check_perturbations(perturbations)
-    loaded = load_portable(model, list(overrides))
+    loaded = load_for_inference(model, list(overrides))
     cfg = loaded.cfg
     if cfg.model.mode == "text":
         raise UserError(f"{model}: a text-only model (model.mode=text) sees no frames: there is no time to diagnose")
@@ -504,12 +504,12 @@ def temporal_diagnostic(model: str | Path, split: str = "val", overrides: Sequen
     labels = _read_truth(truth, [r.id for r in records.records], loaded.categories) if truth is not None else None
     direction = None if reverse_map is None else read_reverse_map(reverse_map, loaded.categories)
     skipped: dict[str, str] = {}
-    if "hflip" in perturbations and loaded.model.encoder.reads_features:
+    if "hflip" in perturbations and loaded.frames.reads_features:
         skipped["hflip"] = "the model reads cached frame features (data.frame_source=feats), which cannot be flipped"
     perturbations = [name for name in perturbations if name not in skipped]
     accelerator = accelerator or inference_accelerator(mixed_precision)
     dataset = build_dataset(cfg.data, records, loaded.tokenizer, loaded.categories, train=False)
-    prepared = accelerator.prepare(loaded.model)
+    prepared = loaded.prepared(accelerator)
     loader = accelerator.prepare(build_dataloader(dataset, cfg.data, batch_size or cfg.train.eval_batch_size))
     name = f"temporal {Path(loaded.path).parent.name}/{Path(loaded.path).name}"
     result = predict_perturbed(prepared, loader, perturbations, seed, accelerator, desc=name)
