@@ -263,3 +263,20 @@ def test_the_runtime_takes_only_installed_providers(monkeypatch):
     monkeypatch.setenv(PROVIDERS_ENV, "NoSuchExecutionProvider")
     with pytest.raises(UserError, match="NoSuchExecutionProvider not in this onnxruntime"):
         choose_providers()
+
+
+def test_the_speed_check_passes_or_fails_against_the_budget(trained, synthetic_root, tmp_path, capsys):
+    from mmcls.commands import speed_check
+
+    export_onnx(trained, tmp_path / "onnx")
+    for model in (trained, tmp_path / "onnx"):
+        args = ["--model", str(model), "--precision", "no", f"data.root={synthetic_root}", "--budget"]
+        assert run_main(speed_check.main, [*args, "0.001"]) == 0
+        report, last = capsys.readouterr().out.strip().splitlines()[-2:]
+        speed = float(last.split()[1])
+        assert last == f"pass: {speed:.1f} videos/s >= 0.001" and speed > 0
+        assert "32 videos of data.test" in report and ("ONNX Runtime" in report) == (model != trained)
+        assert run_main(speed_check.main, [*args, "1e9"]) == 1
+        assert capsys.readouterr().out.strip().splitlines()[-1].startswith("fail: ")
+        assert run_main(speed_check.main, [*args, "0"]) == 2
+        assert "error: --budget: must be a positive number" in capsys.readouterr().err

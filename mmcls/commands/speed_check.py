@@ -1,0 +1,64 @@
+"""Check a model against a speed budget: end-to-end inference of a split on this machine, data loading included.
+
+Loads the model (a RUN/best folder, or an export folder from tools/export.py, run by ONNX Runtime), then predicts
+every video of the split exactly as tools/predict.py does (same loader, workers, batch size and precision) and
+divides the videos by the wall time of that pass. Loading the model is not counted; everything after it is (the
+first batch's worker start-up and an ONNX Runtime session's creation included), as a competition's clock would.
+The last line is ``pass: N videos/s >= BUDGET`` (exit 0) or ``fail: N videos/s < BUDGET`` (exit 1).
+
+Examples:
+    python tools/speed_check.py --model runs/demo/best --budget 50 data.root=data/synthetic
+    python tools/speed_check.py --model runs/demo/onnx --budget 50 data.root=data/synthetic
+    accelerate launch tools/speed_check.py --model runs/base/onnx_fp16 --budget 70 --batch-size 64   # 2 GPUs
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections.abc import Sequence
+
+from mmcls.cli import add_precision_argument, flags
+from mmcls.data.splits import ANNOTATION_KEYS
+from mmcls.errors import ArgumentError
+
+
+@flags(model="--model", budget="--budget")
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="A RUN/best folder or an export folder (tools/export.py).")
+    parser.add_argument("--budget", required=True, type=float, metavar="VIDEOS_PER_S",
+                        help="The speed the model must reach, in videos per second (all processes together).")
+    parser.add_argument("--split", default="test", choices=ANNOTATION_KEYS, help="The split to predict (default test).")
+    parser.add_argument("--batch-size", type=int, help="Videos per batch per process (default train.eval_batch_size).")
+    add_precision_argument(parser)
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                        help="Config overrides, e.g. data.root=... data.num_workers=4 data.max_frames=8")
+    args = parser.parse_intermixed_args(argv)
+    if not (math.isfinite(args.budget) and args.budget > 0):
+        raise ArgumentError("budget", f"must be a positive number of videos per second, got {args.budget}")
+    from mmcls.accelerators import inference_accelerator
+    from mmcls.model_folder import load_for_inference
+    from mmcls.workflow.predict import predict_model
+
+    accelerator = inference_accelerator(args.precision)
+    start = time.perf_counter()
+    loaded = load_for_inference(args.model, list(args.overrides))
+    loading = time.perf_counter() - start
+    accelerator.wait_for_everyone()
+    start = time.perf_counter()
+    ids, _, failures = predict_model(loaded, args.split, accelerator, args.batch_size)
+    accelerator.wait_for_everyone()
+    seconds = time.perf_counter() - start
+    if not accelerator.is_main_process:
+        return 0
+    speed = len(ids) / seconds
+    engine = "ONNX Runtime" if loaded.exported else f"torch ({accelerator.mixed_precision})"
+    print(f"{args.model}: {len(ids)} videos of data.{args.split} in {seconds:.2f} s with {engine}, "
+          f"{accelerator.num_processes} process(es), batch {args.batch_size or loaded.cfg.train.eval_batch_size}, "
+          f"{loaded.cfg.data.num_workers} loader workers each; model load {loading:.2f} s not counted"
+          + (f"; {failures} videos unreadable" if failures else ""))
+    passed = speed >= args.budget
+    print(f"{'pass' if passed else 'fail'}: {speed:.1f} videos/s {'>=' if passed else '<'} {args.budget:g}")
+    return 0 if passed else 1
