@@ -129,3 +129,34 @@ def test_epoch_start_is_timed_with_and_without_persistent_workers(tiny_cfg):
     for persistent in (True, False):
         seconds = epoch_start_seconds(tiny_cfg, 1, 8, persistent=persistent)
         assert seconds is not None and seconds > 0
+
+
+def test_the_loader_figure_cannot_exceed_what_the_workers_decode(tiny_cfg, monkeypatch):
+    """Each video takes at least DELAY s in a worker, so two workers cannot deliver more than 2 / DELAY videos/s.
+    The clock starts after a pause in which the workers fill their prefetch queue (as after a warm-up); quick mode
+    times fewer batches than are in flight then, so counting those would report a figure far above the ceiling."""
+    import time as real_time
+    from types import SimpleNamespace
+
+    import mmcls.bench.loader as loader_module
+    from mmcls.data.dataset import VideoTextDataset
+
+    delay, workers = 0.02, 2
+    read = VideoTextDataset.__getitem__
+
+    def slow(self, index):
+        real_time.sleep(delay)
+        return read(self, index)
+
+    paused = []
+
+    def perf_counter() -> float:
+        if not paused:  # the clock's first reading: give the workers time to decode everything they were asked
+            paused.append(True)
+            real_time.sleep(1.0)
+        return real_time.perf_counter()
+
+    monkeypatch.setattr(VideoTextDataset, "__getitem__", slow)
+    monkeypatch.setattr(loader_module, "time", SimpleNamespace(perf_counter=perf_counter))
+    row = loader_module.loader_throughput(tiny_cfg, "zip", workers, batch_size=4, batches=2)
+    assert row["videos"] == 8 and 0 < row["videos_per_s"] <= workers / delay, row
