@@ -17,7 +17,7 @@ import transformers as hf
 from mmcls.cli import run_main
 from mmcls.config import Config, build_config
 from mmcls.data.categories import CategorySpace
-from mmcls.deploy.onnx_export import FP16_TOLERANCE, FP32_TOLERANCE, ExportError, export_onnx
+from mmcls.deploy.onnx_export import FP16_TOLERANCE, FP32_TOLERANCE, INT8_TOLERANCE, ExportError, export_onnx
 from mmcls.deploy.onnx_runtime import OnnxClassifier
 from mmcls.deploy.spec import EXPORT_FILE, ExportSpec
 from mmcls.errors import UserError
@@ -194,6 +194,21 @@ def test_fp16_exports_a_half_precision_graph(tmp_path, tiny_tokenizer):
             loaded.model(**make_batch(tiny_tokenizer))
     else:
         assert result.spec.parity <= FP16_TOLERANCE
+
+
+def test_int8_quantizes_the_matrix_products_within_its_tolerance(tmp_path, tiny_tokenizer):
+    import onnx
+
+    cfg = make_cfg("clip")
+    model = build(tiny_tokenizer, cfg)
+    save_portable(tmp_path / "best", model, cfg, CategorySpace.build(CATEGORIES), tiny_tokenizer)
+    result = export_onnx(tmp_path / "best", tmp_path / "onnx", precision="int8")
+    assert result.spec.precision == "int8" and result.spec.parity <= INT8_TOLERANCE
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops
+    batch = make_batch(tiny_tokenizer)
+    got = _probabilities(load_for_inference(tmp_path / "onnx").model, batch)
+    assert np.abs(got - _probabilities(model, batch)).max() <= INT8_TOLERANCE
 
 
 def test_data_settings_the_graph_cannot_take(tmp_path, tiny_tokenizer):

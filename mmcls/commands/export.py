@@ -10,6 +10,7 @@ Examples:
     python tools/export.py --model runs/demo/best --out runs/demo/onnx
     python tools/predict.py --model runs/demo/onnx --output result.csv data.root=data/synthetic
     python tools/export.py --model runs/base/best --precision fp16 --out runs/base/onnx_fp16   # GPU providers
+    python tools/export.py --model runs/demo/best --precision int8 --out runs/demo/onnx_int8   # CPUs
     python tools/export.py --model runs/demo/best --features --out runs/demo/onnx_feats   # cached frame features
 """
 
@@ -27,9 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", required=True, help="A trained model folder (RUN/best).")
     parser.add_argument("--out", required=True, help="The export folder to write (replaced atomically).")
     parser.add_argument("--format", default="onnx", choices=["onnx"], help="The graph format (default onnx).")
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16"],
-                        help="fp32 (default; checked against torch on this CPU) or fp16 (half-precision weights and "
-                        "activations for CUDA / TensorRT providers; float32 logits).")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"],
+                        help="fp32 (default; checked against torch on this CPU), fp16 (half-precision weights and "
+                        "activations for CUDA / TensorRT providers; float32 logits) or int8 (dynamically quantized "
+                        "matrix products for CPUs).")
     parser.add_argument("--features", action="store_true",
                         help="A graph that reads cached frame features [B, T, D] (data.frame_source=feats, as "
                         "tools/extract_features.py writes them) instead of uint8 pixels.")

@@ -12,7 +12,7 @@ from mmcls.errors import UserError
 
 EXPORT_FILE = "export.json"
 ONNX_FILE = "model.onnx"
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")  # int8: dynamically quantized weights (CPU)
 FRAME_KINDS = ("pixels", "features", "none")  # none: a text-mode model (no frame inputs)
 
 
