@@ -160,3 +160,15 @@ def test_the_loader_figure_cannot_exceed_what_the_workers_decode(tiny_cfg, monke
     monkeypatch.setattr(loader_module, "time", SimpleNamespace(perf_counter=perf_counter))
     row = loader_module.loader_throughput(tiny_cfg, "zip", workers, batch_size=4, batches=2)
     assert row["videos"] == 8 and 0 < row["videos_per_s"] <= workers / delay, row
+
+
+def test_inference_engines_run_the_same_model(tiny_cfg, tmp_path):
+    from mmcls.bench.inference import engines_markdown, measure_engines
+
+    rows = measure_engines("tiny", tiny_cfg, tmp_path, ["eager", "onnx", "onnx_int8"], steps=1, warmup=0)
+    assert [r["engine"] for r in rows] == ["eager", "onnx", "onnx_int8"] and rows[0]["vs_eager"] == 1.0
+    assert all(r["videos_per_s"] > 0 and r["batch"] == 4 for r in rows)
+    assert rows[1]["argmax_agreement"] == 1.0  # the fp32 graph computes the model
+    assert (tmp_path / "tiny" / "onnx" / "model.onnx").is_file()
+    table = engines_markdown(rows)
+    assert "| tiny | ONNX Runtime | int8 (dynamic) | 4 |" in table
