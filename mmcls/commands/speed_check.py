@@ -9,6 +9,7 @@ The last line is ``pass: N videos/s >= BUDGET`` (exit 0) or ``fail: N videos/s <
 Examples:
     python tools/speed_check.py --model runs/demo/best --budget 50 data.root=data/synthetic
     python tools/speed_check.py --model runs/demo/onnx --budget 50 data.root=data/synthetic
+    python tools/speed_check.py --model 'runs/kfold/fold*/best' --budget 50   # a fold ensemble
     accelerate launch tools/speed_check.py --model runs/base/onnx_fp16 --budget 70 --batch-size 64   # 2 GPUs
 """
 
@@ -24,10 +25,12 @@ from mmcls.data.splits import ANNOTATION_KEYS
 from mmcls.errors import ArgumentError
 
 
-@flags(model="--model", budget="--budget")
+@flags(models="--model", budget="--budget")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="A RUN/best folder or an export folder (tools/export.py).")
+    parser.add_argument("--model", action="append", required=True,
+                        help="A RUN/best folder or an export folder (tools/export.py); repeat (or a quoted glob) for "
+                        "an ensemble, which predicts the split once per model, as tools/predict.py does.")
     parser.add_argument("--budget", required=True, type=float, metavar="VIDEOS_PER_S",
                         help="The speed the model must reach, in videos per second (all processes together).")
     parser.add_argument("--split", default="test", choices=ANNOTATION_KEYS, help="The split to predict (default test).")
@@ -39,25 +42,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (math.isfinite(args.budget) and args.budget > 0):
         raise ArgumentError("budget", f"must be a positive number of videos per second, got {args.budget}")
     from mmcls.accelerators import inference_accelerator
+    from mmcls.io import expand_globs
     from mmcls.model_folder import load_for_inference
     from mmcls.workflow.predict import predict_model
 
     accelerator = inference_accelerator(args.precision)
+    models = expand_globs(args.model, "--model")
     start = time.perf_counter()
-    loaded = load_for_inference(args.model, list(args.overrides))
+    loaded = [load_for_inference(model, list(args.overrides)) for model in models]
     loading = time.perf_counter() - start
     accelerator.wait_for_everyone()
     start = time.perf_counter()
-    ids, _, failures = predict_model(loaded, args.split, accelerator, args.batch_size)
+    for one in loaded:
+        ids, _, failures = predict_model(one, args.split, accelerator, args.batch_size)
     accelerator.wait_for_everyone()
     seconds = time.perf_counter() - start
     if not accelerator.is_main_process:
         return 0
     speed = len(ids) / seconds
-    engine = "ONNX Runtime" if loaded.exported else f"torch ({accelerator.mixed_precision})"
-    print(f"{args.model}: {len(ids)} videos of data.{args.split} in {seconds:.2f} s with {engine}, "
-          f"{accelerator.num_processes} process(es), batch {args.batch_size or loaded.cfg.train.eval_batch_size}, "
-          f"{loaded.cfg.data.num_workers} loader workers each; model load {loading:.2f} s not counted"
+    engines = sorted({"ONNX Runtime" if one.exported else f"torch ({accelerator.mixed_precision})" for one in loaded})
+    what = str(models[0]) if len(models) == 1 else f"ensemble of {len(models)} models"
+    print(f"{what}: {len(ids)} videos of data.{args.split} in {seconds:.2f} s with {', '.join(engines)}, "
+          f"{accelerator.num_processes} process(es), batch {args.batch_size or loaded[0].cfg.train.eval_batch_size}, "
+          f"{loaded[0].cfg.data.num_workers} loader workers each; model loading {loading:.2f} s not counted"
           + (f"; {failures} videos unreadable" if failures else ""))
     passed = speed >= args.budget
     print(f"{'pass' if passed else 'fail'}: {speed:.1f} videos/s {'>=' if passed else '<'} {args.budget:g}")
