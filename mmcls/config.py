@@ -91,11 +91,13 @@ class DataConfig:
         "experiments and learning curves.")
     test: str | None = option("annotations/test.json", "Test annotation file (predictions are written for it).")
     unlabeled: str | None = option("annotations/unlabeled.json", "Unlabelled annotation file (pretraining).")
-    pseudo: str | None = option(
-        None, "Pseudo-labelled annotation file (tools/pseudo_label.py; hard category_id and optional soft "
-        "category_probs) added to the training split only; ids in the labelled data are dropped from it.")
-    pseudo_frames: str | None = option(
-        None, "Frame folder (split name) of the data.pseudo videos; null = that of data.unlabeled (e.g. unlabeled).")
+    pseudo: str | list[str] | None = option(
+        None, "Pseudo-labelled annotation file, or a list of them (tools/pseudo_label.py; hard category_id and "
+        "optional soft category_probs) added to the training split only; ids in the labelled data are dropped, and "
+        "an id in two files is taken from the first.")
+    pseudo_frames: str | list[str] | None = option(
+        None, "Frame folder (split name) of the data.pseudo videos, or one per file; null = that of data.unlabeled "
+        "(e.g. unlabeled). Pseudo-labels of the test videos: test.")
     category_file: str | None = option(
         None, "Ordered category ids, one per line (e.g. category_ids.txt); null = sorted ids of data.train.")
     hierarchy_file: str | None = option(

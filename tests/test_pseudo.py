@@ -115,7 +115,7 @@ def test_unknown_soft_label_category_is_an_error(tmp_path):
 
 
 def test_pseudo_split_drops_labelled_ids_and_reads_the_unlabelled_frames(synthetic_root, tmp_path):
-    from mmcls.data.splits import load_labelled_splits, load_pseudo_split
+    from mmcls.data.splits import load_labelled_splits, load_pseudo_splits
 
     cfg = build_config({}, [f"data.root={synthetic_root}", "data.category_file=category_ids.txt"])
     train, val, categories = load_labelled_splits(cfg.data, cfg.seed)
@@ -126,10 +126,10 @@ def test_pseudo_split_drops_labelled_ids_and_reads_the_unlabelled_frames(synthet
     cfg = build_config({}, [f"data.root={synthetic_root}", "data.category_file=category_ids.txt",
                             f"data.pseudo={tmp_path / 'pseudo.json'}"])
     labelled = {r.id for r in train.records + val.records}
-    split = load_pseudo_split(cfg.data, categories, labelled)
+    (split,) = load_pseudo_splits(cfg.data, categories, labelled)
     assert [r.id for r in split.records] == [r.id for r in unlabeled[:5]]
     assert split.folder == "unlabeled"
-    assert load_pseudo_split(build_config({}, [f"data.root={synthetic_root}"]).data, categories, labelled) is None
+    assert load_pseudo_splits(build_config({}, [f"data.root={synthetic_root}"]).data, categories, labelled) == []
 
 
 def test_training_set_holds_the_pseudo_labels_with_their_soft_targets(synthetic_root, tmp_path, tiny_tokenizer):
@@ -145,7 +145,7 @@ def test_training_set_holds_the_pseudo_labels_with_their_soft_targets(synthetic_
                             "data.max_text_len=16", f"data.pseudo={tmp_path / 'pseudo.json'}"])
     train, val, categories = load_labelled_splits(cfg.data, cfg.seed)
     dataset, pseudo = build_train_set(cfg, train, val, categories, tiny_tokenizer)
-    assert len(dataset) == len(train.records) + 8 and pseudo.folder == "unlabeled"
+    assert len(dataset) == len(train.records) + 8 and [split.folder for split in pseudo] == ["unlabeled"]
     samples = [dataset[len(train.records) + i] for i in range(8)]
     assert [s["id"] for s in samples] == [r["id"] for r in rows]
     for i, sample in enumerate(samples):
@@ -170,14 +170,15 @@ def test_finetuning_trains_on_pseudo_labels_and_never_validates_on_them(syntheti
     finetune(build_config({}, tiny_overrides(synthetic_root, run, "train.max_steps=2",
                                              f"data.pseudo={tmp_path / 'pseudo.json'}")))
     log = (run / "train.log").read_text()
-    assert f"{len(labelled)} of {len(rows)} pseudo-labelled ids are labelled videos" in log
+    pseudo = tmp_path / "pseudo.json"
+    assert f"{len(labelled)} of {len(rows)} pseudo-labelled ids of {pseudo} are labelled videos" in log
     assert "(8 pseudo-labelled)" in log
     val_ids = set(load_logits(run / "val_logits.npy").ids)
     assert val_ids and not val_ids & {r["id"] for r in rows[:8]}
 
 
 def test_a_wrong_frame_folder_is_a_config_error(synthetic_root, tmp_path):
-    from mmcls.data.splits import load_labelled_splits, load_pseudo_split
+    from mmcls.data.splits import load_labelled_splits, load_pseudo_splits
     from mmcls.errors import ConfigError
 
     test = load_records(synthetic_root / "annotations" / "test.json")
@@ -187,7 +188,33 @@ def test_a_wrong_frame_folder_is_a_config_error(synthetic_root, tmp_path):
     cfg = build_config({}, base)
     _, _, categories = load_labelled_splits(cfg.data, cfg.seed)
     with pytest.raises(ConfigError, match=r"data\.pseudo_frames: none of the first 5"):
-        load_pseudo_split(cfg.data, categories, set())  # test videos looked for under zip_frames/unlabeled
-    assert load_pseudo_split(cfg.data, categories, set(), with_frames=False) is not None  # text-only: no frames
+        load_pseudo_splits(cfg.data, categories, set())  # test videos looked for under zip_frames/unlabeled
+    assert load_pseudo_splits(cfg.data, categories, set(), with_frames=False)  # text-only: no frames needed
     fixed = build_config({}, [*base, "data.pseudo_frames=test"])
-    assert load_pseudo_split(fixed.data, categories, set()).folder == "test"
+    assert [split.folder for split in load_pseudo_splits(fixed.data, categories, set())] == ["test"]
+
+
+def test_pseudo_labels_of_unlabelled_and_test_videos_from_two_files(synthetic_root, tmp_path, tiny_tokenizer):
+    from mmcls.data.splits import load_labelled_splits, load_pseudo_splits
+    from mmcls.engine.finetune import build_train_set
+    from mmcls.errors import ConfigError
+
+    ids = (synthetic_root / "category_ids.txt").read_text().split()
+    unlabeled = load_records(synthetic_root / "annotations" / "unlabeled.json")[:4]
+    test = load_records(synthetic_root / "annotations" / "test.json")[:3]
+    (tmp_path / "u.json").write_text(json.dumps([{"id": r.id, "category_id": ids[0]} for r in unlabeled]))
+    rows = [{"id": r.id, "category_id": ids[1]} for r in [*test, unlabeled[0]]]  # one id also in the first file
+    (tmp_path / "t.json").write_text(json.dumps(rows))
+    base = [f"data.root={synthetic_root}", "data.category_file=category_ids.txt", "data.max_text_len=16",
+            f"data.pseudo=[{tmp_path / 'u.json'},{tmp_path / 't.json'}]"]
+    cfg = build_config({}, [*base, "data.pseudo_frames=[unlabeled,test]"])
+    train, val, categories = load_labelled_splits(cfg.data, cfg.seed)
+    splits = load_pseudo_splits(cfg.data, categories, set())
+    assert [(s.folder, [r.id for r in s.records]) for s in splits] == [
+        ("unlabeled", [r.id for r in unlabeled]), ("test", [r.id for r in test])]  # the first file keeps the id
+    dataset, _ = build_train_set(cfg, train, val, categories, tiny_tokenizer)
+    assert len(dataset) == len(train.records) + 7
+    assert dataset[len(train.records) + 4]["label"] == categories.lv2_index(ids[1])
+    with pytest.raises(ConfigError, match=r"data\.pseudo_frames: 3 frame folders for 2 data\.pseudo files"):
+        load_pseudo_splits(build_config({}, [*base, "data.pseudo_frames=[unlabeled,test,test]"]).data, categories,
+                           set())

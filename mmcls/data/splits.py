@@ -146,30 +146,44 @@ def load_labelled_splits(cfg: DataConfig, seed: int) -> tuple[AnnotationSet, Ann
     return AnnotationSet(train.folder, kept_train), val, categories
 
 
-def load_pseudo_split(cfg: DataConfig, categories: CategorySpace, labelled: Collection[str],
-                      with_frames: bool = True) -> AnnotationSet | None:
-    """The ``data.pseudo`` videos to add to training (None when unset), minus any id in ``labelled``.
+def load_pseudo_splits(cfg: DataConfig, categories: CategorySpace, labelled: Collection[str],
+                       with_frames: bool = True) -> list[AnnotationSet]:
+    """The ``data.pseudo`` videos to add to training, one set per file (none when unset), minus any id in
+    ``labelled`` or in an earlier file.
 
     ``labelled`` holds the ids of the training and validation splits: a pseudo-label for one of them is dropped
     (and counted in the log), so validation never scores a video that trained on a pseudo-label of itself. The
-    videos' frames live under ``data.pseudo_frames``, by default the folder of ``data.unlabeled``; ``with_frames``
-    checks that some of them are there (pseudo-labels of the test split need ``data.pseudo_frames=test``).
+    videos' frames live under ``data.pseudo_frames`` (one folder, or one per file), by default the folder of
+    ``data.unlabeled``; ``with_frames`` checks that some of them are there (pseudo-labels of the test split need
+    ``data.pseudo_frames=test``).
     """
-    if not cfg.pseudo:
-        return None
-    path = data_path(cfg, cfg.pseudo)
-    records = load_records(path, labelled=True, categories=set(categories.lv2_ids))
-    kept = [r for r in records if r.id not in labelled]
-    if len(kept) < len(records):
-        logger.warning("data.pseudo: %d of %d pseudo-labelled ids are labelled videos (training or validation) and "
-                       "were dropped", len(records) - len(kept), len(records))
-    if not kept:
-        raise ConfigError(f"data.pseudo: every video of {path} is a labelled one; nothing to add")
-    frames = cfg.pseudo_frames or frame_folder_name(data_path(cfg, cfg.unlabeled) if cfg.unlabeled else path)
-    if with_frames and not cfg.reads_features:
-        _check_frames_exist(cfg, frames, [r.id for r in kept[:PROBE_IDS]])
-    logger.info("data.pseudo: %d pseudo-labelled videos from %s (frames: %s)", len(kept), path, frames)
-    return AnnotationSet(frames, kept)
+    files = [cfg.pseudo] if isinstance(cfg.pseudo, str) else list(cfg.pseudo or [])
+    if not files:
+        return []
+    folders = cfg.pseudo_frames if isinstance(cfg.pseudo_frames, list) else [cfg.pseudo_frames] * len(files)
+    if len(folders) != len(files):
+        raise ConfigError(f"data.pseudo_frames: {len(folders)} frame folders for {len(files)} data.pseudo files; give "
+                          "one folder, or one per file")
+    seen = set(labelled)
+    sets = []
+    for file, folder in zip(files, folders, strict=True):
+        path = data_path(cfg, file)
+        records = load_records(path, labelled=True, categories=set(categories.lv2_ids))
+        kept = [r for r in records if r.id not in seen]
+        if len(kept) < len(records):
+            logger.warning("data.pseudo: %d of %d pseudo-labelled ids of %s are labelled videos (training or "
+                           "validation) or in an earlier file, and were dropped", len(records) - len(kept),
+                           len(records), path)
+        if not kept:
+            raise ConfigError(f"data.pseudo: every video of {path} is a labelled one or in an earlier file; nothing "
+                              "to add")
+        frames = folder or frame_folder_name(data_path(cfg, cfg.unlabeled) if cfg.unlabeled else path)
+        if with_frames and not cfg.reads_features:
+            _check_frames_exist(cfg, frames, [r.id for r in kept[:PROBE_IDS]])
+        logger.info("data.pseudo: %d pseudo-labelled videos from %s (frames: %s)", len(kept), path, frames)
+        seen.update(r.id for r in kept)
+        sets.append(AnnotationSet(frames, kept))
+    return sets
 
 
 PROBE_IDS = 20

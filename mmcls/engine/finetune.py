@@ -22,7 +22,7 @@ from mmcls.data.categories import CategorySpace
 from mmcls.data.dataset import ConcatVideoDataset, VideoTextDataset, build_dataloader, build_dataset
 from mmcls.data.flips import FlipLabelMap
 from mmcls.data.soft_targets import SoftTargets
-from mmcls.data.splits import AnnotationSet, build_tokenizer, load_labelled_splits, load_pseudo_split
+from mmcls.data.splits import AnnotationSet, build_tokenizer, load_labelled_splits, load_pseudo_splits
 from mmcls.engine.averaging import WeightAverager
 from mmcls.engine.guard import no_model_error, nonfinite_weights, unexportable
 from mmcls.engine.inference import InferenceResult, run_inference
@@ -80,23 +80,23 @@ def write_plots(run_dir: str | os.PathLike) -> None:
 
 def build_train_set(cfg: Config, train_split: AnnotationSet, val_split: AnnotationSet, categories: CategorySpace,
                     tokenizer: Any, flip_map: FlipLabelMap | None = None
-                    ) -> tuple[VideoTextDataset | ConcatVideoDataset, AnnotationSet | None]:
+                    ) -> tuple[VideoTextDataset | ConcatVideoDataset, list[AnnotationSet]]:
     """The training dataset: the labelled training split plus the ``data.pseudo`` videos (never any id of the
     validation split), with the soft targets of ``train.distill`` and of soft pseudo-labels, and the labels a
     horizontal flip swaps (``flip_map``)."""
     with_frames = cfg.model.mode != "text"  # video mode still needs [CLS] [SEP] from the text side
-    pseudo_split = load_pseudo_split(cfg.data, categories, {r.id for r in train_split.records + val_split.records},
-                                     with_frames)
-    training_records = train_split.records + (pseudo_split.records if pseudo_split else [])
+    pseudo_splits = load_pseudo_splits(cfg.data, categories, {r.id for r in train_split.records + val_split.records},
+                                       with_frames)
+    training_records = train_split.records + [r for split in pseudo_splits for r in split.records]
     soft_targets = SoftTargets.from_config(cfg.train.distill, categories, training_records)
     train_set = build_dataset(cfg.data, train_split, tokenizer, categories, train=True, with_frames=with_frames,
                               seed=cfg.seed, soft_targets=soft_targets, flip_map=flip_map)
-    if pseudo_split is None:
-        return train_set, None
-    pseudo_set = build_dataset(cfg.data, pseudo_split, tokenizer, categories, train=True, with_frames=with_frames,
-                               seed=cfg.seed + 1, soft_targets=soft_targets,  # its own augmentation stream
-                               flip_map=flip_map)
-    return ConcatVideoDataset([train_set, pseudo_set]), pseudo_split
+    if not pseudo_splits:
+        return train_set, []
+    pseudo_sets = [build_dataset(cfg.data, split, tokenizer, categories, train=True, with_frames=with_frames,
+                                 seed=cfg.seed + 1 + i, soft_targets=soft_targets,  # its own augmentation stream
+                                 flip_map=flip_map) for i, split in enumerate(pseudo_splits)]
+    return ConcatVideoDataset([train_set, *pseudo_sets]), pseudo_splits
 
 
 class Finetuning:
@@ -172,7 +172,7 @@ def finetune(cfg: Config) -> dict[str, float]:
     flip_map = FlipLabelMap.from_config(cfg.data, categories)
     if flip_map is not None:
         log.info("data.flip_label_map: a horizontal flip swaps %d category pairs", len(flip_map))
-    train_set, pseudo_split = build_train_set(cfg, train_split, val_split, categories, tokenizer, flip_map)
+    train_set, pseudo_splits = build_train_set(cfg, train_split, val_split, categories, tokenizer, flip_map)
     val_set = build_dataset(cfg.data, val_split, tokenizer, categories, train=False,
                             with_frames=cfg.model.mode != "text", seed=cfg.seed)
     loader_generator = torch.Generator().manual_seed(cfg.seed)  # workers' base seeds (the order: EpochShuffle)
@@ -180,7 +180,8 @@ def finetune(cfg: Config) -> dict[str, float]:
                                     generator=loader_generator, seed=cfg.seed)
     val_loader = build_dataloader(val_set, cfg.data, cfg.train.eval_batch_size)
     log.info("data: %d train%s / %d val videos, %d categories (%d level-1)", len(train_set),
-             f" ({len(pseudo_split.records)} pseudo-labelled)" if pseudo_split else "", len(val_set),
+             f" ({sum(len(split.records) for split in pseudo_splits)} pseudo-labelled)" if pseudo_splits else "",
+             len(val_set),
              categories.num_lv2, categories.num_lv1)
 
     # ---- model and training -----------------------------------------------------------------------------------
