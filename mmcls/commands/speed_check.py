@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from collections.abc import Sequence
 
 from mmcls.cli import add_precision_argument, flags
@@ -43,29 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise ArgumentError("budget", f"must be a positive number of videos per second, got {args.budget}")
     from mmcls.accelerators import inference_accelerator
     from mmcls.io import expand_globs
-    from mmcls.model_folder import load_for_inference
-    from mmcls.workflow.predict import predict_model
+    from mmcls.workflow.speed import measure_speed
 
     accelerator = inference_accelerator(args.precision)
     models = expand_globs(args.model, "--model")
-    start = time.perf_counter()
-    loaded = [load_for_inference(model, list(args.overrides)) for model in models]
-    loading = time.perf_counter() - start
-    accelerator.wait_for_everyone()
-    start = time.perf_counter()
-    for one in loaded:
-        ids, _, failures = predict_model(one, args.split, accelerator, args.batch_size)
-    accelerator.wait_for_everyone()
-    seconds = time.perf_counter() - start
+    speed = measure_speed(models, accelerator, args.split, args.overrides, args.batch_size)
     if not accelerator.is_main_process:
         return 0
-    speed = len(ids) / seconds
-    engines = sorted({"ONNX Runtime" if one.exported else f"torch ({accelerator.mixed_precision})" for one in loaded})
-    what = str(models[0]) if len(models) == 1 else f"ensemble of {len(models)} models"
-    print(f"{what}: {len(ids)} videos of data.{args.split} in {seconds:.2f} s with {', '.join(engines)}, "
-          f"{accelerator.num_processes} process(es), batch {args.batch_size or loaded[0].cfg.train.eval_batch_size}, "
-          f"{loaded[0].cfg.data.num_workers} loader workers each; model loading {loading:.2f} s not counted"
-          + (f"; {failures} videos unreadable" if failures else ""))
-    passed = speed >= args.budget
-    print(f"{'pass' if passed else 'fail'}: {speed:.1f} videos/s {'>=' if passed else '<'} {args.budget:g}")
+    print(speed.describe(str(models[0]) if len(models) == 1 else f"ensemble of {len(models)} models", args.split))
+    passed = speed.videos_per_s >= args.budget
+    print(f"{'pass' if passed else 'fail'}: {speed.videos_per_s:.1f} videos/s {'>=' if passed else '<'} "
+          f"{args.budget:g}")
     return 0 if passed else 1
