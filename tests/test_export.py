@@ -298,4 +298,4 @@ def test_the_speed_check_passes_or_fails_against_the_budget(trained, synthetic_r
     assert run_main(speed_check.main, ["--model", str(trained), "--model", str(tmp_path / "onnx"), "--budget",
                                        "0.001", "--precision", "no", f"data.root={synthetic_root}"]) == 0
     report = capsys.readouterr().out.strip().splitlines()[-2]
-    assert report.startswith("ensemble of 2 models: 32 videos") and "ONNX Runtime, torch (no)" in report
+    assert report.startswith("ensemble of 2 models: 32 videos") and "ONNX Runtime, torch fp32" in report

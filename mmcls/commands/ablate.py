@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmcls.cli import child_env, command_argv
+from mmcls.cli import command_argv
 from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
+from mmcls.workflow.steps import run_step
 
 
 @dataclass(frozen=True)
@@ -81,22 +81,6 @@ class Result:
     scores: dict[str, float] = field(default_factory=dict)
     train_videos_per_s: float | None = None
     seconds: float = 0.0
-
-
-def run_step(cmd: list[str], log_path: Path) -> None:
-    """Run one step of a study (a training run, a prediction) in its own process, its output into ``log_path``."""
-    env = child_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    with log_path.open("w", encoding="utf-8") as log:
-        code = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
-    if code != 0:
-        raise UserError(f"{' '.join(cmd[:4])} failed with exit code {code}; see {log_path}")
-
-
-def finished(run: Path) -> bool:
-    """Whether the training run (finetuning or pretraining) in ``run`` ran to its end: its ``result.json``."""
-    from mmcls.rundir import RESULT_FILE
-
-    return (run / RESULT_FILE).is_file()
 
 
 def train_speed(run: Path) -> float | None:

@@ -57,7 +57,7 @@ def measure_speed(models: Sequence[str | Path], accelerator: Accelerator, split:
         ids, _, unreadable = predict_model(one, split, accelerator, batch_size)
     accelerator.wait_for_everyone()
     seconds = time.perf_counter() - start
-    engines = tuple(sorted({"ONNX Runtime" if one.exported else f"torch ({accelerator.mixed_precision})"
-                            for one in loaded}))
+    torch_precision = "fp32" if accelerator.mixed_precision == "no" else accelerator.mixed_precision
+    engines = tuple(sorted({"ONNX Runtime" if one.exported else f"torch {torch_precision}" for one in loaded}))
     return Speed(len(ids), seconds, loading, engines, batch_size or loaded[0].cfg.train.eval_batch_size,
                  loaded[0].cfg.data.num_workers, accelerator.num_processes, unreadable)
