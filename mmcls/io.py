@@ -223,6 +223,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         handle.write(data)
 
 
+def read_json_object(path: str | Path, error: type[UserError] = UserError, where: str = "") -> dict:
+    """The JSON object in ``path``; ``error`` (``where`` in front) for a file that cannot be read or parsed, or that
+    holds anything but an object."""
+    import json
+
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise error(f"{where}cannot read {path}: {_first_line(exc)}") from None
+    if not isinstance(value, dict):
+        raise error(f"{where}{path} does not hold a JSON object")
+    return value
+
+
 def _natural_key(path: str) -> list:
     """Sort key that orders numbers by value: ``fold2`` before ``fold10``."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]

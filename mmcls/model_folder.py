@@ -43,7 +43,7 @@ from mmcls.data.categories import CategorySpace
 from mmcls.data.flips import FLIP_MAP_FILE, FlipLabelMap
 from mmcls.data.tokenizer import load_tokenizer
 from mmcls.errors import ConfigError, UserError
-from mmcls.io import atomic_dir
+from mmcls.io import atomic_dir, read_json_object
 from mmcls.models.classifier import MultimodalClassifier
 from mmcls.models.encoder import ENCODER_PARTS
 from mmcls.models.pretrainer import PRETRAIN_HEADS, MultimodalPretrainer
@@ -292,13 +292,7 @@ def read_tower_configs(path: Path, error: type[UserError] = UserError,
     vision_file = path / VISION_CONFIG_FILE
     if not vision_file.is_file():
         return text_config, None
-    try:
-        vision_config = json.loads(vision_file.read_text())
-    except (OSError, ValueError) as exc:
-        raise error(f"{where}cannot read {vision_file}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(vision_config, dict):
-        raise error(f"{where}{vision_file} does not hold a JSON object")
-    return text_config, vision_config
+    return text_config, read_json_object(vision_file, error, where)
 
 
 def _prediction_overrides(saved: Config, overrides: Sequence[str]) -> list[str]:

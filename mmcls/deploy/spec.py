@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mmcls.errors import UserError
+from mmcls.io import read_json_object
 
 EXPORT_FILE = "export.json"
 ONNX_FILE = "model.onnx"
@@ -52,12 +53,7 @@ class ExportSpec:
     def load(cls, folder: str | Path) -> ExportSpec:
         """Read ``folder/export.json``; one UserError naming the file for anything it should not hold."""
         path = Path(folder) / EXPORT_FILE
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: cannot read it: {str(exc).splitlines()[0]}") from None
-        if not isinstance(raw, dict):
-            raise UserError(f"{path}: not a JSON object")
+        raw = read_json_object(path)
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - set(known))
         if unknown:
