@@ -87,7 +87,7 @@ def predict_model(loaded: LoadedModel, split: str, accelerator: Accelerator, bat
     if cfg.model.mode == "text" and len(views) > 1:
         logger.info("%s: a text-only model sees no frames; test-time augmentation skipped", loaded.path)
         views = views[:1]
-    if any(flip for _, flip in views) and loaded.frames.reads_features:
+    if any(flip for _, flip in views) and loaded.cfg.data.reads_features:
         raise ArgumentError("hflip", f"{loaded.path} reads frame features (data.frame_source=feats), which cannot "
                         "be flipped")
     model = loaded.prepared(accelerator)

@@ -504,7 +504,7 @@ def temporal_diagnostic(model: str | Path, split: str = "val", overrides: Sequen
     labels = _read_truth(truth, [r.id for r in records.records], loaded.categories) if truth is not None else None
     direction = None if reverse_map is None else read_reverse_map(reverse_map, loaded.categories)
     skipped: dict[str, str] = {}
-    if "hflip" in perturbations and loaded.frames.reads_features:
+    if "hflip" in perturbations and loaded.cfg.data.reads_features:
         skipped["hflip"] = "the model reads cached frame features (data.frame_source=feats), which cannot be flipped"
     perturbations = [name for name in perturbations if name not in skipped]
     accelerator = accelerator or inference_accelerator(mixed_precision)
