@@ -30,15 +30,16 @@ def test_the_table_says_pass_or_fail_per_model():
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # a 2-fold teacher and two students of two steps each: about 2 minutes on 2 cores
-def test_the_student_stage_runs_end_to_end(synthetic_root, tmp_path):
+def test_the_student_stage_runs_end_to_end(synthetic_root, tmp_path, monkeypatch):
     from mmcls.cli import run_main
     from mmcls.commands import student
 
     out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)  # a relative --out: its files are handed to config keys read relative to data.root
     overrides = tiny_overrides(synthetic_root, tmp_path / "unused", "train.max_steps=2", "train.eval_every=2")
     overrides = [o for o in overrides if not o.startswith("output_dir=")]
     argv = ["--config", str(ROOT / "configs" / "demo.yaml"), "--student", str(ROOT / "configs" / "student_demo.yaml"),
-            "--budget", "0.001", "--k", "2", "--out", str(out), "--precision", "no",
+            "--budget", "0.001", "--k", "2", "--out", "out", "--precision", "no",
             "--truth", str(synthetic_root / "annotations" / "test_truth.csv"), *overrides]
     assert run_main(student.main, argv) == 0
     rows = json.loads((out / "student.json").read_text())

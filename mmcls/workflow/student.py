@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from safetensors import safe_open
@@ -139,6 +139,8 @@ def run_student(plan: StudentPlan) -> str:
     """Run every stage and measure; writes ``OUT/student.json`` and ``OUT/student.md``; returns the table."""
     if not plan.budget > 0:
         raise ArgumentError("budget", f"must be a positive number of videos per second, got {plan.budget}")
+    # absolute paths: the stages' config keys (data.pseudo, train.distill.teacher) are read relative to data.root
+    plan = replace(plan, out=plan.out.resolve(), teacher=plan.teacher.resolve() if plan.teacher else None)
     plan.out.mkdir(parents=True, exist_ok=True)
     teacher = teacher_folder(plan)
     files, folders = soft_labels(plan, teacher)
