@@ -29,9 +29,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmcls.cli import command_argv
-from mmcls.commands.ablate import Result, predict_and_score, run_resumable, run_step, train_speed
+from mmcls.commands.ablate import Result, predict_and_score, run_resumable, train_speed
 from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
+from mmcls.workflow.steps import run_step
 
 ARMS: dict[str, tuple[str, ...]] = {
     "scratch": (),

@@ -32,17 +32,16 @@ from pathlib import Path
 from mmcls.cli import command_argv
 from mmcls.commands.ablate import (
     Result,
-    finished,
     load_results,
     predict_and_score,
     run_resumable,
-    run_step,
     save_results,
     train_speed,
 )
 from mmcls.errors import UserError
 from mmcls.io import atomic_write_text
 from mmcls.synthetic.plan import REVERSE_MAP_FILE
+from mmcls.workflow.steps import finished, run_step
 
 ORDER = "+order"
 DIRECTION_KEYS = ("right_direction", "reverse_changed_directional", "reverse_changed_others")
