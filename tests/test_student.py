@@ -43,13 +43,13 @@ def test_the_student_stage_runs_end_to_end(synthetic_root, tmp_path, monkeypatch
             "--truth", str(synthetic_root / "annotations" / "test_truth.csv"), *overrides]
     assert run_main(student.main, argv) == 0
     rows = json.loads((out / "student.json").read_text())
-    assert [r["model"].split(" (")[0] for r in rows] == ["teacher: 2-fold ensemble", "student, distilled",
-                                                          "student, labels only"]
+    assert [r["model"].split(" (")[0] for r in rows] == ["teacher: 2-fold ensemble", "teacher: its first fold alone",
+                                                          "student, distilled", "student, labels only"]
     assert all(r["passes"] and r["videos_per_s"] > 0 and 0 <= r["mean_f1"] <= 1 for r in rows)
-    assert rows[1]["frames"] == 4 and rows[1]["parameters"] < rows[0]["parameters"] / 2
+    assert rows[2]["frames"] == 4 and rows[2]["parameters"] < rows[1]["parameters"] == rows[0]["parameters"] / 2
     log = (out / "student" / "train.log").read_text()
     unlabeled = len(json.loads((out / "soft_unlabeled.json").read_text()))
     test = len(json.loads((out / "soft_test.json").read_text()))
     assert f"({unlabeled + test} pseudo-labelled)" in log and "(frames: test)" in log
     assert (out / "student" / "onnx" / "export.json").is_file()
-    assert count_parameters([out / "student" / "onnx"]) == rows[1]["parameters"]
+    assert count_parameters([out / "student" / "onnx"]) == rows[2]["parameters"]

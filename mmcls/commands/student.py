@@ -10,8 +10,8 @@ are skipped, the speeds are measured again every time):
                  out-of-fold logits on the labelled ones (train.distill)
   4. plain       the same student config on the labelled videos alone (what distillation is worth)
   5. export      both students as ONNX graphs (tools/export.py)
-  6. measure     test mean-F1 (with --truth) and end-to-end videos/s of the teacher ensemble (torch) and of both
-                 exported students (ONNX Runtime), each against --budget
+  6. measure     test mean-F1 (with --truth) and end-to-end videos/s of the teacher ensemble and of one of its
+                 folds (torch), and of both exported students (ONNX Runtime), each against --budget
 
 Example:
     python tools/student.py --config configs/demo.yaml --student configs/student_demo.yaml --budget 300 \\
