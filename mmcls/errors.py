@@ -11,6 +11,13 @@ import re
 from collections.abc import Mapping
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty): a library error in the
+    one line an entry point prints."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class UserError(Exception):
     """An error caused by user input; its message is meant to be shown as-is."""
 

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
-from mmcls.errors import UserError
+from mmcls.errors import UserError, first_line
 
 #: errno values of a write the disk refused: full, read-only, not permitted, over quota, file too large
 WRITE_ERRNOS = frozenset(code for code in (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM,
@@ -35,11 +35,6 @@ _UNKNOWN = "the write failed"
 
 class WriteError(UserError):
     """The disk refused a write (:data:`WRITE_ERRNOS`): the message names the path and the free space there."""
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _related(filename: Path, path: Path) -> bool:
@@ -59,7 +54,7 @@ def _refusal(exc: BaseException) -> tuple[str, str | None] | None:
             if (match := _OS_ERROR_CODE.search(str(error))) and int(match.group(1)) in WRITE_ERRNOS:
                 return os.strerror(int(match.group(1))), None
             if _TORCH_WRITER.search(str(error)):
-                return _UNKNOWN + f" ({_first_line(error)[:120]})", None
+                return _UNKNOWN + f" ({first_line(error)[:120]})", None
         error = error.__cause__ or error.__context__
     return None
 
@@ -231,7 +226,7 @@ def read_json_object(path: str | Path, error: type[UserError] = UserError, where
     try:
         value = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise error(f"{where}cannot read {path}: {_first_line(exc)}") from None
+        raise error(f"{where}cannot read {path}: {first_line(exc)}") from None
     if not isinstance(value, dict):
         raise error(f"{where}{path} does not hold a JSON object")
     return value

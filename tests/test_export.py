@@ -299,3 +299,10 @@ def test_the_speed_check_passes_or_fails_against_the_budget(trained, synthetic_r
                                        "0.001", "--precision", "no", f"data.root={synthetic_root}"]) == 0
     report = capsys.readouterr().out.strip().splitlines()[-2]
     assert report.startswith("ensemble of 2 models: 32 videos") and "ONNX Runtime, torch fp32" in report
+    figures = tmp_path / "speed.json"
+    assert run_main(speed_check.main, ["--model", str(tmp_path / "onnx"), "--budget", "1e9", "--json", str(figures),
+                                       "--precision", "no", f"data.root={synthetic_root}"]) == 1
+    saved = json.loads(figures.read_text())
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert saved["engines"] == ["ONNX Runtime"] and saved["passed"] is False and saved["videos"] == 32
+    assert last == f"fail: {saved['videos_per_s']:.1f} videos/s < 1e+09"

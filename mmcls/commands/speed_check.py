@@ -17,6 +17,8 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import math
 from collections.abc import Sequence
 
@@ -36,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=ANNOTATION_KEYS, help="The split to predict (default test).")
     parser.add_argument("--batch-size", type=int, help="Videos per batch per process (default train.eval_batch_size).")
     parser.add_argument("--warmup", type=int, default=1, help="Untimed passes over the split first (default 1).")
+    parser.add_argument("--json", help="Also write the figures here as JSON (videos_per_s, engines, seconds ...).")
     add_precision_argument(parser)
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
                         help="Config overrides, e.g. data.root=... data.num_workers=4 data.max_frames=8")
@@ -43,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (math.isfinite(args.budget) and args.budget > 0):
         raise ArgumentError("budget", f"must be a positive number of videos per second, got {args.budget}")
     from mmcls.accelerators import inference_accelerator
-    from mmcls.io import expand_globs
+    from mmcls.io import atomic_write_text, expand_globs
     from mmcls.workflow.speed import measure_speed
 
     accelerator = inference_accelerator(args.precision)
@@ -55,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     print(speed.describe(str(models[0]) if len(models) == 1 else f"ensemble of {len(models)} models", args.split))
     passed = speed.videos_per_s >= args.budget
+    if args.json:
+        atomic_write_text(args.json, json.dumps({**dataclasses.asdict(speed), "videos_per_s": speed.videos_per_s,
+                                                 "budget": args.budget, "passed": passed}, indent=1) + "\n")
     print(f"{'pass' if passed else 'fail'}: {speed.videos_per_s:.1f} videos/s {'>=' if passed else '<'} "
           f"{args.budget:g}")
     return 0 if passed else 1

@@ -34,8 +34,9 @@ from torch import nn
 
 from mmcls.config import save_config
 from mmcls.deploy.spec import ONNX_FILE, ExportSpec
-from mmcls.errors import ArgumentError, UserError
+from mmcls.errors import ArgumentError, UserError, first_line
 from mmcls.io import atomic_dir
+from mmcls.logits import softmax
 from mmcls.model_folder import LoadedModel, load_portable
 
 logger = logging.getLogger("mmcls")
@@ -126,12 +127,6 @@ def check_batches(spec: ExportSpec, vocab_size: int, feature_dtype: torch.dtype)
     ]
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def _versions() -> dict[str, str]:
     out = {"torch": torch.__version__}
     for package in ("onnx", "onnxruntime"):
@@ -204,10 +199,9 @@ def _trace(wrapper: nn.Module, batch: ExampleBatch, names: list[str], file: Path
                               dynamic_axes={k: v for k, v in dynamic.items() if k in [*names, "logits"]},
                               opset_version=OPSET, do_constant_folding=True, dynamo=False)
         except Exception as exc:  # any exporter failure becomes one line naming the module
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             modules = [trail[-1]] if trail else _failing_modules(wrapper, batch.args(), str(exc))
             where = f" in {', '.join(m.removeprefix('model.') or 'the classifier' for m in modules)}" if modules else ""
-            raise ExportError(f"{what} does not export to ONNX{where}: {first}") from None
+            raise ExportError(f"{what} does not export to ONNX{where}: {first_line(exc)}") from None
 
 
 def _session(file: Path, providers: list[str]):
@@ -245,25 +239,25 @@ def _parity(model: nn.Module, file: Path, spec: ExportSpec, vocab_size: int, fea
             onnx.checker.check_model(str(file), full_check=True)
         except Exception as exc:  # onnx's own error types
             raise ExportError(f"the exported fp16 graph of {what} is not valid ONNX: "
-                              f"{str(exc).strip().splitlines()[0]}") from None
+                              f"{first_line(exc)}") from None
         return None
     try:
         session = _session(file, providers)
     except Exception as exc:  # onnxruntime's own error types
         raise ExportError(f"ONNX Runtime cannot load the exported graph of {what}: "
-                          f"{str(exc).strip().splitlines()[0]}") from None
+                          f"{first_line(exc)}") from None
     names = [i.name for i in session.get_inputs()]
     worst = 0.0
     for batch in check_batches(spec, vocab_size, feature_dtype):
         with torch.no_grad():
             args = {k: (v.float() if v.is_floating_point() else v) for k, v in batch.tensors.items()}
-            expected = _softmax(model(**args)["logits"].float().numpy())
+            expected = softmax(model(**args)["logits"].float().numpy())
         try:
             got = session.run(["logits"], batch.numpy(names))[0]
         except Exception as exc:  # onnxruntime's own error types
             raise ExportError(f"the exported graph of {what} fails on {batch.what}: "
-                              f"{str(exc).strip().splitlines()[0]}") from None
-        difference = float(np.abs(_softmax(got.astype(np.float64)) - expected).max())
+                              f"{first_line(exc)}") from None
+        difference = float(np.abs(softmax(got) - expected).max())
         tolerance = TOLERANCES[spec.precision]
         if not difference <= tolerance:
             raise ExportError(f"the exported graph of {what} differs from the torch model on {batch.what}: class "

@@ -24,7 +24,7 @@ from mmcls.data.categories import CategorySpace
 from mmcls.data.flips import FLIP_MAP_FILE, FlipLabelMap
 from mmcls.data.tokenizer import load_tokenizer
 from mmcls.deploy.spec import EXPORT_FILE, ONNX_FILE, ExportSpec
-from mmcls.errors import UserError
+from mmcls.errors import UserError, first_line
 from mmcls.model_folder import FrameSpec, LoadedModel
 
 logger = logging.getLogger("mmcls")
@@ -97,7 +97,7 @@ class OnnxClassifier(nn.Module):
                                                      provider_options=[o for _, o in providers])
             except Exception as exc:  # onnxruntime's own error types
                 raise UserError(f"{self.folder / ONNX_FILE}: ONNX Runtime cannot load it: "
-                                f"{str(exc).strip().splitlines()[0]}") from None
+                                f"{first_line(exc)}") from None
             self._session_device = device
             self._inputs = [i.name for i in self._session.get_inputs()]
         return self._session
@@ -141,9 +141,8 @@ def load_export(path: str | Path, overrides: Sequence[str] = ()) -> LoadedModel:
     _check_data(cfg, spec, path)
     tokenizer = load_tokenizer(path)
     flip_map = FlipLabelMap.load(path, categories) if (path / FLIP_MAP_FILE).is_file() else None
-    frames = FrameSpec(spec.frames == "features",
-                       None if spec.frames == "none" else (spec.feat_dim if spec.frames == "features" else None),
-                       spec.tower, spec.fingerprint)
+    frames = FrameSpec(spec.frames == "features", spec.feat_dim if spec.frames == "features" else None, spec.tower,
+                       spec.fingerprint)
     return LoadedModel(OnnxClassifier(path, spec), cfg, categories, tokenizer, path, flip_map, frames, exported=True)
 
 

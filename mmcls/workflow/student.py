@@ -18,7 +18,7 @@ from safetensors import safe_open
 from mmcls.cli import child_env, command_argv
 from mmcls.config import load_config
 from mmcls.data.splits import data_path, frame_folder_name
-from mmcls.deploy.spec import is_export_folder
+from mmcls.deploy.spec import ExportSpec, is_export_folder
 from mmcls.errors import ArgumentError, UserError
 from mmcls.io import atomic_write_text
 from mmcls.metrics import mean_f1_from_ids, read_submission
@@ -69,7 +69,7 @@ def count_parameters(folders: list[Path]) -> int:
     total = 0
     for folder in folders:
         if is_export_folder(folder):
-            folder = Path(json.loads((folder / "export.json").read_text())["source"])
+            folder = Path(ExportSpec.load(folder).source)
         with safe_open(str(folder / MODEL_FILE), "pt") as weights:
             for key in weights.keys():  # noqa: SIM118 - safe_open has keys(), not iteration
                 shape = weights.get_slice(key).get_shape()
@@ -124,19 +124,17 @@ def train_and_export(plan: StudentPlan, name: str, extra: list[str]) -> Path:
 
 def speed_check(plan: StudentPlan, models: list[Path], log: Path) -> tuple[float, str]:
     """``tools/speed_check.py`` on ``models`` in a process of its own (each measurement starts from the same
-    state: no loader, thread pool or session of an earlier one is around): videos/s and the engines it names."""
+    state: no loader, thread pool or session of an earlier one is around): videos/s and the engines it ran."""
+    figures = log.with_suffix(".json")
     command = _command("speed_check", *[a for m in models for a in ("--model", str(m))], "--budget",
-                       str(plan.budget), "--precision", plan.precision, *plan.overrides)
+                       str(plan.budget), "--precision", plan.precision, "--json", str(figures), *plan.overrides)
     with log.open("w", encoding="utf-8") as handle:
         code = subprocess.run(command, env=child_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1"), stdout=handle,
                               stderr=subprocess.STDOUT, check=False).returncode
-    lines = log.read_text(encoding="utf-8").strip().splitlines()
-    last = lines[-1] if lines else ""
-    if code not in (0, 1) or not last.startswith(("pass: ", "fail: ")):
+    if code not in (0, 1) or not figures.is_file():  # 1: below the budget, still measured
         raise UserError(f"the speed check of {models[0]} failed (exit code {code}); see {log}")
-    report = next((line for line in reversed(lines) if " with " in line and "videos of data." in line), "")
-    engines = report.split(" with ", 1)[1].split(",", 1)[0] if report else "?"
-    return float(last.split()[1]), engines
+    speed = json.loads(figures.read_text(encoding="utf-8"))
+    return speed["videos_per_s"], ", ".join(speed["engines"])
 
 
 def _score(models: list[Path], truth: Path | None, overrides: list[str], precision: str) -> float | None:
